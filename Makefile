@@ -1,0 +1,53 @@
+# Vigil — the single entry point. `make help` lists the targets.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEBIAN_PACKAGES := $(shell grep -v '^\#' debian-packages.txt)
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+system-deps: ## install the Debian packages the stack needs (skipped when all present)
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): requirements.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first, from the CPU wheel on disk: any other version pulls a multi-GB CUDA build
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+setup: system-deps $(STAMP) ## create .venv with the pinned dependencies
+
+demo: setup ## set everything up and run the demo
+	$(VENV)/bin/vigil demo
+
+test: setup ## run the whole test suite
+	$(VENV)/bin/pytest -n 2 --dist loadgroup
+
+lint: setup ## ruff (lint + format check) and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: setup ## apply ruff's formatting and safe fixes
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: setup ## run the benchmarks (they print ratios against a baseline)
+	$(PY) bench/features.py
+	$(PY) bench/export.py
+
+clean: ## remove the virtual environment and local data
+	rm -rf $(VENV) data reports .vigil
+
+.PHONY: help system-deps setup demo test lint format bench clean
