@@ -30,3 +30,50 @@ RAW_SCHEMA = pa.schema(
 # (instance, metric, timestamp).
 METRIC_KEY = ("instance_id", "name", "timestamp")
 LOG_KEY = ("event_id",)
+
+# The fleet's metric set: CloudWatch's EC2 metrics plus what the CloudWatch agent and the
+# services publish. The exporter asks for these by default and the feature contract is built
+# from them; real datasets bring their own list (see contracts.dataset.DatasetInfo).
+FLEET_METRICS = (
+    "CPUUtilization",
+    "MemoryUtilization",
+    "NetworkIn",
+    "NetworkOut",
+    "DiskReadOps",
+    "DiskWriteOps",
+    "DiskUsedPercent",
+    "SwapUsedPercent",
+    "LoadAverage",
+    "TCPConnections",
+    "RequestCount",
+    "Latency",
+    "HTTPCode_5XX_Count",
+    "HTTPCode_4XX_Count",
+    "DatabaseConnections",
+    "ThreadCount",
+)
+
+# Bounds a valid datapoint must lie in (inclusive); metrics not listed need only be finite.
+METRIC_RANGES: dict[str, tuple[float, float]] = {
+    "CPUUtilization": (0.0, 100.0),
+    "MemoryUtilization": (0.0, 100.0),
+    "DiskUsedPercent": (0.0, 100.0),
+    "SwapUsedPercent": (0.0, 100.0),
+    **{
+        name: (0.0, float("inf"))
+        for name in (
+            "NetworkIn",
+            "NetworkOut",
+            "DiskReadOps",
+            "DiskWriteOps",
+            "LoadAverage",
+            "TCPConnections",
+            "RequestCount",
+            "Latency",
+            "HTTPCode_5XX_Count",
+            "HTTPCode_4XX_Count",
+            "DatabaseConnections",
+            "ThreadCount",
+        )
+    },
+}

@@ -1,0 +1,1 @@
+"""Batch side: CloudWatch export, fleet simulation, dataset import, features, validation, training."""
