@@ -70,9 +70,8 @@ class ObjectStore:
             return bytes(stream.read())
 
     def write_bytes(self, key: str, data: bytes) -> None:
-        with self._atomic(key) as tmp:
-            with self.fs.open_output_stream(tmp) as out:
-                out.write(data)
+        with self._atomic(key) as tmp, self.fs.open_output_stream(tmp) as out:
+            out.write(data)
 
     def read_table(self, key: str, columns: list[str] | None = None) -> pa.Table:
         return pq.read_table(self.path(key), filesystem=self.fs, columns=columns)
@@ -112,7 +111,6 @@ class ObjectStore:
                 self.fs.delete_file(tmp)
             raise
         self.fs.move(tmp, final)
-
 
 
 def open_store(settings: Settings) -> ObjectStore:

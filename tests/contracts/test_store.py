@@ -23,9 +23,14 @@ def test_failed_write_leaves_the_previous_file_intact(tmp_path):
     # Intent: a crash mid-write must never corrupt or remove what is already stored.
     store = ObjectStore.from_uri(str(tmp_path / "store"))
     store.write_table("data.parquet", _table(3))
-    with pytest.raises(RuntimeError), store.parquet_writer("data.parquet", _table(1).schema) as w:
-        w.write_table(_table(100))
-        raise RuntimeError("crash while writing")
+
+    def crash_while_writing() -> None:
+        with store.parquet_writer("data.parquet", _table(1).schema) as writer:
+            writer.write_table(_table(100))
+            raise RuntimeError("crash while writing")
+
+    with pytest.raises(RuntimeError):
+        crash_while_writing()
     assert store.read_table("data.parquet").num_rows == 3
     assert store.list_keys("", "") == ["data.parquet"]  # no temporary file left behind
 

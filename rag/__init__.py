@@ -1,0 +1,1 @@
+"""Explanation service: log and runbook retrieval from Qdrant, grounded LLM root-cause reports."""
