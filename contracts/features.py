@@ -1,0 +1,644 @@
+"""The feature contract: the ordered feature columns and the one function that computes them.
+
+Training (``training/feature_job.py``) and the online scorer (``serving/``) both call this module,
+so a model always sees features computed by the same code (no train/serve skew):
+
+- ``to_wide`` turns raw telemetry rows (``contracts.telemetry.RAW_SCHEMA``) into one row per
+  (instance_id, step) on a regular grid: metric values averaged per step bucket, log events
+  counted per level.
+- ``compute_features`` turns that wide frame into the features, one row per (instance_id,
+  timestamp), columns ``ID_COLUMNS + feature_columns(metrics)`` in that order.
+- ``latest_features`` is the scorer's entry point: given the last ``HISTORY_STEPS`` (or more)
+  steps of raw telemetry it returns the newest row per instance, computed by the same two
+  functions. Those rows are bit-for-bit equal to the rows the batch job writes for the same
+  timestamps.
+
+Why that equality holds: every window statistic is a fixed-order combination of exactly the
+values inside its window. Each window aggregate (sum, sum of squared deviations, min, max)
+is merged from smaller ones in the same order for every row (one row + one row, 2 + 2, 4 + 1,
+5 + 5, 10 + 5, 15 + 15, 30 + 30; Chan et al.'s pairwise formula for the deviations), so a
+row's value depends only on its window. A running (add/subtract) rolling sum, as pandas or
+polars use, carries rounding from rows that left the window long ago: a feature would then
+depend on where the series started, and online rows would differ from batch rows in the last
+bits.
+
+Semantics, in steps of ``DatasetInfo.step_seconds``:
+
+- Time features come from the UTC timestamp: ``hour_of_day``, ``day_of_week`` (0 = Monday),
+  ``is_weekend``, ``is_business_hours`` (Monday to Friday, 09:00 to 17:59).
+- Per metric (slug ``s = metric_slug(name)``): ``s`` (current value), ``s_{mean,std,min,max}_w``
+  over the last w rows for w in ``WINDOWS``, ``s_lag_k`` and ``s_change_k = (s - s_lag_k) / k``
+  for k in ``LAGS``, ``s_zscore_60 = (s - s_mean_60) / (s_std_60 + ZSCORE_EPS)``. Standard
+  deviations are sample deviations (ddof = 1), as pandas computes them.
+- ``s_sum_15`` for every metric in ``COUNTER_METRICS`` (bytes, requests, operations).
+- Log counts per step (``LOG_COUNT_COLUMNS``), their 15-step sums and ``error_ratio_15`` =
+  (errors + criticals) / max(log events, 1) over 15 steps. A dataset without logs gets zeros.
+- No nulls: the first rows of an instance use the rows available (a partial window; the std
+  of one row is 0); a lag that reaches before the first row is the first value, so the change
+  on the first row is 0. A metric missing inside an instance's grid (a gap) is forward-filled
+  from that instance's last value; before its first value, or when never seen, it is 0 (a row
+  never uses a later value, so batch and online rows agree).
+- Every feature is Float32 (``FEATURE_DTYPE``), what the models consume; computation is Float64.
+
+Online equality needs the raw window to hold at least ``HISTORY_STEPS`` steps and every
+metric a value at its first step (otherwise the online gap-fill has less history than the
+batch one).
+"""
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import polars as pl
+import pyarrow as pa
+
+INSTANCE_ID = "instance_id"
+TIMESTAMP = "timestamp"
+ID_COLUMNS = (INSTANCE_ID, TIMESTAMP)
+TIMESTAMP_TYPE = pl.Datetime("ms", "UTC")
+FEATURE_DTYPE = pl.Float32
+
+WINDOWS = (5, 15, 60)
+LAGS = (1, 5, 15)
+SUM_WINDOW = 15
+ZSCORE_WINDOW = 60
+ZSCORE_EPS = 1e-6
+# Rows a feature row looks back over, itself included: the longest window.
+HISTORY_STEPS = max(WINDOWS)
+
+TIME_FEATURES = ("hour_of_day", "day_of_week", "is_weekend", "is_business_hours")
+BUSINESS_HOURS = range(9, 18)
+
+# Log counts per step: level-specific counts, then every event, then events whose message
+# could not be parsed.
+LEVEL_COUNT_COLUMNS = {
+    "error_count": "ERROR",
+    "warning_count": "WARN",
+    "critical_count": "CRITICAL",
+}
+LOG_COUNT_COLUMNS = (*LEVEL_COUNT_COLUMNS, "log_count", "parse_error_count")
+SUMMED_LOG_COUNTS = ("error_count", "warning_count", "critical_count", "log_count")
+ERROR_RATIO = f"error_ratio_{SUM_WINDOW}"
+
+# Metrics that count things per step, for which a sum over a window means something.
+COUNTER_METRICS = frozenset(
+    {
+        "NetworkIn",
+        "NetworkOut",
+        "RequestCount",
+        "HTTPCode_5XX_Count",
+        "HTTPCode_4XX_Count",
+        "DiskReadOps",
+        "DiskWriteOps",
+    }
+)
+
+_RAW_COLUMNS = ("timestamp", "instance_id", "kind", "name", "value", "level", "parse_error")
+_POS = "__pos"  # row number inside the instance, 0 at its first step
+# Padding rows placed before each instance: more than any window or lag reaches back.
+_PAD = HISTORY_STEPS
+# Instances are computed in chunks of about this many rows, which keeps the intermediate
+# columns small (memory stays bounded, and a fleet-day ran about twice as fast as in one
+# piece). Instances are independent, so chunking changes no value.
+_CHUNK_ROWS = 1 << 18
+# What a padding row holds for each window aggregate: a value that changes nothing.
+_NEUTRAL = {"sum": 0.0, "m2": 0.0, "min": math.inf, "max": -math.inf}
+
+
+def metric_slug(name: str) -> str:
+    """The snake_case name a metric's features start with.
+
+    ``CPUUtilization`` -> ``cpu_utilization``, ``HTTPCode_5XX_Count`` -> ``http_code_5xx_count``,
+    ``cpu_r`` -> ``cpu_r``.
+
+    Raises:
+        ValueError: when the name holds no letter or digit.
+    """
+    slug = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)  # HTTPCode -> HTTP_Code
+    slug = re.sub(r"([a-z])([A-Z])", r"\1_\2", slug)  # cpuUtil -> cpu_Util
+    slug = re.sub(r"(\d)([A-Z][a-z])", r"\1_\2", slug)  # Disk2Reads -> Disk2_Reads
+    slug = re.sub(r"[^0-9a-zA-Z]+", "_", slug).strip("_").lower()
+    if not slug:
+        raise ValueError(f"metric name {name!r} has no letter or digit to name features by")
+    return slug
+
+
+def metric_feature_columns(metric: str) -> list[str]:
+    """The 20 per-metric feature columns of ``metric``, in contract order."""
+    s = metric_slug(metric)
+    windowed = [f"{s}_{stat}_{w}" for w in WINDOWS for stat in ("mean", "std", "min", "max")]
+    lags = [f"{s}_lag_{k}" for k in LAGS]
+    changes = [f"{s}_change_{k}" for k in LAGS]
+    return [s, *windowed, *lags, *changes, f"{s}_zscore_{ZSCORE_WINDOW}"]
+
+
+def feature_columns(metrics: Sequence[str]) -> list[str]:
+    """The ordered feature columns for ``metrics``: the contract models and the scorer rely on.
+
+    Time features, then 20 columns per metric in the given order, then ``{s}_sum_15`` of the
+    counter metrics, then the log features.
+
+    Raises:
+        ValueError: on an empty or repeated metric list, or on two names that would give the
+            same feature column (e.g. ``CPUUtilization`` and ``cpu_utilization``).
+    """
+    if not metrics:
+        raise ValueError("at least one metric is needed to compute features")
+    if len(set(metrics)) != len(metrics):
+        raise ValueError(f"metric list repeats a name: {sorted(_repeated(metrics))}")
+    slugs = {metric: metric_slug(metric) for metric in metrics}
+    if clashing := _repeated(list(slugs.values())):
+        names = sorted(m for m, s in slugs.items() if s in clashing)
+        raise ValueError(f"metrics {names} give the same feature names {sorted(clashing)}")
+    columns = [
+        *TIME_FEATURES,
+        *(column for metric in metrics for column in metric_feature_columns(metric)),
+        *(f"{slugs[m]}_sum_{SUM_WINDOW}" for m in metrics if m in COUNTER_METRICS),
+        *LOG_COUNT_COLUMNS,
+        *(f"{c}_sum_{SUM_WINDOW}" for c in SUMMED_LOG_COUNTS),
+        ERROR_RATIO,
+    ]
+    if clashing := _repeated(columns):
+        raise ValueError(f"metric names give feature columns that clash: {sorted(clashing)}")
+    return columns
+
+
+def feature_schema(metrics: Sequence[str]) -> pa.Schema:
+    """The Arrow schema of a features file: the id columns, then ``feature_columns(metrics)``."""
+    return pa.schema(
+        [
+            pa.field(INSTANCE_ID, pa.string(), nullable=False),
+            pa.field(TIMESTAMP, pa.timestamp("ms", tz="UTC"), nullable=False),
+            *(pa.field(name, pa.float32(), nullable=False) for name in feature_columns(metrics)),
+        ]
+    )
+
+
+def to_wide(
+    raw: pl.DataFrame | pa.Table, metrics: Sequence[str], step_seconds: int
+) -> pl.DataFrame:
+    """Raw telemetry rows as one row per (instance_id, step) on a regular grid.
+
+    Metric values are averaged per (instance, metric, step bucket); buckets are timestamps
+    floored to a multiple of ``step_seconds`` since the epoch. Metric rows whose name is not
+    in ``metrics`` are not part of the feature contract and are left out. Log rows are counted
+    per step into ``LOG_COUNT_COLUMNS``. Each instance gets every step from its first to its
+    last bucket; a step without a datapoint has a null metric value and zero log counts.
+
+    Args:
+        raw: rows with at least the columns timestamp, instance_id, kind, name, value, level
+            and parse_error of ``RAW_SCHEMA``, in any order.
+        metrics: the dataset's metrics; each becomes a Float64 column named as the metric.
+        step_seconds: the grid step.
+
+    Returns:
+        instance_id, timestamp (UTC, ms), one column per metric, the log counts (Int64),
+        sorted by instance_id then timestamp.
+
+    Raises:
+        ValueError: on a missing column, a naive timestamp, a null key or a non-finite value.
+    """
+    frame = raw if isinstance(raw, pl.DataFrame) else pl.DataFrame(pl.from_arrow(raw))
+    _require_columns(frame, _RAW_COLUMNS, "raw telemetry")
+    if step_seconds <= 0:
+        raise ValueError(f"step_seconds must be positive, got {step_seconds}")
+    step_ms = step_seconds * 1000
+    frame = frame.select(_RAW_COLUMNS).with_columns(
+        _utc_ms(frame, "raw telemetry").dt.epoch("ms").floordiv(step_ms).mul(step_ms).alias("step")
+    )
+    _require_no_nulls(frame, ("step", INSTANCE_ID, "kind"), "raw telemetry")
+
+    metric_rows = frame.filter(
+        (pl.col("kind") == "metric")
+        & pl.col("name").is_in(list(metrics))
+        & pl.col("value").is_not_null()
+    )
+    bad = metric_rows.filter(~pl.col("value").is_finite())
+    if bad.height:
+        first = bad.row(0, named=True)
+        raise ValueError(
+            f"raw telemetry has {bad.height} non-finite metric values, e.g. {first['name']}="
+            f"{first['value']} on {first[INSTANCE_ID]} at {first[TIMESTAMP]}"
+        )
+    values = metric_rows.pivot(
+        on="name",
+        on_columns=list(metrics),
+        index=[INSTANCE_ID, "step"],
+        values="value",
+        aggregate_function="mean",
+    )
+    counts = (
+        frame.filter(pl.col("kind") == "log")
+        .group_by(INSTANCE_ID, "step")
+        .agg(
+            *(
+                (pl.col("level") == level).sum().alias(c)
+                for c, level in LEVEL_COUNT_COLUMNS.items()
+            ),
+            pl.len().alias("log_count"),
+            pl.col("parse_error").fill_null(False).sum().alias("parse_error_count"),
+        )
+    )
+    grid = (
+        pl.concat([values.select(INSTANCE_ID, "step"), counts.select(INSTANCE_ID, "step")])
+        .group_by(INSTANCE_ID)
+        .agg(pl.int_ranges(pl.col("step").min(), pl.col("step").max() + step_ms, step_ms).first())
+        .explode("step")
+    )
+    return (
+        grid.join(values, on=[INSTANCE_ID, "step"], how="left")
+        .join(counts, on=[INSTANCE_ID, "step"], how="left")
+        .select(
+            INSTANCE_ID,
+            pl.col("step").cast(pl.Datetime("ms")).dt.replace_time_zone("UTC").alias(TIMESTAMP),
+            *(pl.col(m).cast(pl.Float64) for m in metrics),
+            *(pl.col(c).fill_null(0).cast(pl.Int64) for c in LOG_COUNT_COLUMNS),
+        )
+        .sort(INSTANCE_ID, TIMESTAMP)
+    )
+
+
+def compute_features(wide: pl.DataFrame, metrics: Sequence[str]) -> pl.DataFrame:
+    """The features of every row of a wide frame, windowed per instance.
+
+    Args:
+        wide: one row per (instance_id, timestamp) on a regular grid, e.g. from ``to_wide``
+            or a dataset importer: instance_id, timestamp, one numeric column per metric
+            (named as the metric; nulls are gaps) and optionally ``LOG_COUNT_COLUMNS``
+            (absent means no logs: zeros). Row order does not matter.
+        metrics: the dataset's metrics, in contract order.
+
+    Returns:
+        ``ID_COLUMNS + feature_columns(metrics)``, sorted by instance_id then timestamp.
+
+    Raises:
+        ValueError: on a missing or non-numeric metric column, a null or repeated
+            (instance_id, timestamp), or timestamps that are not on one regular step grid.
+    """
+    columns = feature_columns(metrics)
+    prepared = _prepared(wide, metrics)
+    chunks = (
+        prepared.with_row_index("__chunk")
+        .with_columns((pl.col("__chunk").first() // _CHUNK_ROWS).over(INSTANCE_ID))
+        .partition_by("__chunk", include_key=False)
+    )
+    features = [_chunk_features(chunk, metrics, columns) for chunk in chunks]
+    return pl.concat(features) if features else _chunk_features(prepared, metrics, columns)
+
+
+def latest_features(
+    raw_recent: pl.DataFrame | pa.Table, metrics: Sequence[str], step_seconds: int
+) -> pl.DataFrame:
+    """The newest feature row of each instance, for online scoring.
+
+    Computed by ``to_wide`` and ``compute_features``, exactly as the batch job does, so each
+    row equals the batch row of the same (instance_id, timestamp).
+
+    Args:
+        raw_recent: raw telemetry covering at least the last ``HISTORY_STEPS`` steps.
+        metrics: the dataset's metrics.
+        step_seconds: the grid step.
+
+    Returns:
+        One row per instance: ``ID_COLUMNS + feature_columns(metrics)``, sorted by instance_id.
+
+    Raises:
+        ValueError: when the telemetry spans fewer than ``HISTORY_STEPS`` steps (the windows
+            would be shorter than the batch job's), and on the errors of ``to_wide``.
+    """
+    wide = to_wide(raw_recent, metrics, step_seconds)
+    span = wide.select(
+        first=pl.col(TIMESTAMP).min(),
+        last=pl.col(TIMESTAMP).max(),
+        steps=(pl.col(TIMESTAMP).max() - pl.col(TIMESTAMP).min()).dt.total_seconds() // step_seconds
+        + 1,
+    ).row(0, named=True)
+    if wide.height and span["steps"] < HISTORY_STEPS:
+        raise ValueError(
+            f"raw telemetry spans {span['steps']} steps ({span['first']} to {span['last']}); "
+            f"online features need at least {HISTORY_STEPS} so that every window matches "
+            "the batch features"
+        )
+    features = compute_features(wide, metrics)
+    return features.filter(pl.col(TIMESTAMP) == pl.col(TIMESTAMP).max().over(INSTANCE_ID))
+
+
+def _repeated(names: Sequence[str]) -> set[str]:
+    return {name for name, times in Counter(names).items() if times > 1}
+
+
+def _require_columns(frame: pl.DataFrame, columns: Sequence[str], what: str) -> None:
+    if missing := [c for c in columns if c not in frame.columns]:
+        raise ValueError(f"{what} lacks columns {missing}; it has {frame.columns}")
+
+
+def _require_no_nulls(frame: pl.DataFrame, columns: Sequence[str], what: str) -> None:
+    for column in columns:
+        if nulls := frame[column].null_count():
+            raise ValueError(f"{what} has {nulls} rows with a null {column}")
+
+
+def _utc_ms(frame: pl.DataFrame, what: str) -> pl.Expr:
+    dtype = frame.schema[TIMESTAMP]
+    if not isinstance(dtype, pl.Datetime) or dtype.time_zone is None:
+        raise ValueError(f"{what}: {TIMESTAMP} must be a timezone-aware datetime, got {dtype}")
+    return pl.col(TIMESTAMP).dt.convert_time_zone("UTC").cast(TIMESTAMP_TYPE)
+
+
+def _value(name: str) -> str:
+    return f"__value_{name}"
+
+
+def _prepared(wide: pl.DataFrame, metrics: Sequence[str]) -> pl.DataFrame:
+    """Validated and sorted; gaps filled; one Float64 column per metric and log count."""
+    _require_columns(wide, [*ID_COLUMNS, *metrics], "wide frame")
+    reserved = [m for m in metrics if m in (*ID_COLUMNS, *LOG_COUNT_COLUMNS)]
+    if reserved:
+        raise ValueError(f"metric names {reserved} clash with id or log count columns")
+    for column in [*metrics, *(c for c in LOG_COUNT_COLUMNS if c in wide.columns)]:
+        if not wide.schema[column].is_numeric():
+            raise ValueError(f"wide frame column {column!r} is {wide.schema[column]}, not numeric")
+    frame = wide.select(
+        pl.col(INSTANCE_ID).cast(pl.String),
+        _utc_ms(wide, "wide frame"),
+        *(pl.col(m).cast(pl.Float64).alias(_value(m)) for m in metrics),
+        *(
+            (pl.col(c) if c in wide.columns else pl.lit(0)).cast(pl.Float64).alias(_value(c))
+            for c in LOG_COUNT_COLUMNS
+        ),
+    )
+    _require_no_nulls(frame, ID_COLUMNS, "wide frame")
+    frame = frame.sort(INSTANCE_ID, TIMESTAMP)
+    steps = frame.select(
+        pl.col(TIMESTAMP).diff().over(INSTANCE_ID).dt.total_milliseconds().alias("step_ms")
+    )["step_ms"]
+    if (steps == 0).any():
+        duplicated = frame.filter(steps == 0).row(0, named=True)
+        raise ValueError(
+            f"wide frame repeats (instance_id, timestamp): {duplicated[INSTANCE_ID]} at "
+            f"{duplicated[TIMESTAMP]}; aggregate the rows per step first (see to_wide)"
+        )
+    if steps.drop_nulls().n_unique() > 1:
+        raise ValueError(
+            f"wide frame is not on one regular grid: steps of "
+            f"{sorted(steps.drop_nulls().unique().to_list())} ms between rows of an instance; "
+            "build it with to_wide, which fills the gaps"
+        )
+    return frame.with_columns(
+        pl.col(_value(m)).forward_fill().over(INSTANCE_ID).fill_null(0.0) for m in metrics
+    )
+
+
+def _padded(frame: pl.DataFrame) -> pl.DataFrame:
+    """``_PAD`` copies of each instance's first row placed before it, and ``_POS``.
+
+    With the padding, a row's window or lag never reaches into the previous instance, so
+    windows are computed with plain shifts over the whole frame (no per-group kernels, no
+    nulls: several times faster in polars than masked shifts). Padding rows have a negative
+    ``_POS``; each aggregate treats them as its neutral element, and they are dropped at the end.
+    """
+    index = (
+        frame.with_row_index("__row")
+        .group_by(INSTANCE_ID, maintain_order=True)
+        .agg(pl.col("__row").first().cast(pl.Int64).alias("__first"), pl.len().alias("__rows"))
+        .select(
+            pl.col("__first"),
+            pl.int_ranges(-_PAD, pl.col("__rows"), dtype=pl.Int64).alias(_POS),
+        )
+        .explode(_POS)
+    )
+    rows = index.select(pl.max_horizontal(pl.col("__first") + pl.col(_POS), "__first"))
+    return frame[rows.to_series()].with_columns(index[_POS])
+
+
+def _chunk_features(
+    prepared: pl.DataFrame, metrics: Sequence[str], columns: list[str]
+) -> pl.DataFrame:
+    """``compute_features`` of a prepared frame holding whole instances."""
+    padded = _padded(prepared)
+    is_real = padded[_POS] >= 0
+    values = [_value(m) for m in metrics]
+    logs = [_value(c) for c in SUMMED_LOG_COUNTS]
+    aggregates = _window_aggregates(
+        padded, [(values, ("sum", "m2", "min", "max"), WINDOWS), (logs, ("sum",), (SUM_WINDOW,))]
+    )
+    exprs = _time_features()
+    for metric in metrics:
+        exprs.update(_metric_features(metric))
+    exprs.update(_log_features())
+    features = pl.concat([padded, aggregates], how="horizontal").select(
+        *ID_COLUMNS, *(exprs[name].cast(FEATURE_DTYPE).alias(name) for name in columns)
+    )
+    return features.filter(is_real)
+
+
+def _time_features() -> dict[str, pl.Expr]:
+    ts = pl.col(TIMESTAMP)
+    day_of_week = ts.dt.weekday() - 1
+    return {
+        "hour_of_day": ts.dt.hour(),
+        "day_of_week": day_of_week,
+        "is_weekend": day_of_week >= 5,
+        "is_business_hours": (day_of_week < 5) & ts.dt.hour().is_in(list(BUSINESS_HOURS)),
+    }
+
+
+def _metric_features(metric: str) -> dict[str, pl.Expr]:
+    """The 20 feature columns of ``metric`` and its 15-step sum."""
+    s, column = metric_slug(metric), _value(metric)
+    x = pl.col(column)
+    means = {w: pl.col(_block(column, "sum", w)) / pl.col(_count_name(w)) for w in WINDOWS}
+    stds = {w: (pl.col(_block(column, "m2", w)) * pl.col(_dof_name(w))).sqrt() for w in WINDOWS}
+    exprs = {s: x}
+    for w in WINDOWS:
+        exprs[f"{s}_mean_{w}"] = means[w]
+        exprs[f"{s}_std_{w}"] = stds[w]
+        exprs[f"{s}_min_{w}"] = pl.col(_block(column, "min", w))
+        exprs[f"{s}_max_{w}"] = pl.col(_block(column, "max", w))
+    # A padding row holds the instance's first value, so a lag reaching before the start reads it.
+    lags = {k: x.shift(k, fill_value=0.0) for k in LAGS}
+    exprs.update({f"{s}_lag_{k}": lag for k, lag in lags.items()})
+    exprs.update({f"{s}_change_{k}": (x - lag) / k for k, lag in lags.items()})
+    z = ZSCORE_WINDOW
+    exprs[f"{s}_zscore_{z}"] = (x - means[z]) / (stds[z] + ZSCORE_EPS)
+    exprs[f"{s}_sum_{SUM_WINDOW}"] = pl.col(_block(column, "sum", SUM_WINDOW))
+    return exprs
+
+
+def _log_features() -> dict[str, pl.Expr]:
+    exprs = {name: pl.col(_value(name)) for name in LOG_COUNT_COLUMNS}
+    for name in SUMMED_LOG_COUNTS:
+        exprs[f"{name}_sum_{SUM_WINDOW}"] = pl.col(_block(_value(name), "sum", SUM_WINDOW))
+    sums = {name: exprs[f"{name}_sum_{SUM_WINDOW}"] for name in SUMMED_LOG_COUNTS}
+    problems = sums["error_count"] + sums["critical_count"]
+    exprs[ERROR_RATIO] = problems / pl.max_horizontal(sums["log_count"], 1.0)
+    return exprs
+
+
+class _Plan(NamedTuple):
+    """How the aggregates of some columns over some windows are built, round by round."""
+
+    columns: Sequence[str]
+    aggs: Sequence[str]
+    windows: Sequence[int]
+    merges: dict[int, tuple[int, int]]
+    rounds: list[list[int]]
+    last_use: dict[int, int]
+
+
+def _plan(columns: Sequence[str], aggs: Sequence[str], windows: Sequence[int]) -> _Plan:
+    """Merges ``{rows: (a, b)}``: the aggregate of the last a + b rows merges the one of the
+    last a rows with the one of the b rows before them.
+
+    Each window is built from the largest one before it (a single row for the first) by
+    doubling and adding, so (5, 15, 60) take seven merges: 1+1, 2+2, 4+1, 5+5, 10+5, 15+15,
+    30+30. Rounds hold merges whose parts exist; ``last_use`` is the last round reading each
+    part, after which it can go unless it is one of the windows.
+    """
+    merges: dict[int, tuple[int, int]] = {}
+
+    def build(target: int, units: list[int]) -> None:
+        unit = max(u for u in units if u <= target)
+        rows = unit
+        for bit in bin(target // unit)[3:]:
+            merges.setdefault(2 * rows, (rows, rows))
+            rows *= 2
+            if bit == "1":
+                merges.setdefault(rows + unit, (rows, unit))
+                rows += unit
+        if rest := target - rows:
+            build(rest, units)
+            merges.setdefault(target, (rows, rest))
+
+    units = [1]
+    for window in sorted(windows):
+        build(window, units)
+        units.append(window)
+    rounds: list[list[int]] = []
+    built = {1}
+    while pending := sorted(set(merges) - built):
+        rounds.append([rows for rows in pending if set(merges[rows]) <= built])
+        built.update(rounds[-1])
+    last_use: dict[int, int] = {}
+    for index, ready in enumerate(rounds):
+        for part in (part for rows in ready for part in merges[rows]):
+            last_use[part] = max(last_use.get(part, 0), index)
+    return _Plan(columns, aggs, windows, merges, rounds, last_use)
+
+
+def _block(column: str, agg: str, rows: int) -> str:
+    return f"{column}__{agg}{rows}"
+
+
+def _count_name(rows: int, offset: int = 0) -> str:
+    return f"__count{rows}@{offset}"
+
+
+def _dof_name(rows: int) -> str:
+    return f"__dof{rows}"
+
+
+def _count(rows: int, offset: int = 0) -> pl.Expr:
+    """Real (non-padding) rows in the block of ``rows`` rows ending ``offset`` rows back."""
+    return (
+        (pl.col(_POS) - offset + 1).clip(0, rows).cast(pl.Float64).alias(_count_name(rows, offset))
+    )
+
+
+def _window_aggregates(
+    padded: pl.DataFrame, groups: Sequence[tuple[Sequence[str], Sequence[str], Sequence[int]]]
+) -> pl.DataFrame:
+    """Aggregates of the last w real rows, for each ``(columns, aggs, windows)`` group.
+
+    ``aggs`` are among "sum", "m2" (sum of squared deviations from the mean), "min" and "max",
+    in that order. Returns ``{column}__{agg}{w}`` per column, agg and window, plus
+    ``__count{w}@0`` (rows in the window) and ``__dof{w}`` (1 / max(rows - 1, 1)) per window.
+
+    Merges run in rounds, one eager step each (one lazy plan over every round made polars
+    re-expand the shared intermediates, several times slower); a round computes the row
+    counts its merges share once, and drops the aggregates no later round needs.
+    """
+    plans = [_plan(*group) for group in groups]
+    is_padding = pl.col(_POS) < 0
+    frame = padded.select(
+        _POS,
+        *(
+            pl.when(is_padding).then(_NEUTRAL[agg]).otherwise(pl.col(c)).alias(_block(c, agg, 1))
+            for plan in plans
+            for c in plan.columns
+            for agg in plan.aggs
+            if agg != "m2"
+        ),
+    )
+    for index in range(max(len(plan.rounds) for plan in plans)):
+        steps = [
+            (plan, rows)
+            for plan in plans
+            if index < len(plan.rounds)
+            for rows in plan.rounds[index]
+        ]
+        counts = _merge_counts([plan.merges[rows] for plan, rows in steps if "m2" in plan.aggs])
+        frame = frame.with_columns(counts).with_columns(
+            expr
+            for plan, rows in steps
+            for c in plan.columns
+            for expr in _merged(c, *plan.merges[rows], plan.aggs)
+        )
+        dead = [
+            _block(c, agg, rows)
+            for plan in plans
+            for rows, last in plan.last_use.items()
+            if last == index and rows not in plan.windows
+            for c in plan.columns
+            for agg in plan.aggs
+            if _block(c, agg, rows) in frame.columns
+        ]
+        frame = frame.drop(*dead, *(e.meta.output_name() for e in counts))
+    windows = sorted({w for plan in plans for w in plan.windows})
+    return frame.with_columns(
+        *(_count(w) for w in windows),
+        *((1 / pl.col(_POS).clip(1, max(w - 1, 1))).alias(_dof_name(w)) for w in windows),
+    ).drop(_POS)
+
+
+def _merge_counts(merges: Sequence[tuple[int, int]]) -> list[pl.Expr]:
+    """Row counts of the blocks merged, and 1 / (n_a n_b (n_a + n_b)) per merge (a, b)."""
+    exprs: dict[str, pl.Expr] = {}
+    for a, b in merges:
+        n_a, n_b = _count(a), _count(b, a)
+        exprs[_count_name(a)] = n_a
+        exprs[_count_name(b, a)] = n_b
+        clamp = [pl.max_horizontal(n, 1) for n in (n_a, n_b, n_a + n_b)]
+        exprs[f"__scale{a}+{b}"] = 1 / (clamp[0] * clamp[1] * clamp[2])
+    return [expr.alias(name) for name, expr in exprs.items()]
+
+
+def _merged(column: str, a: int, b: int, aggs: Sequence[str]) -> list[pl.Expr]:
+    """The aggregates of the last a + b rows from those of the last a and of the b before.
+
+    Padding rows hold each aggregate's neutral element, so shifting a block of b rows back by
+    a needs no mask. The sum of squared deviations uses Chan et al.'s pairwise update, written
+    without dividing by a block's count (a block in the padding has none):
+    m2 = m2_a + m2_b + (n_a sum_b - n_b sum_a)^2 / (n_a n_b (n_a + n_b)).
+    """
+
+    def part(agg: str, rows: int) -> pl.Expr:
+        return pl.lit(0.0) if agg == "m2" and rows == 1 else pl.col(_block(column, agg, rows))
+
+    merged = []
+    for agg in aggs:
+        before = part(agg, b).shift(a, fill_value=_NEUTRAL[agg])
+        if agg == "sum":
+            merged.append(part("sum", a) + before)
+        elif agg == "min":
+            merged.append(pl.min_horizontal(part("min", a), before))
+        elif agg == "max":
+            merged.append(pl.max_horizontal(part("max", a), before))
+        else:
+            sum_b = part("sum", b).shift(a, fill_value=0.0)
+            spread = pl.col(_count_name(a)) * sum_b - pl.col(_count_name(b, a)) * part("sum", a)
+            between = spread * spread * pl.col(f"__scale{a}+{b}")
+            merged.append(part("m2", a) + before + between)
+    return [expr.alias(_block(column, agg, a + b)) for expr, agg in zip(merged, aggs, strict=True)]

@@ -1,0 +1,144 @@
+"""The feature job: raw hourly partitions of a day → that day's features file."""
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+
+import boto3
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pytest
+from distributed import Client, LocalCluster
+from polars.testing import assert_frame_equal
+
+from contracts.dataset import DatasetInfo, write_dataset_info
+from contracts.features import compute_features, feature_schema, to_wide
+from contracts.layout import features_path, raw_partition_path
+from contracts.store import ObjectStore
+from contracts.telemetry import RAW_SCHEMA
+from tests.servers import ServerProcess
+from training import feature_job
+from training.feature_job import RawPartitionsNotFoundError, build_features, raw_days
+
+METRICS = ["CPUUtilization", "NetworkIn"]
+DAY_1, DAY_2 = date(2026, 3, 1), date(2026, 3, 2)
+MIDNIGHT = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+def raw_telemetry(start: datetime, minutes: int, instances: int = 3, seed: int = 0) -> pl.DataFrame:
+    """Raw rows (RAW_SCHEMA): every metric each minute, and a few ERROR/INFO log events."""
+    rng = np.random.default_rng(seed)
+    stamps = [start + timedelta(minutes=m) for m in range(minutes)]
+    rows = []
+    for index in range(instances):
+        common = {"instance_id": f"i-{index:03d}", "source": "ec2", "parse_error": False}
+        for metric in METRICS:
+            values = 50 + 10 * rng.standard_normal(minutes) + index
+            for at, value in zip(stamps, values, strict=True):
+                rows.append({**common, "timestamp": at, "kind": "metric", "name": metric,
+                             "value": float(value)})  # fmt: skip
+        for at in stamps[:: 7 + index]:
+            for level in ("ERROR", "INFO"):
+                rows.append({**common, "timestamp": at, "kind": "log", "level": level})
+    return pl.DataFrame(pa.Table.from_pylist(rows, schema=RAW_SCHEMA))
+
+
+def write_raw(store: ObjectStore, raw: pl.DataFrame) -> None:
+    """Raw rows as the exporter lays them out: one Parquet file per UTC hour."""
+    for (hour,), part in raw.group_by(pl.col("timestamp").dt.truncate("1h")):
+        assert isinstance(hour, datetime)
+        table = pa.Table.from_pylist(part.to_dicts(), schema=RAW_SCHEMA)
+        store.write_table(raw_partition_path(hour), table)
+
+
+@pytest.fixture
+def store(tmp_path) -> ObjectStore:
+    """Two days around a midnight: 22:00 on day 1 to 02:00 on day 2."""
+    store = ObjectStore.from_uri(str(tmp_path / "store"))
+    write_dataset_info(store, DatasetInfo(name="fleet", metrics=METRICS))
+    write_raw(store, raw_telemetry(MIDNIGHT - timedelta(hours=2), minutes=240))
+    return store
+
+
+@pytest.fixture
+def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two instances per batch, so three instances make more than one batch."""
+    monkeypatch.setattr(feature_job, "INSTANCES_PER_BATCH", 2)
+
+
+def read_features(store: ObjectStore, day: date) -> pl.DataFrame:
+    return pl.DataFrame(store.read_table(features_path(day)))
+
+
+def test_writes_the_days_rows_only_with_the_contract_schema(store, small_batches):
+    summary = build_features(store, DAY_2)
+    features = read_features(store, DAY_2)
+    assert store.parquet_file(features_path(DAY_2)).schema_arrow.equals(feature_schema(METRICS))
+    assert features.height == 3 * 120  # 00:00 to 01:59, three instances; no day-1 rows
+    assert features["timestamp"].min() == MIDNIGHT
+    assert features["instance_id"].unique().sort().to_list() == ["i-000", "i-001", "i-002"]
+    assert (summary.rows, summary.days[0].instances, summary.days[0].raw_partitions) == (360, 3, 2)
+    assert summary.feature_columns == len(features.columns) - 2
+
+
+def test_windows_crossing_midnight_see_the_previous_day(store, small_batches):
+    # Intent: a day file must not restart windows at 00:00; 00:05 has 55 rows of day 1 in its
+    # 60-step window and must equal what one computation over both days gives.
+    build_features(store, DAY_2)
+    keys = store.list_keys("raw-logs", ".parquet")
+    raw = pl.concat(pl.DataFrame(store.read_table(key)) for key in keys)
+    whole = compute_features(to_wide(raw, METRICS, 60), METRICS)
+    at = pl.col("timestamp") == MIDNIGHT + timedelta(minutes=5)
+    assert_frame_equal(read_features(store, DAY_2).filter(at), whole.filter(at), check_exact=True)
+
+
+def test_every_day_is_built_when_no_day_is_given(store):
+    summary = build_features(store)
+    assert [d.day for d in summary.days] == [DAY_1, DAY_2] == raw_days(store)
+    assert read_features(store, DAY_1).height == 3 * 120
+    assert summary.rows == 3 * 240
+
+
+def test_a_day_without_raw_partitions_is_a_clear_error(store, tmp_path):
+    with pytest.raises(RawPartitionsNotFoundError, match="2026-03-05"):
+        build_features(store, date(2026, 3, 5))
+    empty = ObjectStore.from_uri(str(tmp_path / "empty"))
+    with pytest.raises(RawPartitionsNotFoundError, match="no raw partitions"):
+        build_features(empty)
+
+
+def test_unknown_engine_is_rejected(store):
+    with pytest.raises(ValueError, match="engine"):
+        build_features(store, DAY_2, engine="spark")  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def dask_client() -> Iterator[Client]:
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def test_dask_engine_writes_the_same_file_as_polars(store, small_batches, dask_client):
+    build_features(store, DAY_2, engine="polars")
+    by_polars = store.read_table(features_path(DAY_2))
+    summary = build_features(store, DAY_2, engine="dask", dask_client=dask_client)
+    by_dask = store.read_table(features_path(DAY_2))
+    assert summary.engine == "dask"
+    assert by_dask.num_rows == 360
+    assert by_dask.equals(by_polars)
+
+
+@pytest.mark.slow
+def test_features_of_an_s3_store(aws_emulator: ServerProcess):
+    s3 = boto3.client("s3", endpoint_url=aws_emulator.url, region_name="us-east-1")
+    s3.create_bucket(Bucket="vigil")
+    store = ObjectStore.from_uri("s3://vigil/fleet", endpoint_url=aws_emulator.url)
+    write_raw(store, raw_telemetry(MIDNIGHT, minutes=90, instances=2))
+    summary = build_features(store, DAY_2)
+    assert summary.rows == 2 * 90
+    assert store.read_table(features_path(DAY_2)).num_rows == 2 * 90

@@ -1,0 +1,186 @@
+"""Registration against a real MLflow server: gates, aliases, reload by alias, retries."""
+
+import json
+import shutil
+from pathlib import Path
+
+import mlflow
+import mlflow.catboost
+import mlflow.pyfunc
+import mlflow.xgboost
+import numpy as np
+import polars as pl
+import pytest
+import xgboost as xgb
+from mlflow import MlflowClient
+
+from contracts.features import feature_columns
+from contracts.store import ObjectStore
+from tests.servers import free_port
+from tests.training.conftest import METRICS, small_config, write_fleet_store
+from training.pipeline import TrainingSummary, run_training
+from training.registry import (
+    RegistrationError,
+    RunDirectory,
+    load_holdout,
+    register_run,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mlflow")]
+
+NO_GATES = {"min_f1": 0.0, "min_precision": 0.0}
+# Two-tree stumps: clearly worse than the default models on the same holdout.
+WEAK = {
+    "xgboost": {"max_depth": 1, "n_estimators": 2, "learning_rate": 0.05},
+    "catboost": {"depth": 1, "iterations": 2, "learning_rate": 0.05},
+    "gates": NO_GATES,
+}
+
+
+@pytest.fixture(scope="module")
+def runs(fleet_store: ObjectStore, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Trained, unregistered run directories; tests register copies of them."""
+    root = tmp_path_factory.mktemp("runs")
+    configs = {
+        "weak": small_config(**WEAK),
+        "strong": small_config(gates=NO_GATES),
+        "failing": small_config(gates={"min_f1": 0.99, "min_precision": 0.99}),
+    }
+    for name, config in configs.items():
+        run_training(fleet_store, config, None, root / name)
+    return {name: root / name for name in configs}
+
+
+def _copy(run: Path, tmp_path: Path, name: str) -> Path:
+    return Path(shutil.copytree(run, tmp_path / name))
+
+
+def _aliases(client: MlflowClient) -> dict[str, str]:
+    found = {}
+    for name in ("xgboost_anomaly", "catboost_anomaly"):
+        for alias, version in client.get_registered_model(name).aliases.items():
+            found[alias] = f"{name}/{version}"
+    return found
+
+
+def test_aliases_move_only_to_better_models_that_pass_their_gates(
+    runs: dict[str, Path], tracking_uri: str, tmp_path: Path
+) -> None:
+    client = MlflowClient(tracking_uri)
+    weak = register_run(_copy(runs["weak"], tmp_path, "weak"), tracking_uri)
+    assert weak.aliases == {"champion": "catboost_anomaly/1", "challenger": "xgboost_anomaly/1"}
+
+    strong = register_run(_copy(runs["strong"], tmp_path, "strong"), tracking_uri)
+    assert strong.aliases == {"champion": "xgboost_anomaly/2", "challenger": "catboost_anomaly/2"}
+    assert _aliases(client) == strong.aliases  # catboost lost "champion", xgboost "challenger"
+
+    again = register_run(_copy(runs["weak"], tmp_path, "weak-again"), tracking_uri)
+    assert again.versions == {"xgboost_anomaly": "3", "catboost_anomaly": "3"}
+    assert again.aliases == strong.aliases
+    assert "unchanged" in again.decision
+
+    failing = register_run(_copy(runs["failing"], tmp_path, "failing"), tracking_uri)
+    assert failing.aliases == strong.aliases
+    tags = client.get_run(failing.run_id).data.tags
+    assert tags["gates"] == "failed"
+    version = client.get_model_version("xgboost_anomaly", failing.versions["xgboost_anomaly"])
+    assert version.tags["gates"].startswith("failed: f1")
+    assert _aliases(client) == strong.aliases
+
+
+def test_champion_reloads_by_alias_and_reproduces_the_test_probabilities(
+    runs: dict[str, Path], tracking_uri: str, tmp_path: Path
+) -> None:
+    run_path = _copy(runs["strong"], tmp_path, "strong")
+    register_run(run_path, tracking_uri)
+    names = feature_columns(METRICS)
+    features, _ = load_holdout(RunDirectory(run_path), names)
+    holdout = pl.read_parquet(RunDirectory(run_path).holdout)
+
+    champion = mlflow.xgboost.load_model("models:/xgboost_anomaly@champion")
+    assert isinstance(champion, xgb.Booster)
+    assert champion.feature_names == names
+    expected = holdout["xgboost_probability"].to_numpy()
+    assert np.array_equal(champion.predict(xgb.DMatrix(features, feature_names=names)), expected)
+
+    frame = pl.DataFrame(features, schema=names, orient="row").to_pandas()
+    served = mlflow.pyfunc.load_model("models:/xgboost_anomaly@champion").predict(frame)
+    assert np.array_equal(np.asarray(served), expected)
+
+    challenger = mlflow.catboost.load_model("models:/catboost_anomaly@challenger")
+    assert np.array_equal(
+        challenger.predict_proba(features)[:, 1], holdout["catboost_probability"].to_numpy()
+    )
+    for uri in ("models:/xgboost_anomaly@champion", "models:/catboost_anomaly@challenger"):
+        assert mlflow.models.get_model_info(uri).signature.inputs.input_names() == names
+
+
+def test_run_logs_metrics_params_and_artifacts_for_the_scorer(
+    runs: dict[str, Path], tracking_uri: str, tmp_path: Path
+) -> None:
+    run_path = _copy(runs["strong"], tmp_path, "strong")
+    result = register_run(run_path, tracking_uri)
+    client = MlflowClient(tracking_uri)
+    run = client.get_run(result.run_id)
+    summary = TrainingSummary.model_validate_json((run_path / "summary.json").read_text())
+    assert run.data.metrics["xgboost.f1"] == pytest.approx(
+        summary.evaluations["xgboost"].metrics.f1
+    )
+    assert run.data.metrics["review.asked"] == summary.label_budget.asked
+    assert run.data.params["xgboost.max_depth"] == "6"
+    assert run.data.tags["dataset"] == "synthetic"
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.name == "vigil-anomaly-training"
+
+    download = Path(
+        mlflow.artifacts.download_artifacts(run_id=result.run_id, dst_path=str(tmp_path / "dl"))
+    )
+    assert json.loads((download / "features.json").read_text()) == feature_columns(METRICS)
+    reference = json.loads((download / "reference_distributions.json").read_text())
+    assert set(reference["features"]) == set(feature_columns(METRICS))
+    assert (download / "report" / "report.html").exists()
+    assert (download / "report" / "roc.png").exists()
+    assert (download / "config.yaml").exists()
+
+
+def test_registration_survives_mlflow_being_down(
+    fleet_store: ObjectStore, tracking_uri: str, tmp_path: Path
+) -> None:
+    down = f"http://127.0.0.1:{free_port()}"
+    run_path = tmp_path / "run"
+    summary = run_training(fleet_store, small_config(gates=NO_GATES), down, run_path)
+    assert summary.registration is None
+    assert summary.registration_error is not None
+    assert "unreachable" in summary.registration_error
+    assert f"vigil register {run_path}" in summary.registration_error
+    assert RunDirectory(run_path).model_path("xgboost").exists()
+    with pytest.raises(RegistrationError, match="unreachable"):
+        register_run(run_path, down)
+
+    result = register_run(run_path, tracking_uri)
+    assert result.aliases["champion"] == "xgboost_anomaly/1"
+    # Registering the same directory again does not log a second run.
+    assert register_run(run_path, tracking_uri) == result
+
+
+def test_a_changed_feature_set_is_refused_unless_replacing(
+    runs: dict[str, Path], tracking_uri: str, tmp_path: Path
+) -> None:
+    register_run(_copy(runs["strong"], tmp_path, "strong"), tracking_uri)
+    # A fleet that reports CPU only: fewer features than the registered models expect.
+    cpu_only = write_fleet_store(tmp_path / "store", metrics=["CPUUtilization"])
+    run_path = tmp_path / "cpu-only"
+    summary = run_training(cpu_only, small_config(gates=NO_GATES), tracking_uri, run_path)
+    assert summary.registration is None
+    assert summary.registration_error is not None
+    assert "missing ['latency'" in summary.registration_error
+    client = MlflowClient(tracking_uri)
+    assert client.get_registered_model("xgboost_anomaly").aliases == {"champion": "1"}
+    assert len(client.search_model_versions("name = 'xgboost_anomaly'")) == 1  # nothing logged
+
+    result = register_run(run_path, tracking_uri, replace_on_feature_change=True)
+    assert set(result.aliases.values()) == {"xgboost_anomaly/2", "catboost_anomaly/2"}
+    for alias, holder in result.aliases.items():
+        name = holder.split("/")[0]
+        info = mlflow.models.get_model_info(f"models:/{name}@{alias}")
+        assert info.signature.inputs.input_names() == feature_columns(["CPUUtilization"])

@@ -1,0 +1,252 @@
+"""The review queue: sampling, the label budget, export for reviewers and validated import."""
+
+import csv
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from contracts.layout import INCIDENTS_PATH
+from contracts.store import ObjectStore
+from tests.training.conftest import small_config, write_fleet_store
+from training.config import ReviewConfig
+from training.isolation import Bucket
+from training.pipeline import export_review, label_rows, load_training_data
+from training.review_queue import (
+    REVIEWS_PATH,
+    ReviewImportError,
+    import_reviews,
+    label_budget,
+    load_queue,
+    load_reviews,
+    sample_review_queue,
+)
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def _candidates(buckets: dict[tuple[str, Bucket], int]) -> pl.DataFrame:
+    frames = []
+    for (instance, bucket), count in buckets.items():
+        frames.append(
+            pl.DataFrame(
+                {
+                    "instance_id": [instance] * count,
+                    "timestamp": [T0 + timedelta(minutes=m) for m in range(count)],
+                    "score": [0.0] * count,
+                    "bucket": [bucket.value] * count,
+                }
+            )
+        )
+    return pl.concat(frames).with_columns(pl.col("timestamp").cast(pl.Datetime("ms", "UTC")))
+
+
+def test_queue_samples_each_reason_at_its_fraction() -> None:
+    candidates = _candidates(
+        {
+            ("web-1", Bucket.LOW_ANOMALY): 100,
+            ("web-2", Bucket.MEDIUM_NORMAL): 400,
+            ("web-3", Bucket.HIGH_NORMAL): 1000,
+            ("web-4", Bucket.MEDIUM_ANOMALY): 50,
+            ("db-1", Bucket.HIGH_ANOMALY): 7,
+            ("db-2", Bucket.MEDIUM_NORMAL): 40,
+        }
+    )
+    queue = sample_review_queue(candidates, ReviewConfig(critical_instances=["db-*"]))
+    counts = dict(queue.group_by("reason").len().iter_rows())
+    # 20 % of low-confidence anomalies, every anomaly of a critical service, 5 % of borderline
+    # normals (critical services' normals are borderline like any other).
+    assert counts == {"low_confidence": 20, "critical_anomaly": 7, "borderline_normal": 22}
+    assert queue["row_id"].n_unique() == queue.height
+    assert queue["row_id"][0].count("@") == 1
+
+    budget = label_budget(candidates["bucket"], queue)
+    assert (budget.asked, budget.uncertain) == (49, 590)
+    assert budget.reduction == pytest.approx(1 - 49 / 590)
+
+
+def test_queue_is_reproducible_for_a_seed() -> None:
+    candidates = _candidates({("a", Bucket.MEDIUM_NORMAL): 500})
+    first = sample_review_queue(candidates, ReviewConfig())
+    assert first.equals(sample_review_queue(candidates, ReviewConfig()))
+    other = sample_review_queue(candidates, ReviewConfig(random_state=7))
+    assert not first["row_id"].equals(other["row_id"])
+
+
+@pytest.fixture
+def exported(tmp_path: Path) -> tuple[ObjectStore, Path]:
+    """A fresh fleet store with a review queue exported to ``tmp_path / 'review'``."""
+    store = write_fleet_store(tmp_path / "store")
+    export_review(store, small_config(), tmp_path / "review")
+    return store, tmp_path / "review"
+
+
+def _fill_csv(path: Path, answer: dict[str, str]) -> Path:
+    with path.open() as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        row["label"] = answer.get(row["row_id"], "")
+    out = path.with_name("reviewed.csv")
+    with out.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return out
+
+
+def test_export_writes_csv_label_studio_tasks_and_config(
+    exported: tuple[ObjectStore, Path],
+) -> None:
+    store, out = exported
+    queue = load_queue(store)
+    assert queue.height > 0
+    with (out / "review_queue.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["row_id"] for row in rows] == queue["row_id"].to_list()
+    assert all(row["label"] == "" and row["context"] for row in rows)
+    tasks = json.loads((out / "review_queue.label_studio.json").read_text())
+    assert [task["data"]["row_id"] for task in tasks] == queue["row_id"].to_list()
+    config = (out / "label_studio_config.xml").read_text()
+    assert '<Choices name="label"' in config
+    assert '<Choice value="anomaly"/>' in config
+
+
+def test_csv_round_trip_stores_the_answers_and_training_uses_them(
+    exported: tuple[ObjectStore, Path],
+) -> None:
+    store, out = exported
+    ids = load_queue(store)["row_id"].to_list()
+    answer = {row_id: ("anomaly" if i % 3 == 0 else "normal") for i, row_id in enumerate(ids)}
+    del answer[ids[-1]]  # one left unanswered
+    imported = import_reviews(store, _fill_csv(out / "review_queue.csv", answer))
+    assert imported.unanswered == 1
+    reviews = load_reviews(store)
+    assert dict(zip(reviews["row_id"], reviews["label"], strict=True)) == {
+        row_id: int(label == "anomaly") for row_id, label in answer.items()
+    }
+
+    no_oracle = small_config(review={"simulate_reviewer": False})
+    labelled = label_rows(load_training_data(store), no_oracle, reviews)
+    assert labelled.reviews_imported == len(answer)
+    assert labelled.reviews_simulated == 0
+    # The next queue does not ask again about rows already reviewed.
+    assert not set(labelled.queue["row_id"]) & set(answer)
+
+
+def test_label_studio_export_round_trip(exported: tuple[ObjectStore, Path]) -> None:
+    store, out = exported
+    tasks = json.loads((out / "review_queue.label_studio.json").read_text())
+    for index, task in enumerate(tasks):
+        choice = "anomaly" if index % 2 else "normal"
+        task["annotations"] = [
+            {"was_cancelled": True, "result": []},
+            {
+                "was_cancelled": False,
+                "result": [
+                    {
+                        "from_name": "label",
+                        "to_name": "row",
+                        "type": "choices",
+                        "value": {"choices": [choice]},
+                    }
+                ],
+            },
+        ]
+    tasks[0]["annotations"] = []  # not reviewed yet
+    reviewed = out / "label_studio_export.json"
+    reviewed.write_text(json.dumps(tasks))
+    imported = import_reviews(store, reviewed)
+    assert imported.unanswered == 1
+    assert imported.reviews.height == len(tasks) - 1
+    assert imported.reviews["label"].to_list() == [index % 2 for index in range(1, len(tasks))]
+
+
+def test_label_studio_json_min_export(exported: tuple[ObjectStore, Path]) -> None:
+    store, out = exported
+    ids = load_queue(store)["row_id"].to_list()[:3]
+    reviewed = out / "min.json"
+    reviewed.write_text(json.dumps([{"row_id": row_id, "label": "anomaly"} for row_id in ids]))
+    assert import_reviews(store, reviewed).reviews["label"].to_list() == [1, 1, 1]
+
+
+def test_disagreeing_annotators_are_a_conflict(exported: tuple[ObjectStore, Path]) -> None:
+    store, out = exported
+    task = json.loads((out / "review_queue.label_studio.json").read_text())[0]
+    task["annotations"] = [
+        {"result": [{"from_name": "label", "type": "choices", "value": {"choices": [c]}}]}
+        for c in ("anomaly", "normal")
+    ]
+    reviewed = out / "conflict.json"
+    reviewed.write_text(json.dumps([task]))
+    with pytest.raises(ReviewImportError, match="both anomaly and normal"):
+        import_reviews(store, reviewed)
+    assert not store.exists(REVIEWS_PATH)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda ids: {"i-9999@2024-01-01T00:00:00Z": "anomaly"}, "not in the exported review"),
+        (lambda ids: {ids[0]: "maybe"}, "unknown label value"),
+    ],
+)
+def test_bad_answers_are_refused_and_nothing_is_saved(
+    exported: tuple[ObjectStore, Path], edit: object, message: str
+) -> None:
+    store, out = exported
+    ids = load_queue(store)["row_id"].to_list()
+    rows = [{"row_id": row_id, "label": label} for row_id, label in edit(ids).items()]  # type: ignore[operator]
+    rows.append({"row_id": ids[1], "label": "normal"})
+    reviewed = out / "bad.csv"
+    pl.DataFrame(rows).write_csv(reviewed)
+    with pytest.raises(ReviewImportError, match=message):
+        import_reviews(store, reviewed)
+    assert not store.exists(REVIEWS_PATH)
+
+
+def test_one_row_labelled_twice_differently_is_refused(exported: tuple[ObjectStore, Path]) -> None:
+    store, out = exported
+    row_id = load_queue(store)["row_id"][0]
+    reviewed = out / "twice.csv"
+    pl.DataFrame({"row_id": [row_id, row_id], "label": ["anomaly", "normal"]}).write_csv(reviewed)
+    with pytest.raises(ReviewImportError, match=r"1 row id\(s\) labelled both"):
+        import_reviews(store, reviewed)
+
+
+def test_a_changed_answer_needs_overwrite(exported: tuple[ObjectStore, Path]) -> None:
+    store, out = exported
+    row_id = load_queue(store)["row_id"][0]
+    first, second = out / "first.csv", out / "second.csv"
+    pl.DataFrame({"row_id": [row_id], "label": ["anomaly"]}).write_csv(first)
+    pl.DataFrame({"row_id": [row_id], "label": ["normal"]}).write_csv(second)
+    import_reviews(store, first)
+    with pytest.raises(ReviewImportError, match="reviewed before"):
+        import_reviews(store, second)
+    assert load_reviews(store)["label"].to_list() == [1]
+    import_reviews(store, second, overwrite=True)
+    assert load_reviews(store)["label"].to_list() == [0]
+
+
+def test_a_file_without_the_columns_or_the_queue_is_refused(
+    tmp_path: Path, exported: tuple[ObjectStore, Path]
+) -> None:
+    store, out = exported
+    reviewed = out / "columns.csv"
+    reviewed.write_text("id,verdict\nx,anomaly\n")
+    with pytest.raises(ReviewImportError, match="missing column"):
+        import_reviews(store, reviewed)
+    with pytest.raises(ReviewImportError, match=r"expected a \.csv or \.json"):
+        import_reviews(store, out / "label_studio_config.xml")
+    empty = ObjectStore.from_uri(str(tmp_path / "empty"))
+    with pytest.raises(ReviewImportError, match="review export"):
+        import_reviews(empty, reviewed)
+
+
+def test_an_unlabelled_store_can_still_be_reviewed(tmp_path: Path) -> None:
+    # Review is how labels start: exporting must not need any label in the store.
+    store = write_fleet_store(tmp_path / "store")
+    store.delete(INCIDENTS_PATH)
+    export = export_review(store, small_config(), tmp_path / "review")
+    assert export.budget.asked == load_queue(store).height > 0

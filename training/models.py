@@ -1,0 +1,386 @@
+"""Phases 4 and 5: split the rows, fit the XGBoost champion and CatBoost challenger candidates.
+
+Both models are binary classifiers over the float32 feature matrix; their output is the
+anomaly probability. XGBoost stops early on the validation rows and is cut to its best
+iteration, so every consumer of the saved model (MLflow, Triton FIL) uses the same trees.
+"""
+
+import time
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import dask.array as da
+import numpy as np
+import xgboost as xgb
+import xgboost.dask as dxgb
+from catboost import CatBoostClassifier, Pool
+from distributed import Client
+from numpy.typing import NDArray
+from sklearn.metrics import log_loss
+
+from training.config import CatBoostConfig, SplitConfig, XGBoostConfig
+from training.evaluation import ClassificationMetrics, classification_metrics
+
+XGBOOST = "xgboost"
+CATBOOST = "catboost"
+
+Model: TypeAlias = xgb.Booster | CatBoostClassifier
+
+
+class SingleClassError(ValueError):
+    """Training rows (or validation rows) whose labels are all one class."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """Row indices of the three parts; the test part is never seen by training."""
+
+    train: NDArray[Any]
+    validation: NDArray[Any]
+    test: NDArray[Any]
+
+
+@dataclass(frozen=True)
+class FittedModel:
+    """A trained candidate and what was measured while fitting it."""
+
+    kind: str
+    model: Model
+    iterations: int
+    train_loss: float
+    validation_loss: float
+    importance: dict[str, float]
+    fit_seconds: float
+    trained_rows: int
+
+    @property
+    def loss_gap(self) -> float:
+        """Validation minus training log loss: large means overfitting."""
+        return self.validation_loss - self.train_loss
+
+
+def split_rows(timestamps: NDArray[Any], strata: NDArray[Any], config: SplitConfig) -> Split:
+    """Split rows into train / validation / test.
+
+    ``time`` puts the latest rows in test and the ones before them in validation, cutting at
+    timestamps so that one minute never straddles two parts. ``stratified`` keeps each
+    stratum's share in every part.
+
+    Args:
+        timestamps: one datetime64 per row.
+        strata: one class per row (e.g. the true label, -1 where unknown).
+        config: fractions, method, seed.
+
+    Returns:
+        Sorted row indices of each part.
+
+    Raises:
+        ValueError: a part would be empty (too few rows or distinct timestamps).
+    """
+    if config.method == "time":
+        split = _split_in_time(timestamps, config)
+    else:
+        split = _split_stratified(strata, config)
+    empty = [name for name in ("train", "validation", "test") if not len(getattr(split, name))]
+    if empty:
+        raise ValueError(
+            f"cannot split {len(timestamps)} rows ({config.method}): {', '.join(empty)} "
+            "part(s) would be empty; more rows or distinct timestamps are needed"
+        )
+    return split
+
+
+def _split_in_time(timestamps: NDArray[Any], config: SplitConfig) -> Split:
+    ordered = np.sort(timestamps)
+    count = len(ordered)
+    if count == 0:
+        empty = np.empty(0, dtype=np.int64)
+        return Split(empty, empty, empty)
+    test_start = ordered[min(int(count * (1 - config.test_fraction)), count - 1)]
+    validation_start = ordered[
+        min(int(count * (1 - config.test_fraction - config.validation_fraction)), count - 1)
+    ]
+    test = timestamps >= test_start
+    validation = (timestamps >= validation_start) & ~test
+    return Split(
+        np.flatnonzero(~test & ~validation), np.flatnonzero(validation), np.flatnonzero(test)
+    )
+
+
+def _split_stratified(strata: NDArray[Any], config: SplitConfig) -> Split:
+    rng = np.random.default_rng(config.random_state)
+    parts: dict[str, list[NDArray[Any]]] = {"train": [], "validation": [], "test": []}
+    for stratum in np.unique(strata):
+        members = rng.permutation(np.flatnonzero(strata == stratum))
+        n_test = round(len(members) * config.test_fraction)
+        n_validation = round(len(members) * config.validation_fraction)
+        parts["test"].append(members[:n_test])
+        parts["validation"].append(members[n_test : n_test + n_validation])
+        parts["train"].append(members[n_test + n_validation :])
+    joined = {
+        name: np.sort(np.concatenate(chunks)) if chunks else np.empty(0, dtype=np.int64)
+        for name, chunks in parts.items()
+    }
+    return Split(joined["train"], joined["validation"], joined["test"])
+
+
+def scatter_rows(client: Client, array: NDArray[Any], chunk_rows: int) -> da.Array:
+    """``array`` as a Dask array whose row blocks already sit on the workers.
+
+    Blocks are at most ``chunk_rows`` rows and at least one per worker, so every worker holds
+    part of the data (``da.from_array`` would instead pack the whole array into the graph).
+    """
+    workers = max(1, len(client.scheduler_info()["workers"]))
+    block = max(1, min(chunk_rows, -(-len(array) // workers)))
+    parts = [array[start : start + block] for start in range(0, len(array), block)]
+    futures = client.scatter(parts)
+    blocks: da.Array = da.concatenate(
+        [
+            da.from_delayed(future, shape=part.shape, dtype=array.dtype)
+            for future, part in zip(futures, parts, strict=True)
+        ]
+    )
+    return blocks
+
+
+def require_both_classes(labels: NDArray[Any], part: str) -> None:
+    """Raise SingleClassError unless ``labels`` hold both 0 and 1."""
+    anomalies = int(labels.sum())
+    if anomalies == 0 or anomalies == len(labels):
+        kind = "normal" if anomalies == 0 else "anomalous"
+        raise SingleClassError(
+            f"the {part} labels are all {kind} ({len(labels)} rows); a classifier needs both "
+            "classes: add labelled incidents, review more rows, or check the contamination"
+        )
+
+
+def xgboost_params(config: XGBoostConfig) -> dict[str, object]:
+    """The seed's XGBoost parameters in native form (also used by the benchmark)."""
+    return {
+        "objective": "binary:logistic",
+        "eval_metric": "auc",
+        "tree_method": "hist",
+        "max_depth": config.max_depth,
+        "learning_rate": config.learning_rate,
+        "subsample": config.subsample,
+        "colsample_bytree": config.colsample_bytree,
+        "min_child_weight": config.min_child_weight,
+        "gamma": config.gamma,
+        "reg_alpha": config.reg_alpha,
+        "reg_lambda": config.reg_lambda,
+        "scale_pos_weight": config.scale_pos_weight,
+        "seed": config.random_state,
+    }
+
+
+def fit_xgboost(
+    train: tuple[NDArray[Any], NDArray[Any]],
+    validation: tuple[NDArray[Any], NDArray[Any]],
+    feature_names: list[str],
+    config: XGBoostConfig,
+    client: Client | None = None,
+    chunk_rows: int = 100_000,
+) -> FittedModel:
+    """Train the XGBoost candidate with early stopping on validation AUC.
+
+    Args:
+        train: (float32 features, 0/1 labels) to learn from.
+        validation: (features, labels) for early stopping.
+        feature_names: column names; they become the booster's feature names.
+        config: seed parameters.
+        client: train with ``xgboost.dask`` on this Dask cluster; None trains in-process.
+        chunk_rows: rows per Dask block.
+
+    Returns:
+        The booster cut to its best iteration, with losses and gain importance.
+    """
+    require_both_classes(train[1], "training")
+    require_both_classes(validation[1], "validation")
+    started = time.perf_counter()
+    params = xgboost_params(config)
+    if client is None:
+        dtrain = xgb.DMatrix(train[0], train[1], feature_names=feature_names)
+        dvalid = xgb.DMatrix(validation[0], validation[1], feature_names=feature_names)
+        booster = xgb.train(
+            params,
+            dtrain,
+            num_boost_round=config.n_estimators,
+            evals=[(dvalid, "validation")],
+            early_stopping_rounds=config.early_stopping_rounds,
+            verbose_eval=False,
+        )
+    else:
+        dtrain_dask, dvalid_dask = (
+            dxgb.DaskDMatrix(
+                client,
+                scatter_rows(client, x, chunk_rows),
+                scatter_rows(client, y, chunk_rows),
+                feature_names=feature_names,
+            )
+            for x, y in (train, validation)
+        )
+        booster = dxgb.train(
+            client,
+            params,
+            dtrain_dask,
+            num_boost_round=config.n_estimators,
+            evals=[(dvalid_dask, "validation")],
+            early_stopping_rounds=config.early_stopping_rounds,
+            verbose_eval=False,
+        )["booster"]
+    booster = booster[: booster.best_iteration + 1]
+    fit_seconds = time.perf_counter() - started
+    gains = booster.get_score(importance_type="gain")
+    return FittedModel(
+        kind=XGBOOST,
+        model=booster,
+        iterations=booster.num_boosted_rounds(),
+        train_loss=_log_loss(train[1], predict_proba(booster, train[0])),
+        validation_loss=_log_loss(validation[1], predict_proba(booster, validation[0])),
+        importance=_normalised({name: _gain(gains.get(name, 0.0)) for name in feature_names}),
+        fit_seconds=fit_seconds,
+        trained_rows=len(train[1]),
+    )
+
+
+def fit_catboost(
+    train: tuple[NDArray[Any], NDArray[Any]],
+    validation: tuple[NDArray[Any], NDArray[Any]],
+    feature_names: list[str],
+    config: CatBoostConfig,
+) -> FittedModel:
+    """Train the CatBoost candidate (seed params, balanced class weights, best iteration).
+
+    Args:
+        train: (float32 features, 0/1 labels) to learn from.
+        validation: (features, labels) for choosing the best iteration.
+        feature_names: column names.
+        config: seed parameters.
+
+    Returns:
+        The classifier with losses and importance.
+    """
+    require_both_classes(train[1], "training")
+    require_both_classes(validation[1], "validation")
+    started = time.perf_counter()
+    model = CatBoostClassifier(
+        iterations=config.iterations,
+        depth=config.depth,
+        learning_rate=config.learning_rate,
+        loss_function="Logloss",
+        eval_metric="AUC",
+        auto_class_weights=config.auto_class_weights,
+        random_seed=config.random_seed,
+        verbose=False,
+        allow_writing_files=False,
+    )
+    model.fit(
+        Pool(train[0], train[1], feature_names=feature_names),
+        eval_set=Pool(validation[0], validation[1], feature_names=feature_names),
+    )
+    fit_seconds = time.perf_counter() - started
+    importance = model.get_feature_importance()
+    return FittedModel(
+        kind=CATBOOST,
+        model=model,
+        iterations=int(model.tree_count_),
+        train_loss=_log_loss(train[1], predict_proba(model, train[0])),
+        validation_loss=_log_loss(validation[1], predict_proba(model, validation[0])),
+        importance=_normalised(dict(zip(feature_names, map(float, importance), strict=True))),
+        fit_seconds=fit_seconds,
+        trained_rows=len(train[1]),
+    )
+
+
+def stratified_sample(labels: NDArray[Any], max_rows: int, seed: int) -> NDArray[Any]:
+    """Sorted indices of at most ``max_rows`` rows keeping each class's share."""
+    if len(labels) <= max_rows:
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    picked = [
+        rng.choice(
+            members, size=max(1, round(max_rows * len(members) / len(labels))), replace=False
+        )
+        for value in np.unique(labels)
+        if len(members := np.flatnonzero(labels == value))
+    ]
+    return np.sort(np.concatenate(picked))
+
+
+def predict_proba(model: Model, features: NDArray[Any]) -> NDArray[Any]:
+    """Anomaly probability of each row (float64), whichever kind of model."""
+    if isinstance(model, xgb.Booster):
+        return np.asarray(model.inplace_predict(features), dtype=np.float64)
+    return np.asarray(model.predict_proba(features)[:, 1], dtype=np.float64)
+
+
+def _log_loss(labels: NDArray[Any], probabilities: NDArray[Any]) -> float:
+    return float(log_loss(labels, probabilities, labels=[0, 1]))
+
+
+def _normalised(importance: dict[str, float]) -> dict[str, float]:
+    total = sum(importance.values())
+    return {name: value / total if total else 0.0 for name, value in importance.items()}
+
+
+def cross_validate_xgboost(
+    features: NDArray[Any],
+    train_labels: NDArray[Any],
+    human_labels: NDArray[Any],
+    timestamps: NDArray[Any],
+    feature_names: list[str],
+    split_config: SplitConfig,
+    xgboost_config: XGBoostConfig,
+    threshold: float,
+) -> list[ClassificationMetrics | None]:
+    """K-fold cross-validation of the XGBoost candidate over the training rows.
+
+    Each fold's model learns from the other folds' labels (pseudo-labels included) for
+    ``n_estimators`` rounds and is scored only on the fold's human labels (original or
+    reviewed), never on pseudo-labels. Folds are blocks of time for the ``time`` method.
+
+    Args:
+        features: training rows' features.
+        train_labels: 0/1 training target per row (pseudo-labels included).
+        human_labels: 0/1 where a human label exists, -1 elsewhere.
+        timestamps: datetime64 per row.
+        feature_names: column names.
+        split_config: method, number of folds, seed.
+        xgboost_config: model parameters.
+        threshold: decision threshold.
+
+    Returns:
+        Metrics per fold; None for a fold whose human labels do not hold both classes.
+    """
+    folds = split_config.cv_folds
+    if split_config.method == "time":
+        ranks = np.argsort(np.argsort(timestamps, kind="stable"), kind="stable")
+        fold_of_row = ranks * folds // len(timestamps)
+    else:
+        rng = np.random.default_rng(split_config.random_state)
+        fold_of_row = np.empty(len(train_labels), dtype=np.int64)
+        for value in np.unique(train_labels):
+            members = rng.permutation(np.flatnonzero(train_labels == value))
+            fold_of_row[members] = np.arange(len(members)) % folds
+    results: list[ClassificationMetrics | None] = []
+    for fold in range(folds):
+        held_out = fold_of_row == fold
+        require_both_classes(train_labels[~held_out], f"cross-validation fold {fold} training")
+        booster = xgb.train(
+            xgboost_params(xgboost_config),
+            xgb.DMatrix(features[~held_out], train_labels[~held_out], feature_names=feature_names),
+            num_boost_round=xgboost_config.n_estimators,
+        )
+        judged = held_out & (human_labels >= 0)
+        truth = human_labels[judged]
+        if not 0 < int(truth.sum()) < len(truth):
+            results.append(None)
+            continue
+        scores = predict_proba(booster, features[judged])
+        results.append(classification_metrics(truth, scores, threshold))
+    return results
+
+
+def _gain(value: float | list[float]) -> float:
+    # get_score returns a list per feature only for vector-leaf models, which we never train.
+    return float(value) if isinstance(value, float | int) else float(sum(value))

@@ -1,0 +1,877 @@
+"""``vigil train``: features and labels from the store → the stages of seed 003 §3 → MLflow.
+
+Stages (each a function of its own module, reusable on its own):
+load features and true labels → split (the test rows are held out from everything below) →
+Isolation Forest → review queue (answered by imported reviews and, optionally, a simulated
+reviewer) → pseudo-labels → XGBoost and CatBoost → evaluation against true labels on the test
+rows → run directory on disk → MLflow registration with gates and aliases.
+"""
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import yaml
+from distributed import Client, LocalCluster
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from contracts.dataset import read_dataset_info
+from contracts.features import ID_COLUMNS, INSTANCE_ID, TIMESTAMP, feature_columns
+from contracts.layout import FEATURES_PREFIX, INCIDENTS_PATH, POINT_LABELS_PATH
+from contracts.store import ObjectStore
+from training.config import DaskConfig, TrainingConfig
+from training.evaluation import (
+    ClassificationMetrics,
+    ModelEvaluation,
+    classification_metrics,
+    event_recall,
+    gate_failures,
+    plot_confusion,
+    plot_importance,
+    plot_precision_recall,
+    plot_roc,
+    top_features,
+    write_report,
+)
+from training.isolation import IsolationResult, run_isolation_forest
+from training.models import (
+    CATBOOST,
+    XGBOOST,
+    FittedModel,
+    Split,
+    cross_validate_xgboost,
+    fit_catboost,
+    fit_xgboost,
+    predict_proba,
+    split_rows,
+    stratified_sample,
+)
+from training.pseudo_labels import (
+    ORIGINAL,
+    REVIEW,
+    LabelMix,
+    assign_pseudo_labels,
+    label_mix,
+    reveal_known_labels,
+)
+from training.registry import (
+    FeatureSetMismatchError,
+    RegistrationError,
+    RegistrationResult,
+    RunDirectory,
+    TrainedRun,
+    reference_distributions,
+    register_run,
+    save_holdout,
+    save_model,
+)
+from training.review_queue import (
+    LabelBudget,
+    ReviewFiles,
+    add_context,
+    label_budget,
+    load_reviews,
+    row_id_expr,
+    sample_review_queue,
+    save_queue,
+    simulate_reviews,
+    write_review_files,
+)
+
+TRUE_LABEL = "true_label"
+ROW_ID = "row_id"
+
+
+class NoTrainingDataError(ValueError):
+    """The store holds no feature rows to train on."""
+
+
+class InsufficientLabelsError(ValueError):
+    """The held-out test rows lack the true labels an honest evaluation needs."""
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Feature rows and their true labels, in (instance_id, timestamp) order."""
+
+    rows: pl.DataFrame  # instance_id, timestamp, row_id, true_label (Int8, null = unknown)
+    features: NDArray[Any]  # float32, one column per feature name
+    feature_names: list[str]
+    dataset: str
+
+
+def join_labels(
+    rows: pl.DataFrame, incidents: pl.DataFrame | None, points: pl.DataFrame | None
+) -> pl.Series:
+    """The true label of each feature row.
+
+    A point label wins where one exists (its null means "unknown"); otherwise a row inside an
+    incident of its instance (start and end inclusive) is 1; when an incident list exists the
+    dataset is labelled, so every other row is 0; with neither, the label is null.
+
+    Args:
+        rows: instance_id and timestamp (UTC) per feature row.
+        incidents: ``contracts.labels.INCIDENTS_SCHEMA`` rows, or None if the store has none.
+        points: ``contracts.labels.POINT_LABELS_SCHEMA`` rows, or None.
+
+    Returns:
+        Int8 series named ``true_label``, aligned with ``rows``.
+
+    Raises:
+        ValueError: an incident ends before it starts, or a point is labelled twice.
+    """
+    keys = rows.select(
+        INSTANCE_ID, pl.col(TIMESTAMP).cast(pl.Datetime("ms", "UTC"))
+    ).with_row_index("__row")
+    label = pl.lit(None, dtype=pl.Int8)
+    if incidents is not None:
+        inside = _inside_incidents(keys, incidents)
+        label = pl.when(pl.Series(inside)).then(pl.lit(1, pl.Int8)).otherwise(pl.lit(0, pl.Int8))
+    labelled = keys.with_columns(label.alias(TRUE_LABEL))
+    if points is not None:
+        points = points.select(
+            INSTANCE_ID,
+            pl.col(TIMESTAMP).cast(pl.Datetime("ms", "UTC")),
+            pl.col("label").cast(pl.Int8).alias("__point"),
+        )
+        repeated = points.filter(pl.struct(INSTANCE_ID, TIMESTAMP).is_duplicated())
+        if repeated.height:
+            first = repeated.row(0, named=True)
+            raise ValueError(
+                f"point labels repeat {repeated.height} rows, e.g. {first[INSTANCE_ID]} at "
+                f"{first[TIMESTAMP]}"
+            )
+        labelled = (
+            labelled.join(
+                points.with_columns(pl.lit(True).alias("__has_point")),
+                on=[INSTANCE_ID, TIMESTAMP],
+                how="left",
+            )
+            .with_columns(
+                pl.when(pl.col("__has_point"))
+                .then(pl.col("__point"))
+                .otherwise(pl.col(TRUE_LABEL))
+                .alias(TRUE_LABEL)
+            )
+            .sort("__row")
+        )
+    return labelled[TRUE_LABEL].cast(pl.Int8)
+
+
+def _inside_incidents(keys: pl.DataFrame, incidents: pl.DataFrame) -> NDArray[Any]:
+    """Whether each row lies in an incident of its instance (intervals merged, then as-of)."""
+    spans = incidents.select(
+        INSTANCE_ID,
+        pl.col("start").cast(pl.Datetime("ms", "UTC")),
+        pl.col("end").cast(pl.Datetime("ms", "UTC")),
+    )
+    if (backwards := spans.filter(pl.col("end") < pl.col("start"))).height:
+        first = backwards.row(0, named=True)
+        raise ValueError(f"incident on {first[INSTANCE_ID]} ends before it starts: {first}")
+    # Overlapping incidents are merged so that the latest start before a row decides alone.
+    merged = (
+        spans.sort(INSTANCE_ID, "start")
+        .with_columns(
+            pl.col("end").cum_max().shift(1).over(INSTANCE_ID).alias("__reach"),
+        )
+        .with_columns(
+            (pl.col("__reach").is_null() | (pl.col("start") > pl.col("__reach")))
+            .cum_sum()
+            .over(INSTANCE_ID)
+            .alias("__group")
+        )
+        .group_by(INSTANCE_ID, "__group")
+        .agg(pl.col("start").min(), pl.col("end").max())
+        .sort("start")
+    )
+    matched = (
+        keys.sort(TIMESTAMP)
+        .join_asof(
+            merged, left_on=TIMESTAMP, right_on="start", by=INSTANCE_ID, check_sortedness=False
+        )
+        .sort("__row")
+    )
+    return (matched["end"].is_not_null() & (matched[TIMESTAMP] <= matched["end"])).to_numpy()
+
+
+def load_training_data(store: ObjectStore) -> TrainingData:
+    """Every feature row in the store, with its true label.
+
+    Args:
+        store: holds ``processed-logs/*/features.parquet``, ``dataset.json`` and the labels.
+
+    Returns:
+        Rows sorted by (instance_id, timestamp) and their float32 feature matrix.
+
+    Raises:
+        NoTrainingDataError: no feature file or no rows.
+        ValueError: a file lacks contract columns, a row repeats, or a feature is NaN/inf.
+    """
+    info = read_dataset_info(store)
+    names = feature_columns(info.metrics)
+    keys = store.list_keys(FEATURES_PREFIX, "features.parquet")
+    if not keys:
+        raise NoTrainingDataError(
+            f"no features under {store.uri}/{FEATURES_PREFIX}: run the feature job first"
+        )
+    tables = []
+    for key in keys:
+        present = set(store.parquet_file(key).schema_arrow.names)
+        if missing := [c for c in (*ID_COLUMNS, *names) if c not in present]:
+            raise ValueError(
+                f"{key} lacks {len(missing)} contract column(s) for dataset {info.name!r}, "
+                f"e.g. {missing[:5]}"
+            )
+        tables.append(pl.DataFrame(store.read_table(key, columns=[*ID_COLUMNS, *names])))
+    frame = pl.concat(tables).sort(INSTANCE_ID, TIMESTAMP)
+    if frame.height == 0:
+        raise NoTrainingDataError(f"the feature files under {store.uri} hold no rows")
+    if (repeated := frame.select(ID_COLUMNS).is_duplicated()).any():
+        first = frame.filter(repeated).row(0, named=True)
+        raise ValueError(
+            f"feature rows repeat (instance_id, timestamp), e.g. {first[INSTANCE_ID]} at "
+            f"{first[TIMESTAMP]}"
+        )
+    features = frame.select(names).to_numpy().astype(np.float32, copy=False)
+    require_finite(features, names)
+    rows = frame.select(ID_COLUMNS).with_columns(row_id_expr().alias(ROW_ID))
+    incidents = _optional_table(store, INCIDENTS_PATH)
+    points = _optional_table(store, POINT_LABELS_PATH)
+    rows = rows.with_columns(join_labels(rows, incidents, points))
+    return TrainingData(rows, np.ascontiguousarray(features), names, info.name)
+
+
+def require_finite(features: NDArray[Any], names: list[str]) -> None:
+    """Raise ValueError naming the columns that hold NaN or infinite values."""
+    finite = np.isfinite(features)
+    if finite.all():
+        return
+    bad = (~finite).sum(axis=0)
+    columns = [f"{names[j]} ({int(bad[j])} rows)" for j in np.flatnonzero(bad)]
+    raise ValueError(
+        f"features hold NaN or infinite values in {len(columns)} column(s): {columns[:10]}"
+    )
+
+
+def _optional_table(store: ObjectStore, key: str) -> pl.DataFrame | None:
+    if not store.exists(key):
+        return None
+    return pl.from_arrow(store.read_table(key))  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class LabelledRows:
+    """Phases 1-3 on every row: split, IF scores and buckets, queue, training labels."""
+
+    split: Split
+    isolation: IsolationResult
+    queue: pl.DataFrame
+    budget: LabelBudget
+    reviews_imported: int
+    reviews_simulated: int
+    labels: pl.DataFrame  # known_label, review_label, train_label, label_source per row
+    mix: LabelMix
+
+
+def label_rows(
+    data: TrainingData,
+    config: TrainingConfig,
+    stored_reviews: pl.DataFrame,
+    client: Client | None = None,
+) -> LabelledRows:
+    """Split the rows, score them with the Isolation Forest, ask the queue, pseudo-label.
+
+    Nothing in the test part influences training: the forest is fitted, known labels are
+    revealed, the queue is drawn and reviews are applied on train and validation rows only.
+
+    Args:
+        data: the store's rows and true labels.
+        config: the training config.
+        stored_reviews: reviews imported with ``vigil review import`` (row_id, label).
+        client: a Dask client for Isolation Forest scoring, or None.
+    """
+    rows = data.rows
+    true_labels = rows[TRUE_LABEL]
+    split = split_rows(
+        rows[TIMESTAMP].to_numpy(), true_labels.fill_null(-1).to_numpy(), config.split
+    )
+    trainable = np.zeros(rows.height, dtype=bool)
+    trainable[split.train] = trainable[split.validation] = True
+    isolation = run_isolation_forest(
+        data.features,
+        np.flatnonzero(trainable),
+        config.isolation_forest,
+        config.confidence,
+        client,
+        config.dask.chunk_rows,
+    )
+    known = reveal_known_labels(
+        true_labels, trainable, config.labels.known_fraction, config.labels.random_state
+    )
+    scored = rows.with_columns(
+        known,
+        score=pl.Series(isolation.scores),
+        bucket=pl.Series(isolation.buckets, dtype=pl.String),
+        trainable=pl.Series(trainable),
+    )
+    imported = scored.filter(pl.col("trainable")).join(
+        stored_reviews.select(ROW_ID, pl.col("label").alias("review_label")), on=ROW_ID
+    )
+    candidates = scored.filter(
+        pl.col("trainable")
+        & pl.col("known_label").is_null()
+        & ~pl.col(ROW_ID).is_in(imported[ROW_ID].implode())
+    )
+    queue = sample_review_queue(candidates, config.review)
+    simulated = (
+        simulate_reviews(queue, rows.select(ROW_ID, pl.col(TRUE_LABEL).alias("label")))
+        if config.review.simulate_reviewer
+        else queue.head(0).select(ROW_ID).with_columns(label=pl.lit(0, pl.Int8))
+    )
+    reviewed = pl.concat(
+        [
+            imported.select(ROW_ID, pl.col("review_label").cast(pl.Int8)),
+            simulated.select(ROW_ID, pl.col("label").cast(pl.Int8).alias("review_label")),
+        ]
+    )
+    scored = scored.join(reviewed, on=ROW_ID, how="left", maintain_order="left")
+    pseudo = assign_pseudo_labels(
+        scored["known_label"],
+        scored["review_label"],
+        scored.select(
+            pl.when(pl.col("trainable")).then(pl.col("bucket")).otherwise(pl.lit(""))
+        ).to_series(),
+    )
+    labels = pl.concat([scored.select("known_label", "review_label"), pseudo], how="horizontal")
+    return LabelledRows(
+        split=split,
+        isolation=isolation,
+        queue=queue,
+        budget=label_budget(candidates["bucket"], queue),
+        reviews_imported=imported.height,
+        reviews_simulated=simulated.height,
+        labels=labels,
+        mix=label_mix(pseudo.filter(pl.Series(trainable))),
+    )
+
+
+def require_test_labels(test_labels: NDArray[np.float64], method: str) -> None:
+    """Raise InsufficientLabelsError unless the test rows hold true anomalies and normals.
+
+    Args:
+        test_labels: the test rows' true labels, NaN where unknown.
+        method: the split method, for the message.
+    """
+    known = test_labels[~np.isnan(test_labels)]
+    anomalies = int((known == 1).sum())
+    if anomalies == 0 or anomalies == len(known):
+        raise InsufficientLabelsError(
+            f"the held-out test rows ({len(test_labels)} rows, split '{method}') hold "
+            f"{len(known)} true labels of which {anomalies} anomalies; an honest evaluation "
+            "needs both classes: add labelled incidents covering the latest data, or use "
+            "split.method: stratified"
+        )
+
+
+class TrainingSummary(BaseModel):
+    """What a training run did and measured (also ``summary.json`` in the run directory)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_dir: str
+    dataset: str
+    engine: str
+    rows: int
+    features: int
+    split_sizes: dict[str, int]
+    label_mix: LabelMix
+    label_budget: LabelBudget
+    reviews: dict[str, int]
+    isolation_forest: ClassificationMetrics
+    evaluations: dict[str, ModelEvaluation]
+    cross_validation: list[ClassificationMetrics | None] | None
+    stage_seconds: dict[str, float]
+    notes: list[str]
+    registration: RegistrationResult | None = None
+    registration_error: str | None = None
+
+
+class StageTimer:
+    """Records how long each pipeline stage took and, if given one, drives a progress bar."""
+
+    def __init__(self, progress: Progress | None = None, stages: int = 0) -> None:
+        self.progress = progress
+        self.task = progress.add_task("starting", total=stages) if progress else None
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        if self.progress is not None and self.task is not None:
+            self.progress.update(self.task, description=name)
+        started = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - started, 3)
+        if self.progress is not None and self.task is not None:
+            self.progress.advance(self.task)
+
+
+@contextmanager
+def dask_client(config: DaskConfig) -> Iterator[Client]:
+    """A client to the configured scheduler, or to a LocalCluster started for the run."""
+    if config.scheduler_address:
+        with Client(config.scheduler_address) as client:
+            yield client
+        return
+    with (
+        LocalCluster(
+            n_workers=config.local_workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def run_training(
+    store: ObjectStore,
+    config: TrainingConfig,
+    tracking_uri: str | None,
+    run_path: Path,
+    console: Console | None = None,
+) -> TrainingSummary:
+    """``vigil train``: the whole pipeline, from the store's features to MLflow.
+
+    Args:
+        store: features, labels and imported reviews.
+        config: the training config.
+        tracking_uri: the MLflow server; None stops after writing the run directory.
+        run_path: a new directory for the run's models, holdout, report and summary.
+        console: where to show progress and the summary table; None is silent.
+
+    Returns:
+        The summary. When registration fails (MLflow down, feature set changed),
+        ``registration_error`` says why and ``register_run(run_path, ...)`` can be retried.
+
+    Raises:
+        NoTrainingDataError, InsufficientLabelsError, SingleClassError, ValueError: bad input;
+            nothing was written.
+    """
+    stages = 7 + bool(tracking_uri) + bool(config.split.cv_folds)
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=console is None,
+    )
+    with progress:
+        timer = StageTimer(progress, stages)
+        with timer.stage("load features and labels"):
+            data = load_training_data(store)
+            reviews = load_reviews(store)
+        if config.engine == "dask":
+            with dask_client(config.dask) as client:
+                summary = train_and_write(data, config, reviews, run_path, client, timer)
+        else:
+            summary = train_and_write(data, config, reviews, run_path, None, timer)
+        if tracking_uri is not None:
+            with timer.stage("register in MLflow"):
+                try:
+                    summary.registration = register_run(run_path, tracking_uri)
+                except (RegistrationError, FeatureSetMismatchError) as error:
+                    summary.registration_error = str(error)
+            summary.stage_seconds = dict(timer.seconds)
+            RunDirectory(run_path).summary.write_text(summary.model_dump_json(indent=2))
+    if console is not None:
+        console.print(summary_table(summary))
+    return summary
+
+
+def train_and_write(
+    data: TrainingData,
+    config: TrainingConfig,
+    stored_reviews: pl.DataFrame,
+    run_path: Path,
+    client: Client | None = None,
+    timer: StageTimer | None = None,
+) -> TrainingSummary:
+    """Phases 1-5 on loaded data, then the run directory that registration reads.
+
+    Args:
+        data: feature rows and true labels.
+        config: the training config.
+        stored_reviews: imported reviews (row_id, label); may be empty.
+        run_path: the run directory to write.
+        client: a Dask client (``dask`` engine) or None.
+        timer: records stage timings (and drives the progress bar).
+
+    Returns:
+        The summary, also written to ``summary.json``.
+
+    Raises:
+        InsufficientLabelsError: the test rows hold no true anomaly or no true normal row.
+        SingleClassError: the training or validation labels hold a single class.
+    """
+    timer = timer or StageTimer()
+    with timer.stage("isolation forest, review queue, pseudo-labels"):
+        labelled = label_rows(data, config, stored_reviews, client)
+        true_labels = data.rows[TRUE_LABEL].to_numpy(allow_copy=True).astype(np.float64)
+        require_test_labels(true_labels[labelled.split.test], config.split.method)
+    notes: list[str] = []
+    with timer.stage("xgboost"):
+        fitted = {XGBOOST: _fit(XGBOOST, data, labelled, config, client, notes)}
+    with timer.stage("catboost"):
+        fitted[CATBOOST] = _fit(CATBOOST, data, labelled, config, client, notes)
+    with timer.stage("evaluate on the test rows"):
+        test = labelled.split.test
+        test_true = true_labels[test]
+        judged = test[~np.isnan(test_true)]
+        truth = test_true[~np.isnan(test_true)].astype(np.int8)
+        probabilities = {
+            kind: predict_proba(f.model, data.features[judged]) for kind, f in fitted.items()
+        }
+        instances = data.rows[INSTANCE_ID].to_numpy()[judged]
+        evaluations = {
+            kind: _evaluate(fitted[kind], truth, probabilities[kind], instances, config)
+            for kind in fitted
+        }
+        # score < 0 is the forest's "anomaly"; flagging -score >= the smallest positive float
+        # gives exactly that rule for the baseline.
+        isolation_metrics = classification_metrics(
+            truth, -labelled.isolation.scores[judged], float(np.nextafter(0.0, 1.0))
+        )
+    cross_validation = None
+    if config.split.cv_folds:
+        with timer.stage("cross-validation"):
+            cross_validation = _cross_validate(data, labelled, config)
+    with timer.stage("write the run directory"):
+        summary = TrainingSummary(
+            run_dir=str(run_path),
+            dataset=data.dataset,
+            engine=config.engine,
+            rows=data.rows.height,
+            features=len(data.feature_names),
+            split_sizes={
+                "train": len(labelled.split.train),
+                "validation": len(labelled.split.validation),
+                "test": len(labelled.split.test),
+                "test_with_true_labels": len(judged),
+            },
+            label_mix=labelled.mix,
+            label_budget=labelled.budget,
+            reviews={
+                "imported": labelled.reviews_imported,
+                "simulated": labelled.reviews_simulated,
+            },
+            isolation_forest=isolation_metrics,
+            evaluations=evaluations,
+            cross_validation=cross_validation,
+            stage_seconds={},
+            notes=notes,
+        )
+        _write_run_directory(
+            RunDirectory(run_path),
+            data,
+            labelled,
+            fitted,
+            judged,
+            truth,
+            probabilities,
+            config,
+            summary,
+        )
+    summary.stage_seconds = dict(timer.seconds)
+    RunDirectory(run_path).summary.write_text(summary.model_dump_json(indent=2))
+    return summary
+
+
+def _fit(
+    kind: str,
+    data: TrainingData,
+    labelled: LabelledRows,
+    config: TrainingConfig,
+    client: Client | None,
+    notes: list[str],
+) -> FittedModel:
+    train_label = labelled.labels["train_label"]
+    parts = []
+    for rows in (labelled.split.train, labelled.split.validation):
+        values = train_label.to_numpy(allow_copy=True)[rows].astype(np.float64)
+        kept = rows[~np.isnan(values)]
+        parts.append((data.features[kept], values[~np.isnan(values)].astype(np.int8)))
+    train, validation = parts
+    if kind == XGBOOST:
+        return fit_xgboost(
+            train, validation, data.feature_names, config.xgboost, client, config.dask.chunk_rows
+        )
+    if client is not None and len(train[1]) > config.dask.catboost_sample_rows:
+        sample = stratified_sample(
+            train[1], config.dask.catboost_sample_rows, config.split.random_state
+        )
+        notes.append(
+            f"CatBoost trained on a stratified sample of {len(sample):,} of {len(train[1]):,} "
+            "labelled training rows (dask engine); XGBoost used them all"
+        )
+        train = (train[0][sample], train[1][sample])
+    return fit_catboost(train, validation, data.feature_names, config.catboost)
+
+
+def _evaluate(
+    fitted: FittedModel,
+    truth: NDArray[Any],
+    probabilities: NDArray[Any],
+    instances: NDArray[Any],
+    config: TrainingConfig,
+) -> ModelEvaluation:
+    metrics = classification_metrics(truth, probabilities, config.threshold)
+    return ModelEvaluation(
+        kind=fitted.kind,
+        metrics=metrics,
+        event_recall=event_recall(instances, truth, probabilities >= config.threshold),
+        gate_failures=gate_failures(metrics, config.gates),
+        train_loss=fitted.train_loss,
+        validation_loss=fitted.validation_loss,
+        loss_gap=fitted.loss_gap,
+        iterations=fitted.iterations,
+        trained_rows=fitted.trained_rows,
+        fit_seconds=round(fitted.fit_seconds, 3),
+        top_features=top_features(fitted.importance),
+    )
+
+
+def _cross_validate(
+    data: TrainingData, labelled: LabelledRows, config: TrainingConfig
+) -> list[ClassificationMetrics | None]:
+    rows = np.sort(np.concatenate([labelled.split.train, labelled.split.validation]))
+    labels = labelled.labels[rows]
+    has_label = labels["train_label"].is_not_null().to_numpy()
+    rows, labels = rows[has_label], labels.filter(pl.Series(has_label))
+    human = labels.select(
+        pl.when(pl.col("label_source").is_in([ORIGINAL, REVIEW]))
+        .then(pl.col("train_label"))
+        .otherwise(-1)
+    ).to_series()
+    return cross_validate_xgboost(
+        data.features[rows],
+        labels["train_label"].to_numpy().astype(np.int8),
+        human.to_numpy().astype(np.int64),
+        data.rows[TIMESTAMP].to_numpy()[rows],
+        data.feature_names,
+        config.split,
+        config.xgboost,
+        config.threshold,
+    )
+
+
+def _write_run_directory(
+    run_dir: RunDirectory,
+    data: TrainingData,
+    labelled: LabelledRows,
+    fitted: dict[str, FittedModel],
+    judged: NDArray[Any],
+    truth: NDArray[Any],
+    probabilities: dict[str, NDArray[Any]],
+    config: TrainingConfig,
+    summary: TrainingSummary,
+) -> None:
+    run_dir.path.mkdir(parents=True, exist_ok=True)
+    for kind, model in fitted.items():
+        save_model(run_dir, kind, model.model)
+    save_holdout(run_dir, data.features[judged], data.feature_names, truth, probabilities)
+    run_dir.config.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    run_dir.features.write_text(json.dumps(data.feature_names, indent=1))
+    reference = reference_distributions(
+        data.features[labelled.split.train], data.feature_names, config.reference_bins
+    )
+    run_dir.reference.write_text(json.dumps(reference))
+    run_dir.report_dir.mkdir(exist_ok=True)
+    scores = {
+        **{kind: probabilities[kind] for kind in fitted},
+        "isolation forest": -labelled.isolation.scores[judged],
+    }
+    report_dir = run_dir.report_dir
+    plots = [
+        plot_roc(truth, scores, report_dir / "roc.png"),
+        plot_precision_recall(truth, scores, report_dir / "precision_recall.png"),
+    ]
+    for kind, evaluation in summary.evaluations.items():
+        plots.append(plot_confusion(evaluation.metrics, kind, report_dir / f"{kind}_confusion.png"))
+        plots.append(
+            plot_importance(evaluation.top_features, kind, report_dir / f"{kind}_importance.png")
+        )
+    write_report(
+        report_dir / "report.html",
+        _overview(summary),
+        list(summary.evaluations.values()),
+        summary.isolation_forest,
+        plots,
+        summary.notes,
+    )
+    run_dir.run_record.write_text(
+        TrainedRun(
+            experiment=config.registration.experiment,
+            feature_names=data.feature_names,
+            threshold=config.threshold,
+            compare_metric=config.registration.compare_metric,
+            evaluations=summary.evaluations,
+            params=_flatten(config.model_dump(mode="json")),
+            metrics=_run_metrics(summary),
+            tags={"dataset": summary.dataset, "engine": summary.engine},
+        ).model_dump_json(indent=2)
+    )
+
+
+def _cross_validation_text(summary: TrainingSummary) -> str | None:
+    if summary.cross_validation is None:
+        return None
+    judged = [fold.f1 for fold in summary.cross_validation if fold is not None]
+    if not judged:
+        return "no fold held human labels of both classes"
+    return (
+        f"xgboost F1 {np.mean(judged):.3f} ± {np.std(judged):.3f} over {len(judged)} of "
+        f"{len(summary.cross_validation)} folds (human labels only)"
+    )
+
+
+def _overview(summary: TrainingSummary) -> dict[str, str]:
+    mix, budget = summary.label_mix, summary.label_budget
+    cross_validation = _cross_validation_text(summary)
+    return {
+        "dataset": f"{summary.dataset}: {summary.rows:,} rows × {summary.features} features",
+        "split": ", ".join(f"{k} {v:,}" for k, v in summary.split_sizes.items()),
+        "training labels": ", ".join(
+            f"{source}: {mix.anomalies[source]:,} anomalies / {mix.normals[source]:,} normal"
+            for source in mix.anomalies
+        )
+        + f"; unlabelled {mix.unlabelled:,}",
+        "label budget": f"the queue asked for {budget.asked:,} labels instead of "
+        f"{budget.uncertain:,} uncertain rows ({budget.reduction:.0%} less work)",
+        "reviews": ", ".join(f"{k} {v:,}" for k, v in summary.reviews.items()),
+        **({"cross-validation": cross_validation} if cross_validation else {}),
+    }
+
+
+def _flatten(document: dict[str, object], prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in document.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = str(value)
+    return flat
+
+
+def _run_metrics(summary: TrainingSummary) -> dict[str, float]:
+    metrics: dict[str, float] = {}
+    for name, evaluation in summary.evaluations.items():
+        for metric, value in evaluation.metrics.model_dump().items():
+            if value is not None:
+                metrics[f"{name}.{metric}"] = float(value)
+        metrics[f"{name}.loss_gap"] = evaluation.loss_gap
+        if evaluation.event_recall is not None:
+            metrics[f"{name}.event_recall"] = evaluation.event_recall
+    for metric, value in summary.isolation_forest.model_dump().items():
+        if value is not None:
+            metrics[f"isolation_forest.{metric}"] = float(value)
+    for source in summary.label_mix.anomalies:
+        metrics[f"labels.{source}.anomalies"] = summary.label_mix.anomalies[source]
+        metrics[f"labels.{source}.normals"] = summary.label_mix.normals[source]
+    metrics["labels.unlabelled"] = summary.label_mix.unlabelled
+    metrics["review.asked"] = summary.label_budget.asked
+    metrics["review.uncertain"] = summary.label_budget.uncertain
+    metrics["review.reduction"] = summary.label_budget.reduction
+    folds = [fold.f1 for fold in summary.cross_validation or [] if fold is not None]
+    if folds:
+        metrics["cv.f1_mean"] = float(np.mean(folds))
+        metrics["cv.f1_std"] = float(np.std(folds))
+    return metrics
+
+
+def summary_table(summary: TrainingSummary) -> Table:
+    """The end-of-run table: test metrics per model, labels, budget, registration."""
+    table = Table(title=f"vigil train — {summary.dataset} ({summary.rows:,} rows)")
+    for column in ("model", "precision", "recall", "f1", "pr_auc", "event recall", "gates"):
+        table.add_column(column)
+    for kind, evaluation in summary.evaluations.items():
+        m = evaluation.metrics
+        table.add_row(
+            kind,
+            f"{m.precision:.3f}",
+            f"{m.recall:.3f}",
+            f"{m.f1:.3f}",
+            "n/a" if m.pr_auc is None else f"{m.pr_auc:.3f}",
+            "n/a" if evaluation.event_recall is None else f"{evaluation.event_recall:.3f}",
+            "passed" if evaluation.passed_gates else "; ".join(evaluation.gate_failures),
+        )
+    base = summary.isolation_forest
+    pr_auc = "n/a" if base.pr_auc is None else f"{base.pr_auc:.3f}"
+    table.add_row(
+        "isolation forest",
+        f"{base.precision:.3f}",
+        f"{base.recall:.3f}",
+        f"{base.f1:.3f}",
+        pr_auc,
+        "",
+        "",
+    )
+    budget = summary.label_budget
+    cross_validation = _cross_validation_text(summary)
+    table.caption = (
+        f"labels asked {budget.asked:,} vs {budget.uncertain:,} uncertain "
+        f"({budget.reduction:.0%} less); "
+        + (f"cross-validation: {cross_validation}; " if cross_validation else "")
+        + (
+            f"registered: {summary.registration.decision}"
+            if summary.registration
+            else f"not registered: {summary.registration_error or 'no tracking URI'}"
+        )
+    )
+    return table
+
+
+@dataclass(frozen=True)
+class ReviewExport:
+    """What ``vigil review export`` wrote."""
+
+    files: ReviewFiles
+    budget: LabelBudget
+
+
+def export_review(store: ObjectStore, config: TrainingConfig, out_dir: Path) -> ReviewExport:
+    """``vigil review export``: draw the review queue and write it for reviewers.
+
+    The queue is also kept in the store, so ``vigil review import`` can check answers
+    against it.
+
+    Args:
+        store: features, labels and earlier reviews.
+        config: the training config (forest, buckets, sampling fractions).
+        out_dir: where the CSV and the Label Studio files go.
+    """
+    data = load_training_data(store)
+    no_simulation = config.model_copy(
+        update={"review": config.review.model_copy(update={"simulate_reviewer": False})}
+    )
+    labelled = label_rows(data, no_simulation, load_reviews(store))
+    positions = labelled.queue.join(
+        data.rows.select(ROW_ID).with_row_index("__position"),
+        on=ROW_ID,
+        how="left",
+        maintain_order="left",
+    )["__position"].to_numpy()
+    queue = add_context(labelled.queue, data.features[positions], data.features, data.feature_names)
+    save_queue(store, queue)
+    return ReviewExport(write_review_files(queue, out_dir), labelled.budget)

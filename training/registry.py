@@ -1,0 +1,460 @@
+"""Phase 6: the run directory on disk, and its registration in MLflow with aliases.
+
+Training writes everything a registration needs into a run directory first (models, holdout,
+metrics, report); :func:`register_run` then logs it to MLflow. If MLflow is down, nothing is
+lost: the directory stays and ``register_run`` can be called again later (``vigil register``).
+
+Aliases follow the serving contract: ``champion`` and ``challenger`` name one version each,
+on different registered models (``xgboost_anomaly`` and ``catboost_anomaly`` are separate
+Triton models). A model that fails its gates never receives an alias; a model replaces the
+holder of an alias only if it scores better on this run's holdout.
+"""
+
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.catboost
+import mlflow.xgboost
+import numpy as np
+import polars as pl
+import xgboost as xgb
+from catboost import CatBoostClassifier
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature, get_model_info
+from mlflow.types import ColSpec, DataType, Schema
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict
+from requests.exceptions import RequestException
+
+from training.evaluation import ModelEvaluation, classification_metrics
+from training.models import CATBOOST, XGBOOST, Model, predict_proba
+
+REGISTERED_NAMES = {XGBOOST: "xgboost_anomaly", CATBOOST: "catboost_anomaly"}
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+ALIASES = (CHAMPION, CHALLENGER)
+LABEL_COLUMN = "true_label"
+OUTPUT_NAME = "anomaly_probability"
+REFERENCE_SAMPLE_ROWS = 100_000
+
+
+class RegistrationError(RuntimeError):
+    """Registration did not complete; the run directory is intact and can be registered again."""
+
+
+class FeatureSetMismatchError(ValueError):
+    """The run's features differ from those a registered alias holder was trained on."""
+
+
+class TrainedRun(BaseModel):
+    """What a registration needs to know about a finished training run (``run.json``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    experiment: str
+    feature_names: list[str]
+    threshold: float
+    compare_metric: str
+    evaluations: dict[str, ModelEvaluation]
+    params: dict[str, str]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+
+
+class RegistrationResult(BaseModel):
+    """What registration did: the MLflow run, new versions, and where the aliases point."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    versions: dict[str, str]
+    aliases: dict[str, str]
+    decision: str
+
+
+@dataclass(frozen=True)
+class RunDirectory:
+    """Paths inside a training run's directory."""
+
+    path: Path
+
+    @property
+    def run_record(self) -> Path:
+        return self.path / "run.json"
+
+    @property
+    def summary(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def features(self) -> Path:
+        return self.path / "features.json"
+
+    @property
+    def reference(self) -> Path:
+        return self.path / "reference_distributions.json"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.path / "report"
+
+    @property
+    def holdout(self) -> Path:
+        return self.path / "holdout.parquet"
+
+    @property
+    def registration(self) -> Path:
+        return self.path / "registration.json"
+
+    def model_path(self, kind: str) -> Path:
+        return self.path / "models" / ("xgboost.json" if kind == XGBOOST else "catboost.cbm")
+
+
+def save_model(run_dir: RunDirectory, kind: str, model: Model) -> Path:
+    """Write a trained model into the run directory (before any MLflow call)."""
+    path = run_dir.model_path(kind)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save_model(str(path))
+    return path
+
+
+def load_model(run_dir: RunDirectory, kind: str) -> Model:
+    """Read back a model written by :func:`save_model`."""
+    path = str(run_dir.model_path(kind))
+    if kind == XGBOOST:
+        return xgb.Booster(model_file=path)
+    return CatBoostClassifier().load_model(path)
+
+
+def save_holdout(
+    run_dir: RunDirectory,
+    features: NDArray[Any],
+    feature_names: list[str],
+    true_labels: NDArray[Any],
+    probabilities: dict[str, NDArray[Any]],
+) -> None:
+    """Keep the test rows, their true labels and each model's probabilities.
+
+    Registration compares the new models with the alias holders on exactly these rows, and
+    the stored probabilities let anyone check that a registered model reproduces them.
+    """
+    columns = {name: features[:, j] for j, name in enumerate(feature_names)}
+    columns[LABEL_COLUMN] = true_labels.astype(np.int8)
+    columns.update({f"{kind}_probability": values for kind, values in probabilities.items()})
+    pl.DataFrame(columns).write_parquet(run_dir.holdout)
+
+
+def load_holdout(
+    run_dir: RunDirectory, feature_names: list[str]
+) -> tuple[NDArray[Any], NDArray[Any]]:
+    """The test rows' float32 features (in ``feature_names`` order) and true labels."""
+    frame = pl.read_parquet(run_dir.holdout)
+    features = frame.select(feature_names).to_numpy().astype(np.float32, copy=False)
+    return features, frame[LABEL_COLUMN].to_numpy()
+
+
+def reference_distributions(
+    features: NDArray[Any], feature_names: list[str], bins: int, seed: int = 0
+) -> dict[str, object]:
+    """Per-feature quantile histograms of the training rows, for drift (PSI) when serving.
+
+    Computed on a uniform sample of at most ``REFERENCE_SAMPLE_ROWS`` training rows (enough
+    for bin shares to within about 0.3 percentage points). Edges are the feature's quantiles,
+    repeated ones merged. A value goes to bin ``searchsorted(edges[1:-1], value,
+    side="right")``, so the outer bins are open-ended and a serving-time value outside the
+    training range still lands in a bin.
+
+    Args:
+        features: training rows.
+        feature_names: column names.
+        bins: number of quantile bins per feature.
+        seed: seed of the sample.
+
+    Returns:
+        A JSON-ready document: ``{"rows", "binning", "features": {name: {"edges", "counts"}}}``
+        where ``rows`` is the number of rows counted.
+    """
+    sample = features
+    if len(features) > REFERENCE_SAMPLE_ROWS:
+        rows = np.random.default_rng(seed).choice(len(features), REFERENCE_SAMPLE_ROWS, False)
+        sample = features[np.sort(rows)]
+    columns = np.ascontiguousarray(sample.T)  # one contiguous row per feature: faster quantiles
+    quantiles = np.quantile(columns, np.linspace(0.0, 1.0, bins + 1), axis=1)
+    histograms = {}
+    for j, name in enumerate(feature_names):
+        edges = np.unique(quantiles[:, j])
+        if len(edges) == 1:
+            edges = np.array([edges[0], edges[0]])
+        index = np.searchsorted(edges[1:-1], columns[j], side="right")
+        counts = np.bincount(index, minlength=len(edges) - 1)
+        histograms[name] = {"edges": edges.tolist(), "counts": counts.tolist()}
+    return {
+        "rows": len(sample),
+        "binning": "bin = searchsorted(edges[1:-1], value, side='right')",
+        "features": histograms,
+    }
+
+
+def register_run(
+    run_path: Path, tracking_uri: str, replace_on_feature_change: bool = False
+) -> RegistrationResult:
+    """Log a finished training run to MLflow, register its models and move the aliases.
+
+    Safe to call again after a failure: a run that was registered returns its earlier result.
+
+    Args:
+        run_path: the run directory written by training.
+        tracking_uri: the MLflow tracking server (``http://host:port``) or another MLflow URI.
+        replace_on_feature_change: when an alias holder was trained on other features, let
+            the new models take the aliases without a comparison (instead of raising).
+
+    Returns:
+        The MLflow run id, the new version of each registered model, and the aliases.
+
+    Raises:
+        FeatureSetMismatchError: an alias holder expects other features; nothing was logged.
+        RegistrationError: MLflow is unreachable or failed; the run directory is kept.
+    """
+    run_dir = RunDirectory(run_path)
+    if run_dir.registration.exists():
+        return RegistrationResult.model_validate_json(run_dir.registration.read_text())
+    if not run_dir.run_record.exists():
+        raise FileNotFoundError(f"{run_dir.run_record} is missing: not a training run directory")
+    run = TrainedRun.model_validate_json(run_dir.run_record.read_text())
+    retry = f"the models are kept in {run_path}; retry with `vigil register {run_path}`"
+    _require_reachable(tracking_uri, retry)
+    try:
+        result = _register(run_dir, run, tracking_uri, replace_on_feature_change)
+    except (MlflowException, RequestException, OSError) as error:
+        raise RegistrationError(f"registration in MLflow failed ({error}); {retry}") from error
+    run_dir.registration.write_text(result.model_dump_json(indent=2))
+    return result
+
+
+def _require_reachable(tracking_uri: str, retry: str) -> None:
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=5):
+            return
+    except urllib.error.HTTPError:
+        return  # it answers HTTP: it is up
+    except OSError as error:
+        raise RegistrationError(
+            f"MLflow at {tracking_uri} is unreachable ({error}); {retry}"
+        ) from error
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A model version that holds, or is a candidate for, an alias."""
+
+    kind: str
+    version: str
+    score: float
+
+
+def _register(
+    run_dir: RunDirectory, run: TrainedRun, tracking_uri: str, replace_on_feature_change: bool
+) -> RegistrationResult:
+    # The flavours' load_model and log_model resolve models:/ URIs and runs through MLflow's
+    # process-wide URI; the CLI process registers against one server, so setting it is safe.
+    mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    features, labels = load_holdout(run_dir, run.feature_names)
+    current = _current_holders(client, run, features, labels, replace_on_feature_change)
+    mlflow.set_experiment(run.experiment)
+    signature = ModelSignature(
+        inputs=Schema([ColSpec(DataType.float, name) for name in run.feature_names]),
+        outputs=Schema([ColSpec(DataType.float, OUTPUT_NAME)]),
+    )
+    versions: dict[str, str] = {}
+    with mlflow.start_run() as active:
+        # Models first: MLflow 3 copies every metric already logged onto each logged model,
+        # one request per metric, which doubled the registration time.
+        for kind, evaluation in run.evaluations.items():
+            versions[kind] = _log_model(run_dir, kind, signature)
+            client.set_model_version_tag(
+                REGISTERED_NAMES[kind], versions[kind], "threshold", str(run.threshold)
+            )
+            client.set_model_version_tag(
+                REGISTERED_NAMES[kind], versions[kind], "gates", _verdict(evaluation)
+            )
+        mlflow.log_params(run.params)
+        mlflow.log_metrics(run.metrics)
+        mlflow.set_tags(run.tags)
+        for path in (run_dir.config, run_dir.features, run_dir.summary, run_dir.reference):
+            mlflow.log_artifact(str(path))
+        mlflow.log_artifacts(str(run_dir.report_dir), artifact_path="report")
+        candidates = [
+            Holder(kind, versions[kind], _score(evaluation, run.compare_metric))
+            for kind, evaluation in run.evaluations.items()
+            if evaluation.passed_gates
+        ]
+        target, decision = decide_aliases(candidates, current)
+        _apply_aliases(client, target)
+        mlflow.set_tags(
+            {
+                "gates": "passed" if candidates else "failed",
+                "promotion": decision,
+                **{f"alias.{alias}": _label(holder) for alias, holder in target.items()},
+            }
+        )
+    return RegistrationResult(
+        run_id=active.info.run_id,
+        versions={REGISTERED_NAMES[kind]: version for kind, version in versions.items()},
+        aliases={alias: _label(holder) for alias, holder in target.items() if holder},
+        decision=decision,
+    )
+
+
+def _verdict(evaluation: ModelEvaluation) -> str:
+    return "passed" if evaluation.passed_gates else "failed: " + "; ".join(evaluation.gate_failures)
+
+
+def _label(holder: Holder | None) -> str:
+    return f"{REGISTERED_NAMES[holder.kind]}/{holder.version}" if holder else "none"
+
+
+def _score(evaluation: ModelEvaluation, metric: str) -> float:
+    value = getattr(evaluation.metrics, metric)
+    return float("-inf") if value is None else float(value)
+
+
+def _log_model(run_dir: RunDirectory, kind: str, signature: ModelSignature) -> str:
+    model = load_model(run_dir, kind)
+    name = REGISTERED_NAMES[kind]
+    if kind == XGBOOST:
+        info = mlflow.xgboost.log_model(
+            model,
+            name=name,
+            signature=signature,
+            registered_model_name=name,
+            model_format="json",
+            pip_requirements=[_requirement("xgboost-cpu", "xgboost")],
+        )
+    else:
+        info = mlflow.catboost.log_model(
+            model,
+            name=name,
+            signature=signature,
+            registered_model_name=name,
+            pip_requirements=[_requirement("catboost")],
+        )
+    return str(info.registered_model_version)
+
+
+def _requirement(*distributions: str) -> str:
+    """A pin for the first installed distribution (xgboost-cpu avoids the CUDA wheel)."""
+    for distribution in distributions:
+        try:
+            return f"{distribution}=={metadata.version(distribution)}"
+        except metadata.PackageNotFoundError:
+            continue
+    return distributions[-1]
+
+
+def _current_holders(
+    client: MlflowClient,
+    run: TrainedRun,
+    features: NDArray[Any],
+    labels: NDArray[Any],
+    replace_on_feature_change: bool,
+) -> dict[str, Holder]:
+    """The current alias holders, each scored on this run's holdout."""
+    holders = {}
+    for kind, name in REGISTERED_NAMES.items():
+        for alias, version in _aliases_of(client, name).items():
+            if alias not in ALIASES:
+                continue
+            uri = f"models:/{name}/{version}"
+            expected = get_model_info(uri).signature.inputs.input_names()
+            if expected != run.feature_names:
+                if replace_on_feature_change:
+                    holders[alias] = Holder(kind, version, float("-inf"))
+                    continue
+                raise FeatureSetMismatchError(_mismatch(name, alias, expected, run.feature_names))
+            model = (
+                mlflow.xgboost.load_model(uri)
+                if kind == XGBOOST
+                else mlflow.catboost.load_model(uri)
+            )
+            tags = client.get_model_version(name, version).tags
+            threshold = float(tags.get("threshold", run.threshold))
+            metrics = classification_metrics(labels, predict_proba(model, features), threshold)
+            value = getattr(metrics, run.compare_metric)
+            holders[alias] = Holder(kind, version, float("-inf") if value is None else float(value))
+    return holders
+
+
+def _mismatch(name: str, alias: str, expected: list[str], actual: list[str]) -> str:
+    missing = [f for f in expected if f not in actual]
+    extra = [f for f in actual if f not in expected]
+    detail = (
+        f"missing {missing[:5]}, new {extra[:5]}" if missing or extra else "same names, new order"
+    )
+    return (
+        f"{name}@{alias} was trained on {len(expected)} features and this run on {len(actual)} "
+        f"({detail}); the two cannot be compared on one holdout. Retry with "
+        "replace_on_feature_change to let the new models take the aliases."
+    )
+
+
+def decide_aliases(
+    candidates: list[Holder], current: dict[str, Holder]
+) -> tuple[dict[str, Holder | None], str]:
+    """Where ``champion`` and ``challenger`` should point after this run.
+
+    Args:
+        candidates: the run's new versions that passed their gates, with their holdout score.
+        current: today's alias holders, scored on the same holdout.
+
+    Returns:
+        The target holder of each alias (None = remove it) and a sentence saying why.
+    """
+    target: dict[str, Holder | None] = {alias: current.get(alias) for alias in ALIASES}
+    if not candidates:
+        return target, "no new model passed its gates; aliases unchanged"
+    ranked = sorted(candidates, key=lambda c: (-c.score, c.kind != XGBOOST))
+    best, champion, challenger = ranked[0], current.get(CHAMPION), current.get(CHALLENGER)
+    if champion is None or best.score > champion.score:
+        target[CHAMPION] = best
+        others = [c for c in ranked if c.kind != best.kind]
+        if others:
+            target[CHALLENGER] = others[0]
+        elif champion is not None and champion.kind != best.kind:
+            target[CHALLENGER] = champion
+        elif challenger is not None and challenger.kind == best.kind:
+            target[CHALLENGER] = None
+        beaten = "no champion yet" if champion is None else f"beats {_label(champion)}"
+        return target, f"{_label(best)} becomes champion ({beaten})"
+    rivals = [c for c in ranked if c.kind != champion.kind]
+    if rivals and (challenger is None or rivals[0].score > challenger.score):
+        target[CHALLENGER] = rivals[0]
+        return target, f"champion {_label(champion)} kept; {_label(rivals[0])} becomes challenger"
+    return target, f"champion {_label(champion)} is at least as good; aliases unchanged"
+
+
+def _apply_aliases(client: MlflowClient, target: dict[str, Holder | None]) -> None:
+    for alias, holder in target.items():
+        for kind, name in REGISTERED_NAMES.items():
+            if holder is not None and holder.kind == kind:
+                client.set_registered_model_alias(name, alias, holder.version)
+            elif alias in _aliases_of(client, name):
+                client.delete_registered_model_alias(name, alias)
+
+
+def _aliases_of(client: MlflowClient, name: str) -> dict[str, str]:
+    """alias -> version of a registered model; empty when the model does not exist yet."""
+    found = client.search_registered_models(filter_string=f"name = '{name}'")
+    return {alias: str(version) for alias, version in found[0].aliases.items()} if found else {}
