@@ -1,10 +1,9 @@
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.servers import ServerProcess, free_port, start_server
+from vigil.processes import ServerProcess, start_mlflow, start_moto
 
 
 @pytest.fixture(autouse=True)
@@ -19,16 +18,16 @@ def _aws_test_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def aws_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A fresh moto server on loopback speaking the real S3 / CloudWatch wire protocols."""
-    moto = str(Path(sys.executable).parent / "moto_server")
-    port = free_port()
-    log_dir = tmp_path_factory.mktemp("moto")
-    server = start_server(
-        "moto",
-        [moto, "-H", "127.0.0.1", "-p", str(port)],
-        f"http://127.0.0.1:{port}",
-        "/moto-api/",
-        log_dir,
-    )
+    server = start_moto(tmp_path_factory.mktemp("moto"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A real MLflow tracking server on loopback (SQLite backend, local artifact root)."""
+    root = tmp_path_factory.mktemp("mlflow")
+    server = start_mlflow(root, root)
     yield server
     server.stop()
 

@@ -1,1 +1,1 @@
-"""Batch side: CloudWatch export, fleet simulation, dataset import, features, validation, training."""
+"""Batch side: CloudWatch export, simulation, dataset import, features, validation, training."""

@@ -1052,9 +1052,10 @@ def log_event_batches(events: Sequence[dict[str, Any]]) -> Iterator[list[dict[st
 
 def _ensure_log_streams(logs_client: Any, layout: CloudWatchLayout, fleet: _Fleet) -> None:
     already = logs_client.exceptions.ResourceAlreadyExistsException
-    for source in sorted({SOURCES[i] for i in fleet.sources}):
+    # Every group of the layout, even for sources this fleet lacks: the exporter reads them all.
+    for group in layout.log_groups:
         with contextlib.suppress(already):
-            logs_client.create_log_group(logGroupName=layout.log_group_for(source))
+            logs_client.create_log_group(logGroupName=group)
     for instance_id, source in zip(fleet.instance_ids, fleet.sources, strict=True):
         with contextlib.suppress(already):
             logs_client.create_log_stream(

@@ -1,10 +1,55 @@
 """``vigil``: thin Typer commands over functions the tests call directly."""
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
 
-app = typer.Typer(help="Vigil: anomaly detection for cloud fleets.", no_args_is_help=True)
+from training.cloudwatch import ExportError
+from training.registry import RegistrationError
+from vigil import data_commands, training_commands
+from vigil.demo import DemoConfig, DemoStepError, run_demo, summary_table
+
+app = typer.Typer(
+    help="Vigil: anomaly detection for cloud fleets.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command("simulate")(data_commands.simulate)
+app.command("export")(data_commands.export_command)
+app.command("import-dataset")(data_commands.import_dataset_command)
+app.command("features")(data_commands.features)
+app.command("validate")(data_commands.validate)
+app.command("train")(training_commands.train)
+app.command("register")(training_commands.register)
+app.add_typer(training_commands.review_app, name="review")
+
+# Errors a user can act on (bad input, unreachable services, rejected data; every ValueError
+# of the parts names the problem): one clear message, exit status 1, no traceback.
+USER_ERRORS = (ValueError, OSError, ExportError, RegistrationError, DemoStepError)
 
 
-@app.callback()
-def main() -> None:
-    """Vigil: anomaly detection for cloud fleets."""
+@app.command()
+def demo(
+    work_dir: Annotated[Path, typer.Option(help="Where the demo writes (safe to rerun).")] = Path(
+        ".vigil/demo"
+    ),
+    instances: Annotated[int, typer.Option(min=1, help="Instances in the simulated fleet.")] = 50,
+    days: Annotated[int, typer.Option(min=1, help="Days of telemetry to simulate.")] = 3,
+    seed: Annotated[int, typer.Option(min=0, help="Simulation seed.")] = 0,
+) -> None:
+    """Run the platform end to end on this machine and print what each step did."""
+    console = Console()
+    config = DemoConfig(work_path=work_dir, instances=instances, days=days, seed=seed)
+    result = run_demo(config, console)
+    console.print(summary_table(result))
+
+
+def run() -> None:
+    """The console script: user errors become one line on stderr and exit status 1."""
+    try:
+        app()
+    except USER_ERRORS as error:
+        Console(stderr=True).print(f"[red]error:[/red] {error}")
+        raise SystemExit(1) from error

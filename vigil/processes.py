@@ -2,6 +2,7 @@
 
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -17,7 +18,7 @@ def free_port() -> int:
 
 @dataclass
 class ServerProcess:
-    """A server started by a test; its log is kept for the failure report."""
+    """A server this process started; its log is kept for failure reports."""
 
     name: str
     process: subprocess.Popen[bytes]
@@ -58,3 +59,38 @@ def start_server(
             time.sleep(0.2)
     server.stop()
     raise RuntimeError(f"{name} did not answer within {timeout}s:\n{server.log()}")
+
+
+def venv_tool(name: str) -> str:
+    """A console script installed beside this interpreter (mlflow, moto_server, ...)."""
+    return str(Path(sys.executable).parent / name)
+
+
+def start_moto(log_dir: Path) -> ServerProcess:
+    """The AWS API emulator (S3, CloudWatch Logs and metrics) on a free loopback port."""
+    port = free_port()
+    argv = [venv_tool("moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+    return start_server("moto", argv, f"http://127.0.0.1:{port}", "/moto-api/", log_dir)
+
+
+def start_mlflow(root: Path, log_dir: Path) -> ServerProcess:
+    """An MLflow tracking server on a free loopback port: SQLite backend, artifacts in root."""
+    port = free_port()
+    argv = [
+        # The job runner would start background consumers that outlive the server's PID.
+        "env",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false",
+        venv_tool("mlflow"),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{root.resolve() / 'mlflow.db'}",
+        "--default-artifact-root",
+        str(root.resolve() / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    return start_server("mlflow", argv, f"http://127.0.0.1:{port}", "/health", log_dir, 120)

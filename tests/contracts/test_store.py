@@ -5,7 +5,7 @@ import pyarrow as pa
 import pytest
 
 from contracts.store import ObjectStore
-from tests.servers import ServerProcess
+from vigil.processes import ServerProcess
 
 
 def _table(n: int) -> pa.Table:

@@ -1,7 +1,5 @@
 """Fixtures for the training pipeline tests: a small labelled fleet and a real MLflow server."""
 
-import sys
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from contracts.features import TIMESTAMP, compute_features
 from contracts.labels import INCIDENTS_SCHEMA
 from contracts.layout import INCIDENTS_PATH, features_path
 from contracts.store import ObjectStore
-from tests.servers import ServerProcess, free_port, start_server
+from vigil.processes import ServerProcess
 from training.config import TrainingConfig
 from training.registry import REGISTERED_NAMES
 
@@ -114,40 +112,6 @@ def small_config(**overrides: object) -> TrainingConfig:
         else:
             document[key] = value
     return TrainingConfig.model_validate(document)
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A real MLflow tracking server on loopback (SQLite backend, local artifact root)."""
-    root = tmp_path_factory.mktemp("mlflow")
-    port = free_port()
-    mlflow = str(Path(sys.executable).parent / "mlflow")
-    server = start_server(
-        "mlflow",
-        [
-            # The job runner would start background consumers that outlive the server's PID.
-            "env",
-            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false",
-            mlflow,
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{root / 'mlflow.db'}",
-            "--default-artifact-root",
-            str(root / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        f"http://127.0.0.1:{port}",
-        "/health",
-        root,
-        timeout=120,
-    )
-    yield server
-    server.stop()
 
 
 @pytest.fixture

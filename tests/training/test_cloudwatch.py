@@ -33,7 +33,7 @@ from contracts.layout import CHECKPOINT_PATH, raw_partition_path
 from contracts.settings import Settings
 from contracts.store import TMP_MARKER, ObjectStore
 from contracts.telemetry import RAW_SCHEMA
-from tests.servers import ServerProcess
+from vigil.processes import ServerProcess
 from training.cloudwatch import (
     ExportConfig,
     ExportError,

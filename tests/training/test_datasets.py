@@ -26,7 +26,7 @@ from contracts.labels import INCIDENTS_SCHEMA, POINT_LABELS_SCHEMA
 from contracts.layout import INCIDENTS_PATH, POINT_LABELS_PATH, RAW_PREFIX, raw_partition_path
 from contracts.store import ObjectStore
 from contracts.telemetry import RAW_SCHEMA
-from tests.servers import ServerProcess
+from vigil.processes import ServerProcess
 from training.datasets import (
     DatasetFormatError,
     ImportSummary,

@@ -16,7 +16,7 @@ from contracts.features import compute_features, feature_schema, to_wide
 from contracts.layout import features_path, raw_partition_path
 from contracts.store import ObjectStore
 from contracts.telemetry import RAW_SCHEMA
-from tests.servers import ServerProcess
+from vigil.processes import ServerProcess
 from training import feature_job
 from training.feature_job import RawPartitionsNotFoundError, build_features, raw_days
 

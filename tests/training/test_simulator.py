@@ -17,7 +17,7 @@ from contracts.labels import INCIDENT_TYPES, INCIDENTS_SCHEMA
 from contracts.layout import INCIDENTS_PATH, RAW_PREFIX, raw_partition_path
 from contracts.store import ObjectStore
 from contracts.telemetry import FLEET_METRICS, METRIC_RANGES, RAW_SCHEMA
-from tests.servers import ServerProcess
+from vigil.processes import ServerProcess
 from training.cloudwatch_layout import CloudWatchLayout
 from training.simulator import (
     MAX_LOG_BATCH_BYTES,

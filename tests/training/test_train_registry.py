@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 
 from contracts.features import feature_columns
 from contracts.store import ObjectStore
-from tests.servers import free_port
+from vigil.processes import free_port
 from tests.training.conftest import METRICS, small_config, write_fleet_store
 from training.pipeline import TrainingSummary, run_training
 from training.registry import (

@@ -1,0 +1,231 @@
+"""``vigil demo``: the platform end to end on one machine, each step named and timed.
+
+Steps: simulate a fleet with labelled incidents → push a recent slice to the AWS API emulator
+and export it back through the real exporter (the production path) → build features → validate
+them → train and register the champion / challenger in a local MLflow server. Every step
+overwrites what an earlier run wrote, so running the demo twice is safe.
+"""
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow.compute as pc
+from rich.console import Console
+from rich.table import Table
+
+from contracts.settings import Settings
+from contracts.store import ObjectStore
+from training.cloudwatch import export, make_cloudwatch_clients
+from training.cloudwatch_layout import CloudWatchLayout
+from training.config import load_training_config
+from training.feature_job import build_features
+from training.pipeline import TrainingSummary, run_training
+from training.quality_job import validate_store
+from training.simulator import SimulationConfig, push_to_cloudwatch, write_simulation
+from vigil.processes import ServerProcess, start_mlflow, start_moto
+
+
+class DemoStepError(RuntimeError):
+    """A demo step failed; the message names the step and the log to read."""
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """What the demo runs on and where it writes."""
+
+    work_path: Path = Path(".vigil/demo")
+    instances: int = 50
+    days: int = 3
+    seed: int = 0
+    export_instances: int = 5
+    export_hours: int = 1
+
+    @property
+    def store_path(self) -> Path:
+        return self.work_path / "store"
+
+    @property
+    def export_store_path(self) -> Path:
+        return self.work_path / "cloudwatch-export"
+
+    @property
+    def logs_path(self) -> Path:
+        return self.work_path / "logs"
+
+
+@dataclass
+class DemoResult:
+    """What each step reported, for the summary."""
+
+    rows: list[tuple[str, str, str]] = field(default_factory=list)  # step, seconds, outcome
+    training: TrainingSummary | None = None
+    tracking_uri: str | None = None
+
+
+@contextmanager
+def _step(
+    console: Console, result: DemoResult, name: str, log: Path | None = None
+) -> Iterator[Callable[[str], None]]:
+    outcome = [""]
+    started = time.perf_counter()
+    console.print(f"[bold]→ {name}[/bold]")
+    try:
+        yield lambda text: outcome.__setitem__(0, text)
+    except Exception as error:
+        where = f"; log: {log}" if log else ""
+        raise DemoStepError(f"demo step '{name}' failed: {error}{where}") from error
+    seconds = time.perf_counter() - started
+    result.rows.append((name, f"{seconds:.1f}", outcome[0]))
+    console.print(f"[green]✓[/green] {name} ({seconds:.1f} s): {outcome[0]}")
+
+
+def run_demo(config: DemoConfig, console: Console) -> DemoResult:
+    """Run every step; servers the demo started are stopped at the end.
+
+    Raises:
+        DemoStepError: naming the failed step and, for a server, its log file.
+    """
+    result = DemoResult()
+    config.logs_path.mkdir(parents=True, exist_ok=True)
+    store = ObjectStore.from_uri(str(config.store_path))
+    simulation = SimulationConfig(
+        instances=config.instances, duration=timedelta(days=config.days), seed=config.seed
+    )
+    with _step(console, result, "simulate the fleet") as report:
+        summary = write_simulation(store, simulation)
+        incidents = sum(summary.incidents_by_type.values())
+        report(
+            f"{summary.instances} instances × {config.days} days: {summary.metric_rows:,} "
+            f"metric rows, {summary.log_rows:,} log rows, {incidents} incidents of "
+            f"{len(summary.incidents_by_type)} types ({summary.anomalous_fraction:.1%} of "
+            "instance-minutes)"
+        )
+    _export_round_trip(config, console, result)
+    with _step(console, result, "build features") as report:
+        built = build_features(store)
+        report(
+            f"{built.rows:,} rows × {built.feature_columns} feature columns, {len(built.days)} days"
+        )
+    with _step(console, result, "validate raw and features") as report:
+        quality = validate_store(store)
+        quality.raise_if_rejected()
+        report(
+            f"{len(quality.files)} files, quality score raw {quality.quality_score('raw')} %, "
+            f"features {quality.quality_score('features')} %"
+        )
+    mlflow = _start(
+        console,
+        result,
+        "start MLflow",
+        lambda: start_mlflow(config.work_path / "mlflow", config.logs_path),
+        config.logs_path / "mlflow.log",
+    )
+    try:
+        result.tracking_uri = mlflow.url
+        with _step(console, result, "train and register") as report:
+            run_path = config.work_path / "runs" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            training = run_training(store, load_training_config(), mlflow.url, run_path, console)
+            result.training = training
+            if training.registration_error:
+                raise RuntimeError(training.registration_error)
+            assert training.registration is not None
+            report(training.registration.decision)
+    finally:
+        mlflow.stop()
+    return result
+
+
+def _start(
+    console: Console,
+    result: DemoResult,
+    name: str,
+    starter: Callable[[], ServerProcess],
+    log: Path,
+) -> ServerProcess:
+    with _step(console, result, name, log) as report:
+        server = starter()
+        report(server.url)
+    return server
+
+
+def _export_round_trip(config: DemoConfig, console: Console, result: DemoResult) -> None:
+    """Push a recent slice to the emulator's CloudWatch API and export it back to Parquet."""
+    moto = _start(
+        console,
+        result,
+        "start the AWS API emulator",
+        lambda: start_moto(config.logs_path),
+        config.logs_path / "moto.log",
+    )
+    try:
+        with _step(
+            console, result, "export from CloudWatch", config.logs_path / "moto.log"
+        ) as report:
+            now = datetime.now(UTC).replace(second=0, microsecond=0)
+            start = now - timedelta(hours=config.export_hours + 1)
+            window = SimulationConfig(
+                instances=config.export_instances,
+                start=start,
+                duration=timedelta(hours=config.export_hours),
+                seed=config.seed,
+            )
+            with _emulator_credentials():
+                logs, cloudwatch = make_cloudwatch_clients(Settings(aws_endpoint_url=moto.url))
+            pushed = push_to_cloudwatch(window, logs, cloudwatch, now=now)
+            shutil.rmtree(config.export_store_path, ignore_errors=True)
+            target = ObjectStore.from_uri(str(config.export_store_path))
+            exported = export(
+                target, logs, cloudwatch, CloudWatchLayout(), start=window.start, end=window.end
+            )
+            rows = _rows_by_kind(target)
+            if rows != (pushed.metric_datums, pushed.log_events):
+                raise RuntimeError(
+                    f"pushed {pushed.metric_datums} datums and {pushed.log_events} log events, "
+                    f"exported {rows[0]} and {rows[1]}"
+                )
+            report(
+                f"{pushed.metric_datums:,} datums and {pushed.log_events:,} log events pushed, "
+                f"all exported back in {exported.pages} pages to "
+                f"{len(exported.partitions_written)} partition(s)"
+            )
+    finally:
+        moto.stop()
+
+
+@contextmanager
+def _emulator_credentials() -> Iterator[None]:
+    """Dummy keys for the emulator, so real ones from the environment never reach it."""
+    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
+    saved = {name: os.environ.pop(name, None) for name in names}
+    os.environ.update({"AWS_ACCESS_KEY_ID": "emulator", "AWS_SECRET_ACCESS_KEY": "emulator"})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            os.environ.pop(name, None)
+            if value is not None:
+                os.environ[name] = value
+
+
+def _rows_by_kind(store: ObjectStore) -> tuple[int, int]:
+    metric = log = 0
+    for key in store.list_keys("raw-logs", ".parquet"):
+        kinds = store.read_table(key, columns=["kind"])["kind"]
+        logs = int(pc.sum(pc.equal(kinds, "log")).as_py() or 0)
+        log += logs
+        metric += len(kinds) - logs
+    return metric, log
+
+
+def summary_table(result: DemoResult) -> Table:
+    """The steps, their time and outcome."""
+    table = Table("step", "seconds", "outcome", title="vigil demo")
+    for row in result.rows:
+        table.add_row(*row)
+    return table
