@@ -32,13 +32,11 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 from requests.exceptions import RequestException
 
+from contracts.serving import ALIASES, CATBOOST_MODEL, CHALLENGER, CHAMPION, XGBOOST_MODEL
 from training.evaluation import ModelEvaluation, classification_metrics
 from training.models import CATBOOST, XGBOOST, Model, predict_proba
 
-REGISTERED_NAMES = {XGBOOST: "xgboost_anomaly", CATBOOST: "catboost_anomaly"}
-CHAMPION = "champion"
-CHALLENGER = "challenger"
-ALIASES = (CHAMPION, CHALLENGER)
+REGISTERED_NAMES = {XGBOOST: XGBOOST_MODEL, CATBOOST: CATBOOST_MODEL}
 LABEL_COLUMN = "true_label"
 OUTPUT_NAME = "anomaly_probability"
 REFERENCE_SAMPLE_ROWS = 100_000

@@ -8,7 +8,7 @@ from rich.console import Console
 
 from training.cloudwatch import ExportError
 from training.registry import RegistrationError
-from vigil import data_commands, training_commands
+from vigil import data_commands, serving_commands, training_commands
 from vigil.demo import DemoConfig, DemoStepError, run_demo, summary_table
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app.command("validate")(data_commands.validate)
 app.command("train")(training_commands.train)
 app.command("register")(training_commands.register)
 app.add_typer(training_commands.review_app, name="review")
+app.add_typer(serving_commands.serving_app, name="serving")
 
 # Errors a user can act on (bad input, unreachable services, rejected data; every ValueError
 # of the parts names the problem): one clear message, exit status 1, no traceback.

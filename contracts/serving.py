@@ -1,0 +1,30 @@
+"""The serving contract: registered model names, aliases and the tensors Triton exposes.
+
+Training registers models under these names and aliases; serving reads them to build the
+Triton model repository, and the router and the scorer call the models by these names with
+these tensors. Both models take and return the same tensors, so the A/B router can send one
+request to either.
+
+Tensor names are fixed by Triton's FIL backend, which accepts no others: one input
+``input__0`` (FP32 ``[-1, N]``, the columns of ``contracts.features.feature_columns`` in
+order; N and the names are the MLflow signature's) and one output ``output__0`` (FP32
+``[-1, 1]``, the anomaly probability).
+"""
+
+XGBOOST_MODEL = "xgboost_anomaly"
+CATBOOST_MODEL = "catboost_anomaly"
+MODEL_NAMES = (XGBOOST_MODEL, CATBOOST_MODEL)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+ALIASES = (CHAMPION, CHALLENGER)
+
+INPUT_TENSOR = "input__0"
+OUTPUT_TENSOR = "output__0"
+
+# The summary build_repository writes at the repository root (Triton loads only folders).
+REPOSITORY_SUMMARY = "repository.json"
+
+TRITON_HTTP_PORT = 8000
+TRITON_GRPC_PORT = 8001
+TRITON_METRICS_PORT = 8002

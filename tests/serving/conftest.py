@@ -1,0 +1,118 @@
+"""Fixtures for the serving tests: models trained and registered in a real MLflow, the Triton
+model repository built from their aliases, and a real Triton serving that repository.
+
+Every fixture here is session-scoped (one registration, one build, one server per test
+worker); tests using them are in the ``triton`` xdist group so they share one worker.
+"""
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow.catboost
+import mlflow.xgboost
+import numpy as np
+import pytest
+import xgboost as xgb
+from mlflow import MlflowClient
+from numpy.typing import NDArray
+
+from contracts.features import feature_columns
+from contracts.serving import CATBOOST_MODEL, XGBOOST_MODEL
+from serving.model_repository import RepositorySummary, build_repository
+from serving.triton import READY_PATH, TritonPorts, triton_argv
+from serving.triton_config import BatchingOptions
+from tests.training.conftest import METRICS, small_config, write_fleet_store
+from training.pipeline import run_training
+from training.registry import REGISTERED_NAMES, RunDirectory, load_holdout
+from vigil.processes import ServerProcess, free_port, start_server
+
+# A long batching window: concurrent test requests are sure to share a batch.
+BATCHING = BatchingOptions(
+    max_batch_size=1024, max_queue_delay_microseconds=20_000, instance_count=2
+)
+NO_GATES = {"min_f1": 0.0, "min_precision": 0.0}
+
+Predict = Callable[[NDArray[np.float32]], NDArray[np.float64]]
+
+
+@dataclass(frozen=True)
+class Registered:
+    """Models registered in MLflow by one training run, and that run's holdout rows."""
+
+    tracking_uri: str
+    feature_names: list[str]
+    rows: NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class Repository:
+    path: Path
+    summary: RepositorySummary
+
+
+@pytest.fixture(scope="session")
+def registered(
+    mlflow_server: ServerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Registered:
+    """Both models trained on the small fleet and registered with aliases."""
+    client = MlflowClient(mlflow_server.url)
+    for name in REGISTERED_NAMES.values():
+        if client.search_registered_models(filter_string=f"name = '{name}'"):
+            client.delete_registered_model(name)
+    root = tmp_path_factory.mktemp("serving-run")
+    store = write_fleet_store(root / "fleet")
+    run_path = root / "run"
+    summary = run_training(store, small_config(gates=NO_GATES), mlflow_server.url, run_path)
+    assert summary.registration is not None, summary.registration_error
+    names = feature_columns(METRICS)
+    rows, _ = load_holdout(RunDirectory(run_path), names)
+    return Registered(mlflow_server.url, names, rows)
+
+
+@pytest.fixture(scope="session")
+def repository(registered: Registered, tmp_path_factory: pytest.TempPathFactory) -> Repository:
+    path = tmp_path_factory.mktemp("serving") / "repository"
+    summary = build_repository(registered.tracking_uri, str(path), batching=BATCHING)
+    return Repository(path, summary)
+
+
+@pytest.fixture(scope="session")
+def in_process(registered: Registered, repository: Repository) -> dict[str, Predict]:
+    """Each served model's probabilities computed in this process from MLflow's copy."""
+    mlflow.set_tracking_uri(registered.tracking_uri)
+    versions = {model.name: model.version for model in repository.summary.models}
+    booster = mlflow.xgboost.load_model(f"models:/{XGBOOST_MODEL}/{versions[XGBOOST_MODEL]}")
+    catboost = mlflow.catboost.load_model(f"models:/{CATBOOST_MODEL}/{versions[CATBOOST_MODEL]}")
+    assert isinstance(booster, xgb.Booster)
+
+    def predict_xgboost(rows: NDArray[np.float32]) -> NDArray[np.float64]:
+        dmatrix = xgb.DMatrix(rows, feature_names=registered.feature_names)
+        return np.asarray(booster.predict(dmatrix), np.float64)
+
+    def predict_catboost(rows: NDArray[np.float32]) -> NDArray[np.float64]:
+        return np.asarray(catboost.predict_proba(rows)[:, 1], np.float64)
+
+    return {XGBOOST_MODEL: predict_xgboost, CATBOOST_MODEL: predict_catboost}
+
+
+@pytest.fixture(scope="session")
+def triton_ports() -> TritonPorts:
+    return TritonPorts(http=free_port(), grpc=free_port(), metrics=free_port())
+
+
+@pytest.fixture(scope="session")
+def triton(
+    repository: Repository, triton_ports: TritonPorts, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """The local Triton serving the repository; it answers once every model is loaded."""
+    server = start_server(
+        "triton",
+        triton_argv(repository.path, triton_ports),
+        f"http://127.0.0.1:{triton_ports.http}",
+        READY_PATH,
+        tmp_path_factory.mktemp("triton"),
+        timeout=120,
+    )
+    yield server
+    server.stop()

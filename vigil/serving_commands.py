@@ -1,0 +1,55 @@
+"""Serving commands: build the Triton model repository, run the local Triton."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from contracts.serving import TRITON_GRPC_PORT, TRITON_HTTP_PORT, TRITON_METRICS_PORT
+from serving.model_repository import build_repository
+from serving.triton import TritonPorts, run_triton
+from vigil.options import settings_for
+from vigil.training_commands import TrackingUriOption
+
+console = Console()
+serving_app = typer.Typer(help="Model serving: Triton repository and server.", no_args_is_help=True)
+
+
+@serving_app.command("build-repo")
+def build_repo(
+    destination: Annotated[
+        str, typer.Option(help="Repository root: a directory or s3://bucket/prefix.")
+    ] = ".vigil/model-repository",
+    tracking_uri: TrackingUriOption = None,
+) -> None:
+    """Write the Triton model repository for the models holding champion and challenger."""
+    if tracking_uri is None:
+        raise typer.BadParameter("give --tracking-uri or set MLFLOW_TRACKING_URI")
+    settings = settings_for(None)
+    summary = build_repository(
+        tracking_uri,
+        destination,
+        endpoint_url=settings.aws_endpoint_url,
+        region=settings.aws_region,
+    )
+    for model in summary.models:
+        console.print(
+            f"@{model.alias}: {model.name} version {model.version} ({model.backend}) "
+            f"→ {summary.uri}/{model.artifact}"
+        )
+    console.print(f"{len(summary.feature_names)} input features")
+
+
+@serving_app.command("triton")
+def triton(
+    repository: Annotated[Path, typer.Option(help="A local model repository.")] = Path(
+        ".vigil/model-repository"
+    ),
+    host: Annotated[str, typer.Option(help="Address every endpoint binds.")] = "127.0.0.1",
+    http_port: Annotated[int, typer.Option(help="KServe v2 HTTP.")] = TRITON_HTTP_PORT,
+    grpc_port: Annotated[int, typer.Option(help="KServe v2 gRPC.")] = TRITON_GRPC_PORT,
+    metrics_port: Annotated[int, typer.Option(help="Prometheus metrics.")] = TRITON_METRICS_PORT,
+) -> None:
+    """Serve the repository with the local Triton until interrupted."""
+    raise typer.Exit(run_triton(repository, TritonPorts(http_port, grpc_port, metrics_port), host))
