@@ -6,10 +6,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from training.cloudwatch import ExportError
-from training.registry import RegistrationError
 from vigil import data_commands, serving_commands, training_commands
-from vigil.demo import DemoConfig, DemoStepError, run_demo, summary_table
 
 app = typer.Typer(
     help="Vigil: anomaly detection for cloud fleets.",
@@ -26,10 +23,6 @@ app.command("register")(training_commands.register)
 app.add_typer(training_commands.review_app, name="review")
 app.add_typer(serving_commands.serving_app, name="serving")
 
-# Errors a user can act on (bad input, unreachable services, rejected data; every ValueError
-# of the parts names the problem): one clear message, exit status 1, no traceback.
-USER_ERRORS = (ValueError, OSError, ExportError, RegistrationError, DemoStepError)
-
 
 @app.command()
 def demo(
@@ -41,6 +34,8 @@ def demo(
     seed: Annotated[int, typer.Option(min=0, help="Simulation seed.")] = 0,
 ) -> None:
     """Run the platform end to end on this machine and print what each step did."""
+    from vigil.demo import DemoConfig, run_demo, summary_table
+
     console = Console()
     config = DemoConfig(work_path=work_dir, instances=instances, days=days, seed=seed)
     result = run_demo(config, console)
@@ -51,6 +46,21 @@ def run() -> None:
     """The console script: user errors become one line on stderr and exit status 1."""
     try:
         app()
-    except USER_ERRORS as error:
+    except Exception as error:
+        if not isinstance(error, user_errors()):
+            raise
         Console(stderr=True).print(f"[red]error:[/red] {error}")
         raise SystemExit(1) from error
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """Errors a user can act on (bad input, unreachable services, rejected data; every
+    ValueError of the parts names the problem): one clear message, no traceback.
+
+    Imported only when an error happened, so the parts load only for the commands that use them.
+    """
+    from training.cloudwatch import ExportError
+    from training.registry import RegistrationError
+    from vigil.demo import DemoStepError
+
+    return (ValueError, OSError, ExportError, RegistrationError, DemoStepError)

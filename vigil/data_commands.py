@@ -2,25 +2,17 @@
 
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from contracts.store import ObjectStore
-from training.cloudwatch import ExportConfig, export, make_cloudwatch_clients
-from training.cloudwatch_layout import CloudWatchLayout
-from training.datasets.importer import import_dataset
-from training.feature_job import build_features
-from training.quality_job import FileQuality, StoreQuality, validate_store
-from training.simulator import (
-    SimulationConfig,
-    partition_hours,
-    push_to_cloudwatch,
-    write_simulation,
-)
 from vigil.options import StoreOption, open_cli_store, progress_bar, settings_for
+
+if TYPE_CHECKING:
+    from training.quality_job import FileQuality, StoreQuality
 
 console = Console()
 
@@ -56,6 +48,14 @@ def simulate(
     store: StoreOption = None,
 ) -> None:
     """Simulate a fleet with labelled incidents into the raw store (or push it to CloudWatch)."""
+    from training.cloudwatch import make_cloudwatch_clients
+    from training.simulator import (
+        SimulationConfig,
+        partition_hours,
+        push_to_cloudwatch,
+        write_simulation,
+    )
+
     duration = timedelta(hours=hours)
     if start is None and push:
         # CloudWatch keeps only recent data: end on the last whole minute.
@@ -99,6 +99,9 @@ def export_command(
     store: StoreOption = None,
 ) -> None:
     """Export CloudWatch logs and metrics into raw hourly Parquet partitions (resumable)."""
+    from training.cloudwatch import ExportConfig, export, make_cloudwatch_clients
+    from training.cloudwatch_layout import CloudWatchLayout
+
     settings = settings_for(store)
     target = open_cli_store(store)
     config = ExportConfig()
@@ -137,6 +140,8 @@ def import_dataset_command(
     store: StoreOption = None,
 ) -> None:
     """Import a public dataset (SMD, ASD, NAB) into an empty store, with its labels."""
+    from training.datasets.importer import import_dataset
+
     target = open_cli_store(store)
     chosen = [e.strip() for e in entities.split(",") if e.strip()] if entities else None
     with progress_bar(console) as progress:
@@ -164,6 +169,8 @@ def features(
     store: StoreOption = None,
 ) -> None:
     """Build the feature table of each day: processed-logs/YYYY-MM-DD/features.parquet."""
+    from training.feature_job import build_features
+
     target = open_cli_store(store)
     with console.status(f"building features with {engine}"):
         summary = build_features(target, day.date() if day else None, engine=engine)
@@ -189,12 +196,14 @@ def validate(
         quality.raise_if_rejected()
 
 
-def check_store(store: ObjectStore, day: date | None) -> StoreQuality:
+def check_store(store: ObjectStore, day: date | None) -> "StoreQuality":
     """Validate with a progress bar and print the quality scores."""
+    from training.quality_job import validate_store
+
     with progress_bar(console) as progress:
         task = progress.add_task("validate", total=None)
 
-        def advance(_file: FileQuality) -> None:
+        def advance(_file: "FileQuality") -> None:
             progress.advance(task)
 
         quality = validate_store(store, day, advance)

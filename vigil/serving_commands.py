@@ -7,8 +7,6 @@ import typer
 from rich.console import Console
 
 from contracts.serving import TRITON_GRPC_PORT, TRITON_HTTP_PORT, TRITON_METRICS_PORT
-from serving.model_repository import build_repository
-from serving.triton import TritonPorts, run_triton
 from vigil.options import settings_for
 from vigil.training_commands import TrackingUriOption
 
@@ -24,6 +22,8 @@ def build_repo(
     tracking_uri: TrackingUriOption = None,
 ) -> None:
     """Write the Triton model repository for the models holding champion and challenger."""
+    from serving.model_repository import build_repository
+
     if tracking_uri is None:
         raise typer.BadParameter("give --tracking-uri or set MLFLOW_TRACKING_URI")
     settings = settings_for(None)
@@ -52,4 +52,6 @@ def triton(
     metrics_port: Annotated[int, typer.Option(help="Prometheus metrics.")] = TRITON_METRICS_PORT,
 ) -> None:
     """Serve the repository with the local Triton until interrupted."""
+    from serving.triton import TritonPorts, run_triton
+
     raise typer.Exit(run_triton(repository, TritonPorts(http_port, grpc_port, metrics_port), host))

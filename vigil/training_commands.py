@@ -8,9 +8,6 @@ import typer
 from rich.console import Console
 
 from training.config import DEFAULT_CONFIG_PATH, load_training_config
-from training.pipeline import export_review, run_training
-from training.registry import register_run
-from training.review_queue import import_reviews
 from vigil.options import StoreOption, open_cli_store
 
 console = Console()
@@ -42,6 +39,8 @@ def train(
     store: StoreOption = None,
 ) -> None:
     """Train the semi-supervised pipeline on the store's features and register it in MLflow."""
+    from training.pipeline import run_training
+
     summary = run_training(
         open_cli_store(store),
         load_training_config(config),
@@ -64,6 +63,8 @@ def register(
     ] = False,
 ) -> None:
     """Register a finished training run in MLflow (retry after MLflow was down)."""
+    from training.registry import register_run
+
     if tracking_uri is None:
         raise typer.BadParameter("give --tracking-uri or set MLFLOW_TRACKING_URI")
     result = register_run(run_dir, tracking_uri, replace_on_feature_change)
@@ -84,6 +85,8 @@ def review_export(
     store: StoreOption = None,
 ) -> None:
     """Draw the review queue and write it as CSV and as a Label Studio import."""
+    from training.pipeline import export_review
+
     written = export_review(open_cli_store(store), load_training_config(config), out)
     budget = written.budget
     console.print(
@@ -104,6 +107,8 @@ def review_import(
     store: StoreOption = None,
 ) -> None:
     """Check reviewed labels against the exported queue and save them for training."""
+    from training.review_queue import import_reviews
+
     imported = import_reviews(open_cli_store(store), path, overwrite)
     console.print(
         f"imported {imported.reviews.height:,} reviewed labels; "
