@@ -46,6 +46,7 @@ format: setup ## apply ruff's formatting and safe fixes
 bench: setup ## run the benchmarks (they print ratios against a baseline)
 	$(PY) bench/features.py
 	$(PY) bench/export.py
+	$(PY) bench/training.py
 
 clean: ## remove the virtual environment and local data
 	rm -rf $(VENV) data reports .vigil
