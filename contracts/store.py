@@ -85,10 +85,18 @@ class ObjectStore:
             writer.write_table(table)
 
     @contextmanager
-    def parquet_writer(self, key: str, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
-        """A Parquet writer whose file appears at ``key`` only if the block completes."""
+    def parquet_writer(
+        self, key: str, schema: pa.Schema, use_dictionary: bool | list[str] = True
+    ) -> Iterator[pq.ParquetWriter]:
+        """A Parquet writer whose file appears at ``key`` only if the block completes.
+
+        ``use_dictionary`` as for pyarrow: wide float tables write much faster with a
+        dictionary only on their repetitive string columns.
+        """
         with self._atomic(key) as tmp:
-            writer = pq.ParquetWriter(tmp, schema, filesystem=self.fs, compression="zstd")
+            writer = pq.ParquetWriter(
+                tmp, schema, filesystem=self.fs, compression="zstd", use_dictionary=use_dictionary
+            )
             try:
                 yield writer
             finally:

@@ -173,7 +173,7 @@ def _build_day(
     args = (info.metrics, info.step_seconds, start, end)
     key = features_path(day)
     rows, instances = 0, set()
-    with store.parquet_writer(key, schema) as writer:
+    with store.parquet_writer(key, schema, use_dictionary=[INSTANCE_ID]) as writer:
         for table in _computed(batches, args, client):
             writer.write_table(table)
             rows += table.num_rows

@@ -21,6 +21,7 @@ from pandera.config import ValidationDepth, config_context
 from pandera.errors import SchemaError, SchemaErrors
 from pydantic import BaseModel, ConfigDict
 
+from contracts.features import metric_slug
 from contracts.layout import quality_report_path
 from contracts.store import ObjectStore
 from contracts.telemetry import (
@@ -302,7 +303,7 @@ def _raw_plan(max_gap: timedelta) -> _Plan:
 
 
 def _features_plan(features: list[str], critical: set[str], max_gap: timedelta) -> _Plan:
-    metric_bounds = {_metric_slug(name): bounds for name, bounds in METRIC_RANGES.items()}
+    metric_bounds = {metric_slug(name): bounds for name, bounds in METRIC_RANGES.items()}
     columns = {
         "instance_id": pa.Column(pl.String, nullable=False),
         "timestamp": pa.Column(
@@ -381,17 +382,6 @@ def _feature_bounds(
     if stat == "sum" and lower >= 0:
         return (0.0, math.inf)
     return None
-
-
-def _metric_slug(name: str) -> str:
-    """``CPUUtilization`` -> ``cpu_utilization``; ``HTTPCode_5XX_Count`` -> ``http_code_5xx_count``.
-
-    Must match how the feature job names its columns; to be replaced by
-    ``contracts.features.metric_slug`` once that module exists.
-    """
-    spaced = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
-    spaced = re.sub(r"([a-z])([A-Z])", r"\1_\2", spaced)
-    return re.sub(r"[^0-9a-zA-Z]+", "_", spaced).strip("_").lower()
 
 
 def _missing(column: pl.Expr) -> pl.Expr:
