@@ -48,7 +48,10 @@ bench: setup ## run the benchmarks (they print ratios against a baseline)
 	$(PY) bench/export.py
 	$(PY) bench/training.py
 
+dashboards: setup ## regenerate the Grafana dashboards JSON from monitoring/grafana/generate_dashboards.py
+	$(PY) monitoring/grafana/generate_dashboards.py
+
 clean: ## remove the virtual environment and local data
 	rm -rf $(VENV) data reports .vigil
 
-.PHONY: help system-deps setup demo test lint format bench clean
+.PHONY: help system-deps setup demo test lint format bench dashboards clean

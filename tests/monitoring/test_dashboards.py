@@ -1,0 +1,76 @@
+"""Grafana dashboards: generated from code, committed, and every panel query valid PromQL."""
+
+import importlib.util
+import json
+import subprocess
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import yaml
+
+GRAFANA = Path(__file__).resolve().parents[2] / "monitoring" / "grafana"
+SEED_DASHBOARDS = {"Model Performance", "Data Drift", "A/B Testing", "LLM & RAG"}
+
+
+def generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "generate_dashboards", GRAFANA / "generate_dashboards.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def panel_queries() -> list[tuple[str, str, str]]:
+    """(dashboard, panel, expr) for every target of every committed dashboard."""
+    found = []
+    for path in sorted((GRAFANA / "dashboards").glob("*.json")):
+        dashboard = json.loads(path.read_text())
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                found.append((dashboard["title"], panel["title"], target["expr"]))
+    return found
+
+
+def test_committed_dashboards_match_the_generator(tmp_path: Path) -> None:
+    written = generator().write_all(tmp_path)
+    committed = sorted((GRAFANA / "dashboards").glob("*.json"))
+    assert [p.name for p in committed] == sorted(p.name for p in written)
+    for path in written:
+        assert (GRAFANA / "dashboards" / path.name).read_text() == path.read_text(), (
+            f"{path.name} is stale: run `make dashboards`"
+        )
+
+
+def test_the_four_seed_dashboards_exist_with_panels_on_a_grid() -> None:
+    titles = set()
+    for path in (GRAFANA / "dashboards").glob("*.json"):
+        dashboard = json.loads(path.read_text())
+        titles.add(dashboard["title"].removeprefix("Vigil / "))
+        assert dashboard["panels"]
+        positions = {(p["gridPos"]["x"], p["gridPos"]["y"]) for p in dashboard["panels"]}
+        assert len(positions) == len(dashboard["panels"]), "panels overlap"
+    assert titles == SEED_DASHBOARDS
+
+
+def test_every_panel_query_is_valid_promql(tmp_path: Path) -> None:
+    # promtool parses PromQL offline only inside rule files: one recording rule per query.
+    rules = [
+        {"record": f"panel:query_{index}", "expr": expr}
+        for index, (_, _, expr) in enumerate(panel_queries())
+    ]
+    path = tmp_path / "panels.rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "panels", "rules": rules}]}))
+    result = subprocess.run(
+        ["promtool", "check", "rules", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", ["dashboards/vigil.yml", "datasources/prometheus.yml"])
+def test_provisioning_files_are_grafana_v1(name: str) -> None:
+    document = yaml.safe_load((GRAFANA / "provisioning" / name).read_text())
+    assert document["apiVersion"] == 1
