@@ -39,12 +39,23 @@ class ServerProcess:
 
 
 def start_server(
-    name: str, argv: list[str], url: str, health_path: str, log_dir: Path, timeout: float = 60
+    name: str,
+    argv: list[str],
+    url: str,
+    health_path: str,
+    log_dir: Path,
+    timeout: float = 60,
+    detach: bool = False,
 ) -> ServerProcess:
-    """Start ``argv`` and wait until ``url + health_path`` answers; raise with its log if not."""
+    """Start ``argv`` and wait until ``url + health_path`` answers; raise with its log if not.
+
+    ``detach`` puts the server in its own session, so it outlives this process (``vigil up``).
+    """
     log_path = log_dir / f"{name}.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=detach
+        )
     server = ServerProcess(name, process, url, log_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
