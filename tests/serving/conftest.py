@@ -19,7 +19,9 @@ from numpy.typing import NDArray
 
 from contracts.features import feature_columns
 from contracts.serving import CATBOOST_MODEL, XGBOOST_MODEL
+from serving.ab_config import load_ab_config
 from serving.model_repository import RepositorySummary, build_repository
+from serving.nginx import RouterConfig, arm_models, start_router
 from serving.triton import READY_PATH, TritonPorts, triton_argv
 from serving.triton_config import BatchingOptions
 from tests.training.conftest import METRICS, small_config, write_fleet_store
@@ -114,5 +116,33 @@ def triton(
         tmp_path_factory.mktemp("triton"),
         timeout=120,
     )
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def router_config(repository: Repository, triton_ports: TritonPorts) -> RouterConfig:
+    """The A/B router in front of the session's Triton, weighted by the chart's values."""
+    champion, challenger = arm_models(repository.summary)
+    return RouterConfig(
+        ab=load_ab_config(),
+        champion_model=champion,
+        challenger_model=challenger,
+        http_upstreams=[f"127.0.0.1:{triton_ports.http}"],
+        grpc_upstreams=[f"127.0.0.1:{triton_ports.grpc}"],
+        metrics_upstreams=[f"127.0.0.1:{triton_ports.metrics}"],
+        http_port=free_port(),
+        grpc_port=free_port(),
+        worker_processes=1,
+    )
+
+
+@pytest.fixture(scope="session")
+def ab_router(
+    triton: ServerProcess, router_config: RouterConfig, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """nginx on loopback: HTTP A/B endpoint at its url, KServe gRPC on router_config.grpc_port."""
+    prefix = tmp_path_factory.mktemp("router")
+    server = start_router(router_config, prefix, prefix)
     yield server
     server.stop()
