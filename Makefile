@@ -31,7 +31,7 @@ setup: system-deps $(STAMP) ## create .venv with the pinned dependencies
 demo: setup ## set everything up and run the demo
 	$(VENV)/bin/vigil demo
 
-test: setup ## run the whole test suite
+test: setup checkov-venv ## run the whole test suite
 	$(VENV)/bin/pytest -n 2 --dist loadgroup
 
 lint: setup ## ruff (lint + format check) and mypy
@@ -48,10 +48,21 @@ bench: setup ## run the benchmarks (they print ratios against a baseline)
 	$(PY) bench/export.py
 	$(PY) bench/training.py
 
+helm-sync: setup ## copy monitoring rules and dashboards into the Helm chart (tests fail on drift)
+	$(PY) helm/sync_monitoring.py
+
+# checkov pins an old boto3, so it gets a venv of its own.
+CHECKOV_VENV := .venv-checkov
+$(CHECKOV_VENV)/bin/checkov:
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q checkov==3.3.30
+
+checkov-venv: $(CHECKOV_VENV)/bin/checkov ## checkov in its own venv (its pins clash with .venv's)
+
 dashboards: setup ## regenerate the Grafana dashboards JSON from monitoring/grafana/generate_dashboards.py
 	$(PY) monitoring/grafana/generate_dashboards.py
 
-clean: ## remove the virtual environment and local data
-	rm -rf $(VENV) data reports .vigil
+clean: ## remove the virtual environments and local data
+	rm -rf $(VENV) $(CHECKOV_VENV) data reports .vigil
 
-.PHONY: help system-deps setup demo test lint format bench dashboards clean
+.PHONY: help system-deps setup demo test lint format bench dashboards helm-sync checkov-venv clean

@@ -55,3 +55,45 @@ def triton(
     from serving.triton import TritonPorts, run_triton
 
     raise typer.Exit(run_triton(repository, TritonPorts(http_port, grpc_port, metrics_port), host))
+
+
+@serving_app.command("loadtest")
+def loadtest(
+    url: Annotated[str, typer.Option(help="The A/B router's HTTP base URL.")] = (
+        "http://127.0.0.1:8080"
+    ),
+    users: Annotated[int, typer.Option(min=1, help="Concurrent clients.")] = 10,
+    duration: Annotated[int, typer.Option(min=1, help="Seconds of load.")] = 60,
+    out: Annotated[Path, typer.Option(help="Folder for locust's CSV and summary.json.")] = Path(
+        ".vigil/loadtest"
+    ),
+) -> None:
+    """Run locust headless against the A/B endpoint; per-arm figures in summary.json."""
+    from serving.loadtest.run import run_loadtest
+
+    summary = run_loadtest(url, users, duration, out)
+    total = summary.total
+    console.print(
+        f"{total.requests:,} requests, {total.failures:,} failed "
+        f"({summary.success_rate:.2%} success), {total.requests_per_second:.1f} req/s"
+    )
+    for model, arm in summary.arms.items():
+        console.print(
+            f"  {model}: {arm.requests:,} requests, p50 {arm.p50_ms} ms, "
+            f"p95 {arm.p95_ms} ms, p99 {arm.p99_ms} ms"
+        )
+    console.print(f"summary: {out / 'summary.json'}")
+
+
+@serving_app.command(
+    "router", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def router(context: typer.Context) -> None:
+    """Render nginx.conf from the Helm abTest weights and run nginx in the foreground.
+
+    Options as `python -m serving.nginx --help` (--repository or --champion-model,
+    --upstream H:P …, --port, --prefix).
+    """
+    from serving.nginx import main
+
+    raise typer.Exit(main(context.args))

@@ -24,7 +24,7 @@ from vigil.processes import ServerProcess, free_port, start_server
 ALERTMANAGER_CONFIG = (
     Path(__file__).resolve().parents[2] / "monitoring" / "alertmanager" / "alertmanager.yml"
 )
-SECRETS = "/etc/alertmanager/secrets/"
+SECRETS = "/etc/alertmanager/secrets/vigil-alertmanager/"
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("alertmanager")]
 

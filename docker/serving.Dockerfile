@@ -1,0 +1,38 @@
+# syntax=docker/dockerfile:1
+# Vigil serving image: the online scorer (`vigil serving scorer`) and the Triton repository
+# builder (`vigil serving build-repo`). Triton itself runs NVIDIA's image (helm/vigil values).
+# BuildKit sends only the paths COPY names, so .venv and data/ never enter the context.
+# Build from the repository root: docker build -f docker/serving.Dockerfile -t vigil-serving .
+#
+# Base pinned by tag (patch level); CI resolves and records its digest at build time.
+ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+# torch first from the CPU index: any other resolution pulls a multi-GB CUDA build.
+RUN python -m venv /opt/vigil \
+    && /opt/vigil/bin/pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
+COPY requirements.txt pyproject.toml ./
+RUN /opt/vigil/bin/pip install -r requirements.txt
+COPY contracts/ contracts/
+COPY training/ training/
+COPY serving/ serving/
+COPY rag/ rag/
+COPY vigil/ vigil/
+RUN /opt/vigil/bin/pip install --no-deps .
+
+FROM ${PYTHON_IMAGE} AS runtime
+LABEL org.opencontainers.image.title="vigil-serving" \
+      org.opencontainers.image.source="https://github.com/vigil-platform/vigil"
+RUN groupadd --gid 10001 vigil && useradd --uid 10001 --gid 10001 --no-create-home vigil
+COPY --from=builder /opt/vigil /opt/vigil
+ENV PATH=/opt/vigil/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 HOME=/tmp \
+    VIGIL_SCORER_HOST=0.0.0.0 VIGIL_SCORER_PORT=9108
+USER 10001:10001
+WORKDIR /tmp
+EXPOSE 9108
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9108/healthz', timeout=4)"]
+ENTRYPOINT []
+CMD ["vigil", "serving", "scorer"]

@@ -1,0 +1,406 @@
+"""The helm/vigil chart: valid Kubernetes objects for every values file, lint-clean, secure
+defaults, the flows it promises, and one source of truth for what it shares with the code."""
+
+import functools
+import json
+import re
+import subprocess
+import sys
+from typing import Any
+
+import helm_python
+import jsonschema
+import pytest
+import yaml
+from kubernetes_validate import utils as kubernetes_schemas
+from referencing import Registry, Resource
+
+from contracts.serving import TRITON_GRPC_PORT, TRITON_HTTP_PORT, TRITON_METRICS_PORT
+from serving.ab_config import load_ab_config
+from tests.ops.conftest import (
+    CHART_PATH,
+    REPO_PATH,
+    VALUES_FILES,
+    Manifest,
+    find,
+    pod_spec,
+    render,
+    values_id,
+)
+
+# The chart targets EKS 1.29 onwards (Chart.yaml kubeVersion); k8s/eksctl-cluster.yaml runs 1.31.
+KUBE_VERSIONS = ("1.29.0", "1.31.0")
+# Custom resources with no schema in kubernetes-validate, checked structurally below instead.
+CUSTOM_KINDS = {"PrometheusRule", "ServiceMonitor", "DaskCluster"}
+VALUES_IDS = [values_id(path) for path in VALUES_FILES]
+
+
+@functools.cache
+def kubernetes_validator(version: str, kind: str, api_version: str) -> jsonschema.Validator:
+    """kubernetes-validate's strict schema for one kind, built once: its ``validate`` rebuilds
+    the schema registry on every call (~45 ms an object; this way ~2 ms)."""
+    group = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    folder = f"kubernetes-json-schema/v{version}-local-strict"
+    schema = kubernetes_schemas.schema_contents(f"{folder}/{kind.lower()}-{group}.json", version)
+    definitions = kubernetes_schemas.schema_contents(f"{folder}/_definitions.json", version)
+    registry = Resource.from_contents(definitions) @ (Resource.from_contents(schema) @ Registry())
+    return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
+@pytest.mark.parametrize("values_file", VALUES_IDS)
+def test_every_object_is_valid_for_kubernetes(
+    rendered: dict[str, list[Manifest]], values_file: str
+) -> None:
+    manifests = rendered[values_file]
+    assert manifests
+    for manifest in manifests:
+        if manifest["kind"] in CUSTOM_KINDS:
+            continue
+        for version in KUBE_VERSIONS:
+            # strict: unknown fields (a typo in a template) fail too.
+            validator = kubernetes_validator(version, manifest["kind"], manifest["apiVersion"])
+            validator.validate(manifest)
+        assert manifest["metadata"]["namespace"] == "vigil", manifest["metadata"]["name"]
+
+
+def test_helm_lint_strict_is_clean() -> None:
+    report = helm_python.lint(str(CHART_PATH), strict=True, kube_version="v1.29.0")
+    problems = [m for m in report["messages"] if m["severity"] >= 2]  # warnings and errors
+    assert not report["errors"], report
+    assert not problems, report
+
+
+def test_values_are_checked_against_the_schema() -> None:
+    with pytest.raises(helm_python.HelmValuesError, match="triton"):
+        render({"triton": {"replica": 3}})  # a typo of replicas
+    with pytest.raises(helm_python.HelmValuesError, match="challengerWeight"):
+        render({"abTest": {"championWeight": 70, "challengerWeight": 130}})
+
+
+def test_every_values_key_has_a_comment() -> None:
+    """prometheus-community style: a comment above every key (keys inside a list item, such as
+    a toleration's fields, are described by the comment above the list)."""
+    uncommented = []
+    previous = ""
+    item_indent = -1  # indentation of the keys of the list item being read
+    for number, line in enumerate((CHART_PATH / "values.yaml").read_text().splitlines(), 1):
+        stripped = line.strip()
+        indent = len(line) - len(line.lstrip())
+        if stripped and not stripped.startswith("#") and indent < item_indent:
+            item_indent = -1
+        if stripped.startswith("- "):
+            item_indent = indent + 2
+        elif (
+            stripped
+            and not stripped.startswith("#")
+            and ":" in stripped
+            and indent != item_indent
+            and not previous.startswith("#")
+        ):
+            uncommented.append(f"values.yaml:{number}: {stripped}")
+        previous = stripped
+    assert not uncommented, "\n".join(uncommented)
+
+
+def test_schema_knows_every_values_key() -> None:
+    schema = json.loads((CHART_PATH / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART_PATH / "values.yaml").read_text())
+
+    def missing(value: Any, node: dict[str, Any], path: str) -> list[str]:
+        if not isinstance(value, dict) or "properties" not in node:
+            return []
+        gaps = []
+        for key, child in value.items():
+            if key not in node["properties"]:
+                gaps.append(f"{path}{key}")
+            else:
+                gaps += missing(child, node["properties"][key], f"{path}{key}.")
+        return gaps
+
+    assert missing(values, schema, "") == []
+
+
+# --- one source of truth -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values_file", VALUES_IDS)
+def test_canary_weight_is_the_ab_challenger_weight(
+    rendered: dict[str, list[Manifest]], values_file: str
+) -> None:
+    """The ingress-nginx canary takes abTest.challengerWeight, the weight serving/nginx.py
+    renders locally: one value, read by both."""
+    path = dict(zip(VALUES_IDS, VALUES_FILES, strict=True))[values_file]
+    merged = CHART_PATH / "values.yaml"
+    ab = load_ab_config(merged)
+    overrides = (yaml.safe_load(path.read_text()) or {}) if path else {}
+    challenger_weight = overrides.get("abTest", {}).get("challengerWeight", ab.challenger_weight)
+    ingresses = [m for m in rendered[values_file] if m["kind"] == "Ingress"]
+    canaries = [
+        m
+        for m in ingresses
+        if m["metadata"]["annotations"].get("nginx.ingress.kubernetes.io/canary") == "true"
+    ]
+    if not ingresses or challenger_weight == 0:
+        assert canaries == []
+        return
+    (canary,) = canaries
+    annotations = canary["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/canary-weight"] == str(challenger_weight)
+    assert annotations["nginx.ingress.kubernetes.io/session-cookie-name"] == ab.cookie.name
+
+
+def test_canary_weight_follows_the_values() -> None:
+    manifests = render({"abTest": {"championWeight": 55, "challengerWeight": 45}})
+    canary = find(manifests, "Ingress", "vigil-ab-challenger")
+    assert canary["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"] == "45"
+    scorer = find(manifests, "Deployment", "vigil-scorer")
+    env = {e["name"]: e.get("value") for e in pod_spec(scorer)["containers"][0]["env"]}  # type: ignore[index]
+    assert env["VIGIL_SCORER_CHAMPION_WEIGHT"] == "55"
+
+
+def test_weights_that_do_not_sum_to_100_are_refused() -> None:
+    with pytest.raises(helm_python.HelmRenderError, match="must be 100"):
+        render({"abTest": {"championWeight": 60, "challengerWeight": 30}})
+
+
+def test_each_arm_reaches_its_own_model(rendered: dict[str, list[Manifest]]) -> None:
+    manifests = rendered["defaults"]
+    config = find(manifests, "ConfigMap", "vigil-ab-router")["data"]["nginx.conf"]
+    for arm, port, model in (
+        ("champion", 8080, "xgboost_anomaly"),
+        ("challenger", 8081, "catboost_anomaly"),
+    ):
+        service = find(manifests, "Service", f"vigil-ab-{arm}")
+        assert service["spec"]["ports"][0]["targetPort"] == arm
+        block = config.split(f"listen {port};")[1].split("server {")[0]
+        assert f"/v2/models/{model}$1 break;" in block
+        assert f"X-Vigil-Arm {arm}" in block
+
+
+def test_triton_ports_are_the_serving_contract(rendered: dict[str, list[Manifest]]) -> None:
+    triton = find(rendered["defaults"], "Deployment", "vigil-triton")
+    container = pod_spec(triton)["containers"][0]  # type: ignore[index]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {
+        "http": TRITON_HTTP_PORT,
+        "grpc": TRITON_GRPC_PORT,
+        "metrics": TRITON_METRICS_PORT,
+    }
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert "--model-repository=s3://" in " ".join(container["args"])
+
+
+def test_monitoring_copies_match_monitoring() -> None:
+    """The chart deploys copies of monitoring/ (Helm reads only files inside the chart)."""
+    result = subprocess.run(
+        [sys.executable, "helm/sync_monitoring.py", "--check"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_PATH,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_rules_and_dashboards_are_deployed_from_monitoring(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    manifests = rendered["defaults"]
+    for rules_path in sorted((REPO_PATH / "monitoring/prometheus/rules").glob("*.rules.yml")):
+        name = f"vigil-monitoring-{rules_path.name.removesuffix('.rules.yml')}"
+        rule = find(manifests, "PrometheusRule", name)
+        assert rule["spec"] == yaml.safe_load(rules_path.read_text())
+    for dashboard_path in sorted((REPO_PATH / "monitoring/grafana/dashboards").glob("*.json")):
+        config_map = find(manifests, "ConfigMap", f"vigil-monitoring-{dashboard_path.stem}")
+        assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+        deployed = json.loads(config_map["data"][dashboard_path.name])
+        assert deployed == json.loads(dashboard_path.read_text())
+
+
+# --- wiring: selectors, monitors, jobs --------------------------------------------------
+
+
+def _labels_match(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+@pytest.mark.parametrize("values_file", VALUES_IDS)
+def test_services_and_monitors_reach_real_ports(
+    rendered: dict[str, list[Manifest]], values_file: str
+) -> None:
+    manifests = rendered[values_file]
+    pods = [
+        (m["spec"]["template"]["metadata"]["labels"], m["spec"]["template"]["spec"])
+        for m in manifests
+        if m["kind"] in ("Deployment", "StatefulSet")
+    ]
+    services = [m for m in manifests if m["kind"] == "Service"]
+    for service in services:
+        backends = [
+            spec for labels, spec in pods if _labels_match(service["spec"]["selector"], labels)
+        ]
+        assert backends, f"Service {service['metadata']['name']} selects no pods"
+        port_names = {
+            p["name"] for spec in backends for c in spec["containers"] for p in c["ports"]
+        }
+        for port in service["spec"]["ports"]:
+            assert port["targetPort"] in port_names, (service["metadata"]["name"], port)
+    for monitor in (m for m in manifests if m["kind"] == "ServiceMonitor"):
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        targets = [s for s in services if _labels_match(selector, s["metadata"]["labels"])]
+        assert targets, f"ServiceMonitor {monitor['metadata']['name']} selects no Service"
+        for endpoint in monitor["spec"]["endpoints"]:
+            assert endpoint["interval"] == "15s"
+            assert all(endpoint["port"] in {p["name"] for p in t["spec"]["ports"]} for t in targets)
+
+
+def test_jobs_run_on_their_schedules(rendered: dict[str, list[Manifest]]) -> None:
+    manifests = rendered["defaults"]
+    schedules = {
+        m["metadata"]["name"]: (m["spec"]["schedule"], m["spec"]["concurrencyPolicy"])
+        for m in manifests
+        if m["kind"] == "CronJob"
+    }
+    assert schedules == {
+        "vigil-exporter": ("*/5 * * * *", "Forbid"),
+        "vigil-features": ("15 * * * *", "Forbid"),
+        "vigil-retrain": ("0 2 * * 0", "Forbid"),
+    }
+    assert find(manifests, "CronJob", "vigil-retrain")["spec"]["timeZone"] == "Etc/UTC"
+
+
+def test_dask_engine_runs_on_the_charts_dask_cluster(rendered: dict[str, list[Manifest]]) -> None:
+    manifests = rendered["ci/dask-values.yaml"]
+    cluster = find(manifests, "DaskCluster", "vigil-dask")
+    assert cluster["apiVersion"] == "kubernetes.dask.org/v1"
+    assert cluster["spec"]["worker"]["replicas"] == 3
+    training_config = yaml.safe_load(
+        find(manifests, "ConfigMap", "vigil-retrain")["data"]["config.yaml"]
+    )
+    assert training_config == {
+        "engine": "dask",
+        "dask": {"scheduler_address": "tcp://vigil-dask-scheduler:8786"},
+    }
+    features = pod_spec(find(manifests, "CronJob", "vigil-features"))["containers"][0]  # type: ignore[index]
+    assert "--engine dask" in features["args"][-1]
+    assert {
+        "name": "DASK_SCHEDULER_ADDRESS",
+        "value": "tcp://vigil-dask-scheduler:8786",
+    } in features["env"]
+    with pytest.raises(helm_python.HelmRenderError, match=r"dask\.enabled is false"):
+        render({"retrain": {"engine": "dask"}})
+
+
+def test_vllm_gets_a_t4_gpu_and_its_weights_volume(rendered: dict[str, list[Manifest]]) -> None:
+    manifests = rendered["values-prod.yaml"]
+    spec = pod_spec(find(manifests, "Deployment", "vigil-vllm"))
+    assert spec is not None
+    assert spec["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert spec["nodeSelector"] == {"gpu": "true"}
+    assert {
+        "key": "nvidia.com/gpu",
+        "operator": "Equal",
+        "value": "true",
+        "effect": "NoSchedule",
+    } in spec["tolerations"]
+    pvc = find(manifests, "PersistentVolumeClaim", "vigil-llm-models")
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "50Gi"
+    qdrant = find(manifests, "StatefulSet", "vigil-qdrant")
+    assert (
+        qdrant["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
+        == "20Gi"
+    )
+
+
+def test_triton_scales_between_3_and_10_on_cpu(rendered: dict[str, list[Manifest]]) -> None:
+    hpa = find(rendered["values-prod.yaml"], "HorizontalPodAutoscaler", "vigil-triton")
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 10)
+    assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+
+
+# --- security -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values_file", VALUES_IDS)
+def test_pods_run_non_root_on_read_only_roots_without_aws_keys(
+    rendered: dict[str, list[Manifest]], values_file: str
+) -> None:
+    for manifest in rendered[values_file]:
+        spec = pod_spec(manifest)
+        if spec is None:
+            continue
+        name = manifest["metadata"]["name"]
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["automountServiceAccountToken"] is False, name
+        assert spec["serviceAccountName"] == name or manifest["kind"] == "Deployment", name
+        for container in spec["containers"]:
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True, (name, container["name"])
+            assert context["allowPrivilegeEscalation"] is False, (name, container["name"])
+            assert context["capabilities"]["drop"] == ["ALL"], (name, container["name"])
+            env_names = {e["name"] for e in container.get("env", [])}
+            assert not env_names & {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}, name
+            secret_values = [
+                e for e in container.get("env", []) if "TOKEN" in e["name"] or "KEY" in e["name"]
+            ]
+            assert all("valueFrom" in e for e in secret_values), (name, secret_values)
+
+
+def test_aws_access_comes_from_irsa_roles(rendered: dict[str, list[Manifest]]) -> None:
+    accounts = {
+        m["metadata"]["name"]: m["metadata"].get("annotations", {})
+        for m in rendered["values-prod.yaml"]
+        if m["kind"] == "ServiceAccount"
+    }
+    for component in ("triton", "scorer", "exporter", "features", "retrain", "mlflow", "dask"):
+        role = accounts[f"vigil-{component}"]["eks.amazonaws.com/role-arn"]
+        assert role.startswith("arn:aws:iam::")
+        assert role.endswith(f"vigil-prod-{component}")
+    assert "eks.amazonaws.com/role-arn" not in accounts["vigil-vllm"]
+
+
+def test_network_is_default_deny_with_only_the_design_flows(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    policies = {
+        m["metadata"]["name"]: m["spec"]
+        for m in rendered["defaults"]
+        if m["kind"] == "NetworkPolicy"
+    }
+    deny = policies["vigil-network-default-deny"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+
+    def sources(policy: str) -> list[str]:
+        return [
+            peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component")
+            or peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+            for rule in policies[policy].get("ingress", [])
+            for peer in rule["from"]
+        ]
+
+    assert sorted(sources("vigil-triton")) == ["ingress-nginx", "monitoring", "scorer"]
+    assert sources("vigil-qdrant") == ["explainer"]
+    assert sorted(sources("vigil-vllm")) == ["explainer", "monitoring"]
+    assert sorted(sources("vigil-mlflow")) == ["retrain", "scorer"]
+    assert sources("vigil-retrain-relay") == ["monitoring"]
+    assert policies["vigil-exporter"]["ingress"] == []
+
+
+def test_relay_is_where_alertmanager_posts(rendered: dict[str, list[Manifest]]) -> None:
+    receivers = yaml.safe_load((REPO_PATH / "monitoring/alertmanager/alertmanager.yml").read_text())
+    (relay,) = [r for r in receivers["receivers"] if r["name"] == "retrain-relay"]
+    url = relay["webhook_configs"][0]["url"]
+    service = find(rendered["defaults"], "Service", "vigil-retrain-relay")
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    assert host.split(".")[0] == service["metadata"]["name"]
+    assert int(port) == service["spec"]["ports"][0]["port"]
+
+
+def test_workload_images_are_pinned(rendered: dict[str, list[Manifest]]) -> None:
+    for manifest in rendered["values-prod.yaml"]:
+        spec = pod_spec(manifest)
+        for container in spec["containers"] if spec else []:
+            image = container["image"]
+            assert ":" in image.rsplit("/", 1)[-1], image
+            assert not image.endswith(":latest"), image
