@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 
+import dask
 import polars as pl
 import pyarrow as pa
 from distributed import Client, LocalCluster
@@ -137,6 +138,12 @@ def batch_features(
 def _engine_client(engine: Engine, dask_client: Client | None) -> Iterator[Client | None]:
     if engine == "polars" or dask_client is not None:
         yield dask_client if engine == "dask" else None
+        return
+    # A scheduler named in Dask's config (DASK_SCHEDULER_ADDRESS, set by the Helm chart) is a
+    # running cluster; without one the run gets its own LocalCluster.
+    if address := dask.config.get("scheduler-address", None):
+        with Client(address) as client:
+            yield client
         return
     with (
         LocalCluster(processes=False, dashboard_address=None) as cluster,

@@ -4,6 +4,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import boto3
+import dask
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -16,9 +17,9 @@ from contracts.features import compute_features, feature_schema, to_wide
 from contracts.layout import features_path, raw_partition_path
 from contracts.store import ObjectStore
 from contracts.telemetry import RAW_SCHEMA
-from vigil.processes import ServerProcess
 from training import feature_job
 from training.feature_job import RawPartitionsNotFoundError, build_features, raw_days
+from vigil.processes import ServerProcess
 
 METRICS = ["CPUUtilization", "NetworkIn"]
 DAY_1, DAY_2 = date(2026, 3, 1), date(2026, 3, 2)
@@ -142,3 +143,17 @@ def test_features_of_an_s3_store(aws_emulator: ServerProcess):
     summary = build_features(store, DAY_2)
     assert summary.rows == 2 * 90
     assert store.read_table(features_path(DAY_2)).num_rows == 2 * 90
+
+
+def test_dask_engine_uses_the_scheduler_named_in_dask_config(store, small_batches, dask_client):
+    """In the cluster DASK_SCHEDULER_ADDRESS names the running scheduler: the job must use it."""
+    build_features(store, DAY_2, engine="polars")
+    by_polars = store.read_table(features_path(DAY_2))
+    address = dask_client.scheduler.address
+    with dask.config.set({"scheduler-address": address}):
+        build_features(store, DAY_2, engine="dask")
+    prefixes = dask_client.run_on_scheduler(
+        lambda dask_scheduler: list(dask_scheduler.task_prefixes)
+    )
+    assert "batch_features" in prefixes
+    assert store.read_table(features_path(DAY_2)).equals(by_polars)
