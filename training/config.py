@@ -1,7 +1,7 @@
 """The training pipeline's configuration: a YAML file read into pydantic models (seed 003 §3)."""
 
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -150,8 +150,11 @@ class TrainingConfig(_Section):
     """Everything `vigil train` needs besides the data and the MLflow server."""
 
     engine: Literal["local", "dask"] = "local"
-    threshold: float = Field(
-        default=0.5, gt=0.0, lt=1.0, description="anomaly probability at which a row is flagged"
+    threshold: Literal["validation"] | Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
+        default="validation",
+        description="anomaly probability at which a row is flagged; 'validation' chooses it "
+        "per model on the validation rows (best F1 among thresholds reaching the precision "
+        "gate), and the chosen value travels with the registered model",
     )
     reference_bins: int = Field(
         default=10, ge=2, description="quantile bins per feature for the drift reference"

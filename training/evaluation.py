@@ -281,3 +281,49 @@ def _metrics_row(name: str, metrics: ClassificationMetrics, columns: list[str]) 
 
 def _number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+
+
+def choose_threshold(
+    true_labels: NDArray[Any],
+    scores: NDArray[Any],
+    weights: NDArray[Any] | None = None,
+    min_precision: float = 0.0,
+) -> float:
+    """The threshold that maximises F1 on labelled rows, preferring those meeting a precision.
+
+    With ``weights`` (e.g. inverse inclusion probabilities of a stratified review sample) the
+    counts are weighted, so the F1 estimated is that of the population the rows were drawn from.
+    Among thresholds whose precision reaches ``min_precision`` the best F1 wins; when none
+    does, the best F1 overall. The threshold lies halfway between the lowest flagged score
+    and the next lower one, so nearby unseen rows fall on the side their neighbours did.
+
+    Args:
+        true_labels: 0/1 of the labelled rows (never the held-out test rows).
+        scores: the scorer's output on those rows, higher = more anomalous.
+        weights: one positive weight per row; None weighs every row 1.
+        min_precision: the precision the chosen threshold should reach (e.g. the gate's).
+
+    Raises:
+        ValueError: no labelled anomaly, or lengths that differ.
+    """
+    if len(true_labels) != len(scores):
+        raise ValueError(f"{len(true_labels)} labels but {len(scores)} scores")
+    w = np.ones(len(scores)) if weights is None else np.asarray(weights, dtype=np.float64)
+    positive = np.asarray(true_labels) == 1
+    if not positive.any():
+        raise ValueError("choosing a threshold needs at least one labelled anomaly")
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    ranked = np.asarray(scores, dtype=np.float64)[order]
+    tp = np.cumsum(w[order] * positive[order])
+    fp = np.cumsum(w[order] * ~positive[order])
+    # A threshold can only sit where the score changes: the last row of each run of ties.
+    last = np.flatnonzero(np.append(ranked[1:] != ranked[:-1], True))
+    tp, fp = tp[last], fp[last]
+    precision = tp / (tp + fp)
+    recall = tp / tp[-1]
+    f1 = np.where(tp > 0, 2 * precision * recall / (precision + recall + 1e-300), 0.0)
+    eligible = precision >= min_precision
+    best = int(np.argmax(np.where(eligible, f1, -1.0))) if eligible.any() else int(np.argmax(f1))
+    lowest_flagged = ranked[last[best]]
+    below = ranked[last[best] + 1] if last[best] + 1 < len(ranked) else lowest_flagged - 1.0
+    return float((lowest_flagged + below) / 2)

@@ -33,6 +33,7 @@ from training.config import DaskConfig, TrainingConfig
 from training.evaluation import (
     ClassificationMetrics,
     ModelEvaluation,
+    choose_threshold,
     classification_metrics,
     event_recall,
     gate_failures,
@@ -398,6 +399,7 @@ class TrainingSummary(BaseModel):
     label_budget: LabelBudget
     reviews: dict[str, int]
     isolation_forest: ClassificationMetrics
+    thresholds: dict[str, float]  # per model, chosen on validation (or the configured value)
     evaluations: dict[str, ModelEvaluation]
     cross_validation: list[ClassificationMetrics | None] | None
     stage_seconds: dict[str, float]
@@ -536,6 +538,9 @@ def train_and_write(
     with timer.stage("catboost"):
         fitted[CATBOOST] = _fit(CATBOOST, data, labelled, config, client, notes)
     with timer.stage("evaluate on the test rows"):
+        thresholds = {
+            kind: decision_threshold(f, data, labelled, config) for kind, f in fitted.items()
+        }
         test = labelled.split.test
         test_true = true_labels[test]
         judged = test[~np.isnan(test_true)]
@@ -545,7 +550,9 @@ def train_and_write(
         }
         instances = data.rows[INSTANCE_ID].to_numpy()[judged]
         evaluations = {
-            kind: _evaluate(fitted[kind], truth, probabilities[kind], instances, config)
+            kind: _evaluate(
+                fitted[kind], truth, probabilities[kind], instances, thresholds[kind], config
+            )
             for kind in fitted
         }
         # score < 0 is the forest's "anomaly"; flagging -score >= the smallest positive float
@@ -556,7 +563,7 @@ def train_and_write(
     cross_validation = None
     if config.split.cv_folds:
         with timer.stage("cross-validation"):
-            cross_validation = _cross_validate(data, labelled, config)
+            cross_validation = _cross_validate(data, labelled, config, thresholds[XGBOOST])
     with timer.stage("write the run directory"):
         summary = TrainingSummary(
             run_dir=str(run_path),
@@ -577,6 +584,7 @@ def train_and_write(
                 "simulated": labelled.reviews_simulated,
             },
             isolation_forest=isolation_metrics,
+            thresholds=thresholds,
             evaluations=evaluations,
             cross_validation=cross_validation,
             stage_seconds={},
@@ -629,18 +637,44 @@ def _fit(
     return fit_catboost(train, validation, data.feature_names, config.catboost)
 
 
+def decision_threshold(
+    fitted: FittedModel, data: TrainingData, labelled: LabelledRows, config: TrainingConfig
+) -> float:
+    """The probability at which ``fitted`` flags a row.
+
+    A number in the config is used as it is. ``validation`` chooses it on the validation
+    rows (never the test rows): the best F1 among thresholds whose precision reaches the
+    precision gate (the best F1 overall when none does), against the human labels there
+    (original and reviewed) when they hold both classes, else against all training labels
+    of those rows, pseudo-labels included.
+    """
+    if not isinstance(config.threshold, str):
+        return config.threshold
+    labels = labelled.labels[labelled.split.validation]
+    human = labels["label_source"].is_in([ORIGINAL, REVIEW]).fill_null(False)
+    human_labels = labels.filter(human)["train_label"]
+    both_classes = 0 < int(human_labels.sum()) < len(human_labels)
+    judged = (human if both_classes else labels["train_label"].is_not_null()).to_numpy()
+    truth = labels.filter(judged)["train_label"].to_numpy().astype(np.int8)
+    scores = predict_proba(fitted.model, data.features[labelled.split.validation[judged]])
+    chosen = choose_threshold(truth, scores, min_precision=config.gates.min_precision)
+    # A probability threshold outside (0, 1) would flag everything or nothing.
+    return float(np.clip(chosen, 1e-6, 1 - 1e-6))
+
+
 def _evaluate(
     fitted: FittedModel,
     truth: NDArray[Any],
     probabilities: NDArray[Any],
     instances: NDArray[Any],
+    threshold: float,
     config: TrainingConfig,
 ) -> ModelEvaluation:
-    metrics = classification_metrics(truth, probabilities, config.threshold)
+    metrics = classification_metrics(truth, probabilities, threshold)
     return ModelEvaluation(
         kind=fitted.kind,
         metrics=metrics,
-        event_recall=event_recall(instances, truth, probabilities >= config.threshold),
+        event_recall=event_recall(instances, truth, probabilities >= threshold),
         gate_failures=gate_failures(metrics, config.gates),
         train_loss=fitted.train_loss,
         validation_loss=fitted.validation_loss,
@@ -653,7 +687,7 @@ def _evaluate(
 
 
 def _cross_validate(
-    data: TrainingData, labelled: LabelledRows, config: TrainingConfig
+    data: TrainingData, labelled: LabelledRows, config: TrainingConfig, threshold: float
 ) -> list[ClassificationMetrics | None]:
     rows = np.sort(np.concatenate([labelled.split.train, labelled.split.validation]))
     labels = labelled.labels[rows]
@@ -672,7 +706,7 @@ def _cross_validate(
         data.feature_names,
         config.split,
         config.xgboost,
-        config.threshold,
+        threshold,
     )
 
 
@@ -724,7 +758,8 @@ def _write_run_directory(
         TrainedRun(
             experiment=config.registration.experiment,
             feature_names=data.feature_names,
-            threshold=config.threshold,
+            # The champion candidate's; each model's own is in its evaluation and metrics.
+            threshold=summary.thresholds[XGBOOST],
             compare_metric=config.registration.compare_metric,
             evaluations=summary.evaluations,
             params=_flatten(config.model_dump(mode="json")),

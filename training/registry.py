@@ -283,7 +283,10 @@ def _register(
         for kind, evaluation in run.evaluations.items():
             versions[kind] = _log_model(run_dir, kind, signature)
             client.set_model_version_tag(
-                REGISTERED_NAMES[kind], versions[kind], "threshold", str(run.threshold)
+                REGISTERED_NAMES[kind],
+                versions[kind],
+                "threshold",
+                str(evaluation.metrics.threshold),  # each model's own, chosen on validation
             )
             client.set_model_version_tag(
                 REGISTERED_NAMES[kind], versions[kind], "gates", _verdict(evaluation)

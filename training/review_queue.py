@@ -398,3 +398,70 @@ def simulate_reviews(queue: pl.DataFrame, hidden_labels: pl.DataFrame) -> pl.Dat
         .filter(pl.col("label").is_not_null())
         .with_columns(pl.col("label").cast(pl.Int8))
     )
+
+
+# Budgeted queue (``vigil evaluate``): candidates ranked by anomaly score are cut into strata
+# by rank share, and each stratum gets a share of the budget. The top strata hold the likely
+# anomalies and the uncertain rows near any sensible threshold; the rest keeps the sample
+# representative. Inclusion probabilities are known, so estimates from the answers can be
+# weighted back to every candidate (see training.evaluation.choose_threshold).
+STRATUM_RANK_SHARES = (0.01, 0.03, 0.1, 0.3, 1.0)
+STRATUM_BUDGET_SHARES = (0.3, 0.25, 0.2, 0.15, 0.1)
+
+
+@dataclass(frozen=True)
+class BudgetedQueue:
+    """Rows the queue asks about and the probability each had of being asked."""
+
+    rows: NDArray[np.int64]
+    inclusion: NDArray[np.float64]
+
+
+def sample_within_budget(
+    scores: NDArray[Any],
+    budget: int,
+    seed: int,
+    rank_shares: tuple[float, ...] = STRATUM_RANK_SHARES,
+    budget_shares: tuple[float, ...] = STRATUM_BUDGET_SHARES,
+) -> BudgetedQueue:
+    """Draw at most ``budget`` candidates, stratified by score rank, spread out in time.
+
+    Within a stratum rows are taken at even steps through the candidates' order (time order
+    for a series) from a random start, so one long incident cannot take a stratum's budget.
+    A stratum smaller than its share is taken whole and the rest moves to the next one.
+
+    Args:
+        scores: one anomaly score per candidate (higher = more anomalous), in time order.
+        budget: the most rows to ask about.
+        seed: random start of each stratum's systematic sample.
+        rank_shares: cumulative share of candidates, by descending score, ending each stratum.
+        budget_shares: share of the budget for each stratum (same length, sums to 1).
+
+    Returns:
+        Sorted candidate positions and their inclusion probabilities.
+    """
+    if len(rank_shares) != len(budget_shares) or not np.isclose(sum(budget_shares), 1.0):
+        raise ValueError("rank_shares and budget_shares must pair up and budget_shares sum to 1")
+    count = len(scores)
+    budget = min(max(budget, 0), count)
+    rank_of = np.empty(count, dtype=np.int64)
+    rank_of[np.argsort(-np.asarray(scores), kind="stable")] = np.arange(count)
+    edges = np.concatenate(([0], np.ceil(np.asarray(rank_shares) * count).astype(np.int64)))
+    rng = np.random.default_rng(seed)
+    chosen, inclusion, carried = [], [], 0.0
+    for stratum, share in enumerate(budget_shares):
+        members = np.flatnonzero((rank_of >= edges[stratum]) & (rank_of < edges[stratum + 1]))
+        wanted = share * budget + carried
+        take = min(len(members), int(np.floor(wanted + 1e-9)))
+        carried = wanted - take
+        if take == 0:
+            continue
+        step = len(members) / take
+        picks = members[(rng.uniform(0, step) + step * np.arange(take)).astype(np.int64)]
+        chosen.append(picks)
+        inclusion.append(np.full(take, take / len(members)))
+    if not chosen:
+        return BudgetedQueue(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64))
+    rows, probabilities = np.concatenate(chosen), np.concatenate(inclusion)
+    order = np.argsort(rows)
+    return BudgetedQueue(rows[order], probabilities[order])

@@ -28,7 +28,9 @@ from training.feature_job import build_features
 from training.pipeline import TrainingSummary, run_training
 from training.quality_job import validate_store
 from training.simulator import SimulationConfig, push_to_cloudwatch, write_simulation
-from vigil.processes import ServerProcess, start_mlflow, start_moto
+from vigil.local_stack import start_local_mlflow, start_prometheus, start_serving
+from vigil.processes import ServerProcess, start_moto
+from vigil.stack import stop_stack
 
 
 class DemoStepError(RuntimeError):
@@ -45,6 +47,7 @@ class DemoConfig:
     seed: int = 0
     export_instances: int = 5
     export_hours: int = 1
+    once: bool = False  # stop every service at the end instead of leaving the stack running
 
     @property
     def store_path(self) -> Path:
@@ -58,6 +61,10 @@ class DemoConfig:
     def logs_path(self) -> Path:
         return self.work_path / "logs"
 
+    @property
+    def stack_path(self) -> Path:
+        return self.work_path / "stack"
+
 
 @dataclass
 class DemoResult:
@@ -66,6 +73,8 @@ class DemoResult:
     rows: list[tuple[str, str, str]] = field(default_factory=list)  # step, seconds, outcome
     training: TrainingSummary | None = None
     tracking_uri: str | None = None
+    router_url: str | None = None
+    prometheus_url: str | None = None
 
 
 @contextmanager
@@ -119,26 +128,41 @@ def run_demo(config: DemoConfig, console: Console) -> DemoResult:
             f"{len(quality.files)} files, quality score raw {quality.quality_score('raw')} %, "
             f"features {quality.quality_score('features')} %"
         )
-    mlflow = _start(
-        console,
-        result,
-        "start MLflow",
-        lambda: start_mlflow(config.work_path / "mlflow", config.logs_path),
-        config.logs_path / "mlflow.log",
-    )
+    stop_stack(config.stack_path)  # a rerun replaces the previous run's stack
     try:
-        result.tracking_uri = mlflow.url
-        with _step(console, result, "train and register") as report:
-            run_path = config.work_path / "runs" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-            training = run_training(store, load_training_config(), mlflow.url, run_path, console)
-            result.training = training
-            if training.registration_error:
-                raise RuntimeError(training.registration_error)
-            assert training.registration is not None
-            report(training.registration.decision)
-    finally:
-        mlflow.stop()
+        _serve(config, console, result, store)
+    except BaseException:
+        stop_stack(config.stack_path)
+        raise
+    if config.once:
+        stop_stack(config.stack_path)
     return result
+
+
+def _serve(config: DemoConfig, console: Console, result: DemoResult, store: ObjectStore) -> None:
+    """Train and register in MLflow, then serve the champion and challenger."""
+    stack = config.stack_path
+    logs = stack / "logs"
+    mlflow = _start(console, result, "start MLflow", lambda: start_local_mlflow(stack), logs)
+    result.tracking_uri = mlflow.url
+    with _step(console, result, "train and register") as report:
+        run_path = config.work_path / "runs" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        training = run_training(store, load_training_config(), mlflow.url, run_path, console)
+        result.training = training
+        if training.registration_error:
+            raise RuntimeError(training.registration_error)
+        assert training.registration is not None
+        report(training.registration.decision)
+    with _step(console, result, "serve with Triton behind the A/B router", logs) as report:
+        serving = start_serving(stack, mlflow.url)
+        arms = ", ".join(f"@{m.alias} {m.name} v{m.version}" for m in serving.repository.models)
+        report(f"{arms}; A/B endpoint {serving.router.url}/v2/models/anomaly/infer")
+        result.router_url = serving.router.url
+    targets = {"triton": [f"127.0.0.1:{serving.triton_ports.metrics}"]}
+    prometheus = _start(
+        console, result, "start Prometheus", lambda: start_prometheus(stack, targets), logs
+    )
+    result.prometheus_url = prometheus.url
 
 
 def _start(

@@ -84,7 +84,7 @@ def start_moto(log_dir: Path) -> ServerProcess:
     return start_server("moto", argv, f"http://127.0.0.1:{port}", "/moto-api/", log_dir)
 
 
-def start_mlflow(root: Path, log_dir: Path) -> ServerProcess:
+def start_mlflow(root: Path, log_dir: Path, detach: bool = False) -> ServerProcess:
     """An MLflow tracking server on a free loopback port: SQLite backend, artifacts in root."""
     port = free_port()
     argv = [
@@ -104,4 +104,5 @@ def start_mlflow(root: Path, log_dir: Path) -> ServerProcess:
         "--workers",
         "1",
     ]
-    return start_server("mlflow", argv, f"http://127.0.0.1:{port}", "/health", log_dir, 120)
+    url = f"http://127.0.0.1:{port}"
+    return start_server("mlflow", argv, url, "/health", log_dir, 120, detach=detach)

@@ -14,9 +14,9 @@ from contracts.features import TIMESTAMP, compute_features
 from contracts.labels import INCIDENTS_SCHEMA
 from contracts.layout import INCIDENTS_PATH, features_path
 from contracts.store import ObjectStore
-from vigil.processes import ServerProcess
 from training.config import TrainingConfig
 from training.registry import REGISTERED_NAMES
+from vigil.processes import ServerProcess
 
 METRICS = ["CPUUtilization", "Latency"]
 START = datetime(2024, 1, 1, 20, 0, tzinfo=UTC)

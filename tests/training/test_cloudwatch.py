@@ -33,7 +33,6 @@ from contracts.layout import CHECKPOINT_PATH, raw_partition_path
 from contracts.settings import Settings
 from contracts.store import TMP_MARKER, ObjectStore
 from contracts.telemetry import RAW_SCHEMA
-from vigil.processes import ServerProcess
 from training.cloudwatch import (
     ExportConfig,
     ExportError,
@@ -43,6 +42,7 @@ from training.cloudwatch import (
 )
 from training.cloudwatch_layout import CloudWatchLayout
 from training.export_checkpoint import read_checkpoint
+from vigil.processes import ServerProcess
 
 LAYOUT = CloudWatchLayout(
     log_groups={"/test/ec2/system": "ec2", "/test/application": "app"},

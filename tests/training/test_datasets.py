@@ -26,7 +26,6 @@ from contracts.labels import INCIDENTS_SCHEMA, POINT_LABELS_SCHEMA
 from contracts.layout import INCIDENTS_PATH, POINT_LABELS_PATH, RAW_PREFIX, raw_partition_path
 from contracts.store import ObjectStore
 from contracts.telemetry import RAW_SCHEMA
-from vigil.processes import ServerProcess
 from training.datasets import (
     DatasetFormatError,
     ImportSummary,
@@ -36,6 +35,7 @@ from training.datasets import (
 from training.datasets.safe_pickle import load_numpy_array
 from training.datasets.smd import SMD_METRICS, read_smd
 from training.datasets.tidy import SYNTHETIC_EPOCH
+from vigil.processes import ServerProcess
 
 SLICES = Path(__file__).resolve().parents[1] / "data"
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"

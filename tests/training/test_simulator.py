@@ -17,7 +17,6 @@ from contracts.labels import INCIDENT_TYPES, INCIDENTS_SCHEMA
 from contracts.layout import INCIDENTS_PATH, RAW_PREFIX, raw_partition_path
 from contracts.store import ObjectStore
 from contracts.telemetry import FLEET_METRICS, METRIC_RANGES, RAW_SCHEMA
-from vigil.processes import ServerProcess
 from training.cloudwatch_layout import CloudWatchLayout
 from training.simulator import (
     MAX_LOG_BATCH_BYTES,
@@ -29,6 +28,7 @@ from training.simulator import (
     simulated_incidents,
     write_simulation,
 )
+from vigil.processes import ServerProcess
 
 FRIDAY = datetime(2024, 1, 5, tzinfo=UTC)
 SATURDAY = FRIDAY + timedelta(days=1)

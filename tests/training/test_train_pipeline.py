@@ -25,7 +25,7 @@ from training.pipeline import (
     load_training_data,
     run_training,
 )
-from training.registry import RunDirectory, load_holdout, load_model
+from training.registry import RunDirectory, TrainedRun, load_holdout, load_model
 from training.review_queue import load_reviews
 
 
@@ -100,6 +100,21 @@ def test_labelled_incidents_are_caught(trained: tuple[TrainingSummary, RunDirect
     assert summary.evaluations["catboost"].event_recall == pytest.approx(1.0)
 
 
+def test_threshold_is_chosen_on_validation_and_travels_with_the_run(
+    trained: tuple[TrainingSummary, RunDirectory],
+) -> None:
+    summary, run_dir = trained
+    run = TrainedRun.model_validate_json(run_dir.run_record.read_text())
+    assert run.threshold == summary.thresholds["xgboost"]
+    for kind, evaluation in summary.evaluations.items():
+        threshold = summary.thresholds[kind]
+        assert 0.0 < threshold < 1.0
+        assert evaluation.metrics.threshold == threshold
+        assert run.metrics[f"{kind}.threshold"] == threshold
+        # chosen to reach the precision gate on validation, it keeps the gates passable
+        assert evaluation.passed_gates, (kind, evaluation.gate_failures)
+
+
 def _features_of(wide: pl.DataFrame) -> NDArray[np.float32]:
     return compute_features(wide, METRICS).select(feature_columns(METRICS)).to_numpy()
 
@@ -120,9 +135,9 @@ def test_an_injected_spike_scores_above_the_threshold(
             ("error_count", 1.0, 6.0),
         )
     )
-    _, run_dir = trained
-    threshold = small_config().threshold
+    summary, run_dir = trained
     for kind in ("xgboost", "catboost"):
+        threshold = summary.thresholds[kind]
         model = load_model(run_dir, kind)
         calm = predict_proba(model, _features_of(wide))[100:]
         spike = predict_proba(model, _features_of(spiked))[100:]

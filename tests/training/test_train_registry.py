@@ -16,7 +16,6 @@ from mlflow import MlflowClient
 
 from contracts.features import feature_columns
 from contracts.store import ObjectStore
-from vigil.processes import free_port
 from tests.training.conftest import METRICS, small_config, write_fleet_store
 from training.pipeline import TrainingSummary, run_training
 from training.registry import (
@@ -25,6 +24,7 @@ from training.registry import (
     load_holdout,
     register_run,
 )
+from vigil.processes import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mlflow")]
 
@@ -41,10 +41,12 @@ WEAK = {
 def runs(fleet_store: ObjectStore, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Trained, unregistered run directories; tests register copies of them."""
     root = tmp_path_factory.mktemp("runs")
+    # A fixed threshold: these runs compare models at one operating point, so that the
+    # stumps stay worse than the default models (a threshold chosen per model would flatter them).
     configs = {
-        "weak": small_config(**WEAK),
-        "strong": small_config(gates=NO_GATES),
-        "failing": small_config(gates={"min_f1": 0.99, "min_precision": 0.99}),
+        "weak": small_config(threshold=0.5, **WEAK),
+        "strong": small_config(threshold=0.5, gates=NO_GATES),
+        "failing": small_config(threshold=0.5, gates={"min_f1": 0.99, "min_precision": 0.99}),
     }
     for name, config in configs.items():
         run_training(fleet_store, config, None, root / name)
@@ -148,7 +150,7 @@ def test_registration_survives_mlflow_being_down(
 ) -> None:
     down = f"http://127.0.0.1:{free_port()}"
     run_path = tmp_path / "run"
-    summary = run_training(fleet_store, small_config(gates=NO_GATES), down, run_path)
+    summary = run_training(fleet_store, small_config(threshold=0.5, gates=NO_GATES), down, run_path)
     assert summary.registration is None
     assert summary.registration_error is not None
     assert "unreachable" in summary.registration_error

@@ -1,0 +1,98 @@
+"""The scorer's HTTP side: ``/metrics`` for Prometheus, ``POST /feedback``, ``/healthz`` and
+``/readyz``; ``run_scorer`` serves it with uvicorn while the scoring loop runs beside it."""
+
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+import uvicorn
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from contracts.settings import Settings, get_settings
+from serving.feedback import FeedbackCreate, FeedbackPublic
+from serving.scorer import FeedbackError, Scorer, build_scorer, run_periodically
+from serving.scorer_settings import ScorerSettings, get_scorer_settings
+
+router = APIRouter()
+
+
+def get_scorer(request: Request) -> Scorer:
+    scorer: Scorer = request.app.state.scorer
+    return scorer
+
+
+ScorerDep = Annotated[Scorer, Depends(get_scorer)]
+
+
+@router.get("/metrics")
+def metrics(scorer: ScorerDep) -> Response:
+    """Prometheus metrics of this scorer."""
+    return Response(generate_latest(scorer.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.post(
+    "/feedback",
+    responses={404: {"description": "The instance was not scored in that window"}},
+)
+def feedback(body: FeedbackCreate, scorer: ScorerDep) -> FeedbackPublic:
+    """Record a ground-truth label for one instance and scored window."""
+    try:
+        return scorer.record_feedback(body)
+    except FeedbackError as error:
+        raise HTTPException(status_code=error.status, detail=str(error)) from error
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(scorer: ScorerDep) -> JSONResponse:
+    """Readiness: the inference endpoint answers."""
+    ready = scorer.client.is_ready()
+    body = {"ready": ready, "inference_url": scorer.settings.inference_url}
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+def create_app(scorer: Scorer, *, periodic: bool = False) -> FastAPI:
+    """The scorer's app; with ``periodic`` its lifespan runs the scoring loop in a thread."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.scorer = scorer
+        stop = threading.Event()
+        loop = threading.Thread(
+            target=run_periodically, args=(scorer, stop), name="scoring", daemon=True
+        )
+        if periodic:
+            loop.start()
+        yield
+        stop.set()
+        if periodic:
+            loop.join(timeout=30)
+
+    app = FastAPI(
+        title="Vigil online scorer",
+        version="0.1.0",
+        description="Scores the fleet every window; metrics, drift, feedback.",
+        lifespan=lifespan,
+    )
+    app.include_router(router)
+    return app
+
+
+def run_scorer(
+    settings: ScorerSettings | None = None, store_settings: Settings | None = None
+) -> None:
+    """Score every window as it closes and serve the app, until interrupted."""
+    settings = settings or get_scorer_settings()
+    scorer = build_scorer(settings, store_settings or get_settings())
+    try:
+        uvicorn.run(create_app(scorer, periodic=True), host=settings.host, port=settings.port)
+    finally:
+        scorer.close()

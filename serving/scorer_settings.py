@@ -1,0 +1,78 @@
+"""Settings of the online scorer (env prefix ``VIGIL_SCORER_``); Helm values map onto these.
+
+Where the data lives (the object store) comes from ``contracts.settings`` (``VIGIL_``), shared
+with every other part.
+"""
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contracts.serving import TRITON_GRPC_PORT
+
+# The model name the NGINX A/B router answers for; it routes each request to one arm.
+AB_ROUTER_MODEL = "anomaly"
+
+
+class ScorerSettings(BaseSettings):
+    """What the scorer scores, against which endpoint, and where it sends explanations."""
+
+    model_config = SettingsConfigDict(env_prefix="VIGIL_SCORER_", extra="ignore")
+
+    window_seconds: int = Field(default=300, gt=0, description="Length of one scoring window.")
+    features_source: Literal["features", "raw"] = Field(
+        default="features",
+        description="Read the feature job's rows (processed-logs/) or compute them from "
+        "raw-logs/ with the same feature code.",
+    )
+    tracking_uri: str = Field(
+        default="http://127.0.0.1:5000",
+        description="MLflow: alias holders, thresholds, reference distributions, the champion.",
+    )
+    inference_url: str = Field(
+        default=f"127.0.0.1:{TRITON_GRPC_PORT}",
+        description="host:port of the inference endpoint: the A/B router's listener for "
+        "inference_protocol, or Triton itself when ab_router_url is None.",
+    )
+    inference_protocol: Literal["grpc", "http"] = Field(default="grpc")
+    ab_router_url: str | None = Field(
+        default=None,
+        description="The A/B router's HTTP base URL. Set: the router picks each instance's "
+        "arm (over HTTP requests name router_model; over gRPC the arm's model comes from "
+        "its /ab/assignment). None: the arm is chosen here by champion_weight.",
+    )
+    router_model: str = Field(default=AB_ROUTER_MODEL, min_length=1)
+    champion_weight: int = Field(
+        default=70,
+        ge=0,
+        le=100,
+        description="Percent of instances scored by the champion when the arm is chosen here "
+        "(the Helm values' abTest.championWeight).",
+    )
+    inference_timeout_s: float = Field(default=10.0, gt=0)
+    concurrency: int = Field(default=4, ge=1, description="Inference requests in flight.")
+    anomaly_rate_seconds: int = Field(
+        default=3600, gt=0, description="Span of the rolling anomaly rate and drift sample."
+    )
+    accuracy_window: int = Field(
+        default=1000, ge=1, description="Latest feedback labels model_accuracy is computed over."
+    )
+    explain_url: str | None = Field(
+        default=None, description="Explanation service base URL; None turns explanations off."
+    )
+    explain_api_key: SecretStr | None = Field(default=None, description="Sent as X-API-Key.")
+    explain_threshold: float = Field(default=0.85, ge=0.0, le=1.0)
+    explain_queue_size: int = Field(default=100, ge=1)
+    explain_timeout_s: float = Field(default=60.0, gt=0)
+    explain_top_features: int = Field(default=10, ge=1, le=50)
+    explain_log_lines: int = Field(default=50, ge=0, le=200)
+    host: str = Field(default="127.0.0.1", description="Address /metrics and /feedback bind.")
+    port: int = Field(default=9108, ge=1, le=65535)
+
+
+@lru_cache
+def get_scorer_settings() -> ScorerSettings:
+    """The process-wide settings, built on first use (never at import)."""
+    return ScorerSettings()

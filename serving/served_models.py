@@ -1,0 +1,152 @@
+"""What the scorer needs from MLflow: the alias holders, their thresholds and features, the
+reference feature distributions of the champion's training run, and the XGBoost model that
+explains anomalies.
+
+All read once at start-up through an ``MlflowClient`` bound to the given tracking URI (never
+MLflow's process-wide URI).
+"""
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow.artifacts
+import mlflow.xgboost
+import xgboost as xgb
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import Model
+
+from contracts.serving import ALIASES, CHAMPION, MODEL_NAMES, XGBOOST_MODEL
+
+# Logged by training at the root of each run's artifacts (see the run directory's layout).
+REFERENCE_ARTIFACT = "reference_distributions.json"
+THRESHOLD_TAG = "threshold"
+
+
+class ServedModelsError(RuntimeError):
+    """MLflow does not hold what the scorer needs."""
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One alias holder: the Triton model that answers for it and its decision threshold."""
+
+    alias: str
+    model: str
+    version: int
+    threshold: float
+    run_id: str
+
+
+@dataclass(frozen=True)
+class ServedModels:
+    """The arms by alias, the features both expect, the drift reference and the explainer model.
+
+    ``explainer`` is the XGBoost alias holder (the champion when it is XGBoost), whose exact
+    TreeSHAP contributions explain an anomaly; None when no XGBoost model holds an alias.
+    """
+
+    arms: dict[str, Arm]
+    feature_names: list[str]
+    reference: dict[str, Any]
+    explainer: xgb.Booster | None
+
+    @property
+    def champion(self) -> Arm:
+        return self.arms[CHAMPION]
+
+    def threshold_of(self, model: str) -> float:
+        """The threshold of the arm served by ``model``; the champion's for an unknown name."""
+        arm = next((a for a in self.arms.values() if a.model == model), self.champion)
+        return arm.threshold
+
+
+def load_served_models(tracking_uri: str) -> ServedModels:
+    """Read the alias holders and everything the scorer needs about them from MLflow.
+
+    Raises:
+        ServedModelsError: no model holds ``champion``, a holder has no threshold tag or
+            signature, the holders expect different features, or the champion's run has no
+            reference distributions.
+    """
+    client = MlflowClient(tracking_uri)
+    arms: dict[str, Arm] = {}
+    features: dict[str, list[str]] = {}
+    for name in MODEL_NAMES:
+        try:
+            aliases = client.get_registered_model(name).aliases
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            continue
+        for alias, version in aliases.items():
+            if alias not in ALIASES:
+                continue
+            details = client.get_model_version(name, str(version))
+            if THRESHOLD_TAG not in details.tags:
+                raise ServedModelsError(f"{name}/{version} has no {THRESHOLD_TAG!r} tag")
+            if not details.run_id:
+                raise ServedModelsError(f"{name}/{version} has no training run")
+            arms[alias] = Arm(
+                alias, name, int(version), float(details.tags[THRESHOLD_TAG]), details.run_id
+            )
+    if CHAMPION not in arms:
+        raise ServedModelsError(
+            f"no model in {list(MODEL_NAMES)} holds {CHAMPION!r} in MLflow at {tracking_uri}"
+        )
+    with tempfile.TemporaryDirectory(prefix="vigil-scorer-") as tmp:
+        local = {
+            alias: _download_model(client, tracking_uri, arm, Path(tmp) / alias)
+            for alias, arm in arms.items()
+        }
+        for alias, path in local.items():
+            signature = Model.load(str(path)).signature
+            if signature is None:
+                raise ServedModelsError(f"{arms[alias].model} has no signature")
+            features[alias] = [str(name) for name in signature.inputs.input_names()]
+        if len({tuple(names) for names in features.values()}) != 1:
+            raise ServedModelsError("the alias holders expect different features")
+        explainer = next(
+            (
+                _booster(mlflow.xgboost.load_model(str(local[alias])))
+                for alias in ALIASES
+                if alias in arms and arms[alias].model == XGBOOST_MODEL
+            ),
+            None,
+        )
+        reference = _reference(tracking_uri, arms[CHAMPION], Path(tmp) / "reference")
+    return ServedModels(arms, features[CHAMPION], reference, explainer)
+
+
+def _download_model(client: MlflowClient, tracking_uri: str, arm: Arm, target: Path) -> Path:
+    return Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=client.get_model_version_download_uri(arm.model, str(arm.version)),
+            dst_path=str(target),
+            tracking_uri=tracking_uri,
+        )
+    )
+
+
+def _booster(model: xgb.Booster | xgb.XGBModel) -> xgb.Booster:
+    return model.get_booster() if isinstance(model, xgb.XGBModel) else model
+
+
+def _reference(tracking_uri: str, champion: Arm, target: Path) -> dict[str, Any]:
+    try:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=champion.run_id,
+            artifact_path=REFERENCE_ARTIFACT,
+            dst_path=str(target),
+            tracking_uri=tracking_uri,
+        )
+    except (MlflowException, OSError) as error:
+        raise ServedModelsError(
+            f"run {champion.run_id} of {champion.model}/{champion.version} has no "
+            f"{REFERENCE_ARTIFACT}: drift cannot be measured ({error})"
+        ) from error
+    reference: dict[str, Any] = json.loads(Path(path).read_text())
+    return reference

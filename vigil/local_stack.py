@@ -1,0 +1,135 @@
+"""Start the local stack's services on free loopback ports, the way production runs them.
+
+Each ``start_*`` function starts one service detached (its own session, so the stack can
+outlive the command), waits until it is healthy and records it in the stack's state file, so
+``vigil status`` and ``vigil down`` find it and stop it by PID.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from serving.ab_config import load_ab_config
+from serving.model_repository import RepositorySummary, build_repository
+from serving.nginx import LIVE_PATH, RouterConfig, arm_models, nginx_argv, write_nginx_conf
+from serving.triton import READY_PATH, TritonPorts, triton_argv
+from vigil.processes import ServerProcess, free_port, start_mlflow, start_server
+from vigil.stack import record
+
+MONITORING_PATH = Path(__file__).resolve().parents[1] / "monitoring"
+PROMETHEUS_READY = "/-/ready"
+
+
+@dataclass(frozen=True)
+class Serving:
+    """Triton and the A/B router in front of it."""
+
+    repository: RepositorySummary
+    triton: ServerProcess
+    triton_ports: TritonPorts
+    router: ServerProcess
+    router_grpc_port: int
+
+
+def _record(stack_path: Path, server: ServerProcess, health_path: str) -> ServerProcess:
+    record(stack_path, server, health_path)
+    return server
+
+
+def start_local_mlflow(stack_path: Path) -> ServerProcess:
+    """MLflow with its SQLite registry and artifacts under the stack folder."""
+    root = stack_path / "mlflow"
+    root.mkdir(parents=True, exist_ok=True)
+    server = start_mlflow(root, _logs(stack_path), detach=True)
+    return _record(stack_path, server, "/health")
+
+
+def start_serving(stack_path: Path, tracking_uri: str) -> Serving:
+    """Build the Triton repository from the MLflow aliases, start Triton and the A/B router."""
+    repository_path = stack_path / "model-repository"
+    summary = build_repository(tracking_uri, str(repository_path))
+    ports = TritonPorts(http=free_port(), grpc=free_port(), metrics=free_port())
+    triton = start_server(
+        "triton",
+        triton_argv(repository_path, ports),
+        f"http://127.0.0.1:{ports.http}",
+        READY_PATH,
+        _logs(stack_path),
+        timeout=180,
+        detach=True,
+    )
+    _record(stack_path, triton, READY_PATH)
+    champion, challenger = arm_models(summary)
+    config = RouterConfig(
+        ab=load_ab_config(),
+        champion_model=champion,
+        challenger_model=challenger,
+        http_upstreams=[f"127.0.0.1:{ports.http}"],
+        grpc_upstreams=[f"127.0.0.1:{ports.grpc}"],
+        metrics_upstreams=[f"127.0.0.1:{ports.metrics}"],
+        http_port=free_port(),
+        grpc_port=free_port(),
+        worker_processes=1,
+    )
+    prefix = stack_path / "nginx"
+    prefix.mkdir(parents=True, exist_ok=True)
+    conf_path = write_nginx_conf(config, prefix)
+    router = start_server(
+        "nginx",
+        nginx_argv(conf_path, prefix),
+        f"http://127.0.0.1:{config.http_port}",
+        LIVE_PATH,
+        _logs(stack_path),
+        detach=True,
+    )
+    _record(stack_path, router, LIVE_PATH)
+    assert config.grpc_port is not None
+    return Serving(summary, triton, ports, router, config.grpc_port)
+
+
+def prometheus_config(targets: dict[str, list[str]]) -> str:
+    """monitoring/prometheus/prometheus.yml with the stack's actual scrape targets."""
+    document = yaml.safe_load((MONITORING_PATH / "prometheus" / "prometheus.yml").read_text())
+    document["rule_files"] = [
+        str(MONITORING_PATH / "prometheus" / rule) for rule in document["rule_files"]
+    ]
+    document.pop("alerting", None)
+    jobs = []
+    for job in document["scrape_configs"]:
+        if job["job_name"] in targets:
+            job["static_configs"] = [{"targets": targets[job["job_name"]]}]
+            jobs.append(job)
+    document["scrape_configs"] = jobs
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+def start_prometheus(stack_path: Path, targets: dict[str, list[str]]) -> ServerProcess:
+    """Prometheus scraping ``targets`` (job → host:port list) with the repository's rules."""
+    root = stack_path / "prometheus"
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    targets = {**targets, "prometheus": [f"127.0.0.1:{port}"]}
+    config_path = root / "prometheus.yml"
+    config_path.write_text(prometheus_config(targets))
+    argv = [
+        "prometheus",
+        f"--config.file={config_path}",
+        f"--storage.tsdb.path={root / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    server = start_server(
+        "prometheus",
+        argv,
+        f"http://127.0.0.1:{port}",
+        PROMETHEUS_READY,
+        _logs(stack_path),
+        detach=True,
+    )
+    return _record(stack_path, server, PROMETHEUS_READY)
+
+
+def _logs(stack_path: Path) -> Path:
+    path = stack_path / "logs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
