@@ -20,6 +20,7 @@ app.command("features")(data_commands.features)
 app.command("validate")(data_commands.validate)
 app.command("train")(training_commands.train)
 app.command("register")(training_commands.register)
+app.command("evaluate")(training_commands.evaluate)
 app.add_typer(training_commands.review_app, name="review")
 app.add_typer(serving_commands.serving_app, name="serving")
 

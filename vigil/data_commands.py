@@ -2,7 +2,7 @@
 
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, overload
 
 import typer
 from rich.console import Console
@@ -26,6 +26,14 @@ StartOption = Annotated[
     datetime | None,
     typer.Option(help="First minute, UTC (default 2024-01-01, or the last hours with --push)."),
 ]
+
+
+@overload
+def utc(moment: datetime) -> datetime: ...
+
+
+@overload
+def utc(moment: None) -> None: ...
 
 
 def utc(moment: datetime | None) -> datetime | None:

@@ -1,5 +1,6 @@
 """Serving commands: build the Triton model repository, run the local Triton."""
 
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -7,7 +8,8 @@ import typer
 from rich.console import Console
 
 from contracts.serving import TRITON_GRPC_PORT, TRITON_HTTP_PORT, TRITON_METRICS_PORT
-from vigil.options import settings_for
+from vigil.data_commands import utc
+from vigil.options import StoreOption, open_cli_store, settings_for
 from vigil.training_commands import TrackingUriOption
 
 console = Console()
@@ -97,3 +99,51 @@ def router(context: typer.Context) -> None:
     from serving.nginx import main
 
     raise typer.Exit(main(context.args))
+
+
+@serving_app.command("scorer")
+def scorer() -> None:
+    """Score each window as it closes; /metrics, /feedback, /healthz on VIGIL_SCORER_PORT.
+
+    Configured by VIGIL_SCORER_* (tracking URI, inference and router URLs, explainer URL,
+    window) and VIGIL_STORE_URI; see serving/scorer_settings.py.
+    """
+    from serving.scorer_app import run_scorer
+
+    run_scorer()
+
+
+@serving_app.command("ab-report")
+def ab_report(
+    start: Annotated[datetime, typer.Option(help="First window start, UTC.")],
+    end: Annotated[datetime, typer.Option(help="End (exclusive), UTC.")],
+    tracking_uri: TrackingUriOption = None,
+    out: Annotated[Path, typer.Option(help="Folder for ab_report.json and .html.")] = Path(
+        ".vigil/ab-report"
+    ),
+    apply: Annotated[
+        bool, typer.Option(help="Swap the MLflow aliases when the decision is to promote.")
+    ] = False,
+    store: StoreOption = None,
+) -> None:
+    """Compare champion and challenger on scored windows and feedback; decide with chi-square."""
+    from serving.ab_config import load_ab_config
+    from serving.ab_report import ab_report_from_store, promote_challenger, write_ab_report
+    from serving.served_models import load_served_models
+
+    if tracking_uri is None:
+        raise typer.BadParameter("give --tracking-uri or set MLFLOW_TRACKING_URI")
+    weights = load_ab_config()
+    report = ab_report_from_store(
+        open_cli_store(store),
+        load_served_models(tracking_uri),
+        {"champion": weights.champion_weight, "challenger": weights.challenger_weight},
+        utc(start),
+        utc(end),
+    )
+    json_path, html_path = write_ab_report(report, out)
+    console.print(f"decision: {report.decision} ({report.reason})")
+    console.print(f"report: {json_path}, {html_path}")
+    if apply and report.decision == "promote_challenger":
+        aliases = promote_challenger(tracking_uri)
+        console.print(f"aliases now {aliases}; rebuild the repository and reload the router")

@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -114,3 +114,34 @@ def review_import(
         f"imported {imported.reviews.height:,} reviewed labels; "
         f"{imported.unanswered:,} queue rows unanswered"
     )
+
+
+def evaluate(
+    dataset: Annotated[Literal["smd", "asd", "nab"], typer.Option(help="Which dataset.")],
+    path: Annotated[Path, typer.Option(help="The dataset folder as published.")],
+    entities: Annotated[
+        str | None, typer.Option(help="Comma-separated machines/servers/series (default all).")
+    ] = None,
+    label_fraction: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Most labels the review queue may reveal.")
+    ] = 0.02,
+    work_dir: Annotated[
+        Path | None, typer.Option(help="Keep each entity's store here and reuse it next time.")
+    ] = None,
+) -> None:
+    """Run the honest protocol on a public dataset; one JSON document on stdout."""
+    import json
+
+    from training.real_evaluation import evaluate_dataset
+
+    chosen = [e.strip() for e in entities.split(",") if e.strip()] if entities else None
+    progress = Console(stderr=True)
+    document = evaluate_dataset(
+        dataset,
+        path,
+        chosen,
+        label_fraction,
+        work_dir,
+        lambda message: progress.print(message),
+    )
+    print(json.dumps(document, indent=2))

@@ -154,3 +154,20 @@ def test_push_then_export_round_trips_every_row_and_reruns_add_nothing(
     assert first.filter(pl.col("kind") == "log").height > 0
     assert again.height == first.height
     assert "0 metric rows and 0 log rows" in " ".join(rerun.split())
+
+
+def test_evaluate_prints_one_json_document_with_every_scorer() -> None:
+    out = succeed("evaluate", "--dataset", "nab", "--path", str(SLICES / "nab"))
+    document = json.loads(out)
+    overall = document["overall"]
+    for scores in (overall, overall["isolation_forest"], overall["baselines"]["pca"]):
+        assert {"precision", "recall", "f1", "pr_auc", "pa_f1", "random_pa_f1", "best_f1"} <= set(
+            scores
+        )
+    assert document["entities"]
+
+
+def test_evaluate_rejects_an_unknown_dataset() -> None:
+    result = vigil("evaluate", "--dataset", "kdd", "--path", str(SLICES))
+    assert result.returncode == 2
+    assert "kdd" in result.stderr
