@@ -33,14 +33,51 @@ def demo(
     instances: Annotated[int, typer.Option(min=1, help="Instances in the simulated fleet.")] = 50,
     days: Annotated[int, typer.Option(min=1, help="Days of telemetry to simulate.")] = 3,
     seed: Annotated[int, typer.Option(min=0, help="Simulation seed.")] = 0,
+    once: Annotated[
+        bool, typer.Option(help="Stop every service at the end instead of leaving them running.")
+    ] = False,
 ) -> None:
     """Run the platform end to end on this machine and print what each step did."""
     from vigil.demo import DemoConfig, run_demo, summary_table
 
     console = Console()
-    config = DemoConfig(work_path=work_dir, instances=instances, days=days, seed=seed)
+    config = DemoConfig(work_path=work_dir, instances=instances, days=days, seed=seed, once=once)
     result = run_demo(config, console)
     console.print(summary_table(result))
+
+
+@app.command()
+def status(
+    work_dir: Annotated[Path, typer.Option(help="The demo's folder.")] = Path(".vigil/demo"),
+) -> None:
+    """List the local stack's services with their URL, PID and health."""
+    from rich.table import Table
+
+    from vigil.demo import DemoConfig
+    from vigil.stack import stack_status
+
+    statuses = stack_status(DemoConfig(work_path=work_dir).stack_path)
+    if not statuses:
+        Console().print("no service running (start them with `vigil demo`)")
+        return
+    table = Table("service", "url", "pid", "health", "log")
+    for entry in statuses:
+        health = "healthy" if entry.healthy else ("unhealthy" if entry.alive else "stopped")
+        service = entry.service
+        table.add_row(service.name, service.url, str(service.pid), health, service.log_path)
+    Console().print(table)
+
+
+@app.command()
+def down(
+    work_dir: Annotated[Path, typer.Option(help="The demo's folder.")] = Path(".vigil/demo"),
+) -> None:
+    """Stop every service the demo started, by its own PID."""
+    from vigil.demo import DemoConfig
+    from vigil.stack import stop_stack
+
+    stopped = stop_stack(DemoConfig(work_path=work_dir).stack_path)
+    Console().print(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
 
 
 def run() -> None:

@@ -106,6 +106,10 @@ DATA_DRIFT = Dashboard(
             kind="stat",
         ),
         Panel(
+            "Most drifted features (KL divergence)",
+            (Query("topk(10, feature_drift_kl_divergence)", "{{feature}}"),),
+        ),
+        Panel(
             "PSI distribution over features",
             (Query("sort_desc(feature_drift_psi)", "{{feature}}"),),
             kind="bargauge",
@@ -162,7 +166,8 @@ LLM_RAG = Dashboard(
         ),
         Panel(
             "Tokens generated per second",
-            (Query("sum(rate(llm_tokens_generated_total[5m]))", "tokens/s"),),
+            # llm_tokens_generated is a histogram of tokens per answer: its _sum counts tokens.
+            (Query("sum(rate(llm_tokens_generated_sum[5m]))", "tokens/s"),),
         ),
         Panel(
             "Qdrant search latency p95",
@@ -172,7 +177,7 @@ LLM_RAG = Dashboard(
         ),
         Panel(
             "Qdrant collection size",
-            (Query("sum by (collection) (qdrant_collection_size)", "{{collection}}"),),
+            (Query("max(qdrant_collection_size)", "points"),),
             kind="stat",
         ),
         Panel(
@@ -184,6 +189,12 @@ LLM_RAG = Dashboard(
             "Explanations by outcome (per second)",
             (Query("sum by (outcome) (rate(explain_requests_total[5m]))", "{{outcome}}"),),
             unit="reqps",
+            description="ok, degraded (an LLM or Qdrant fallback answered) or error.",
+        ),
+        Panel(
+            "Explanation requests from the scorer",
+            (Query("sum by (outcome) (increase(explanation_requests_total[1h]))", "{{outcome}}"),),
+            description="sent, failed, or dropped because the bounded queue was full.",
         ),
     ),
 )
