@@ -4,6 +4,7 @@
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Annotated
 
 import uvicorn
@@ -13,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from contracts.settings import Settings, get_settings
 from serving.feedback import FeedbackCreate, FeedbackPublic
-from serving.scorer import FeedbackError, Scorer, build_scorer, run_periodically
+from serving.scorer import FeedbackError, Scorer, build_scorer, replay, run_periodically
 from serving.scorer_settings import ScorerSettings, get_scorer_settings
 
 router = APIRouter()
@@ -59,6 +60,16 @@ def readyz(scorer: ScorerDep) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
+def _replay_then_score(scorer: Scorer, stop: threading.Event, periodic: bool) -> None:
+    """Replay the configured past range first (if any), then score windows as they close."""
+    settings = scorer.settings
+    if settings.replay_start is not None:
+        end = settings.replay_end or datetime.now(UTC)
+        replay(scorer, settings.replay_start, end, settings.replay_pace_seconds)
+    if periodic:
+        run_periodically(scorer, stop)
+
+
 def create_app(scorer: Scorer, *, periodic: bool = False) -> FastAPI:
     """The scorer's app; with ``periodic`` its lifespan runs the scoring loop in a thread."""
 
@@ -67,13 +78,13 @@ def create_app(scorer: Scorer, *, periodic: bool = False) -> FastAPI:
         app.state.scorer = scorer
         stop = threading.Event()
         loop = threading.Thread(
-            target=run_periodically, args=(scorer, stop), name="scoring", daemon=True
+            target=_replay_then_score, args=(scorer, stop, periodic), name="scoring", daemon=True
         )
-        if periodic:
+        if periodic or scorer.settings.replay_start is not None:
             loop.start()
         yield
         stop.set()
-        if periodic:
+        if loop.is_alive():
             loop.join(timeout=30)
 
     app = FastAPI(

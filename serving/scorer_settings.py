@@ -7,7 +7,7 @@ with every other part.
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AwareDatetime, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.serving import TRITON_GRPC_PORT
@@ -68,6 +68,13 @@ class ScorerSettings(BaseSettings):
     explain_timeout_s: float = Field(default=60.0, gt=0)
     explain_top_features: int = Field(default=10, ge=1, le=50)
     explain_log_lines: int = Field(default=50, ge=0, le=200)
+    replay_start: AwareDatetime | None = Field(
+        default=None, description="Replay windows from here at startup (a backfill or the demo)."
+    )
+    replay_end: AwareDatetime | None = Field(default=None, description="End of the replay.")
+    replay_pace_seconds: float = Field(
+        default=0.0, ge=0.0, description="Wall-clock seconds between replayed windows."
+    )
     host: str = Field(default="127.0.0.1", description="Address /metrics and /feedback bind.")
     port: int = Field(default=9108, ge=1, le=65535)
 

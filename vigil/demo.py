@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -23,14 +23,22 @@ from contracts.settings import Settings
 from contracts.store import ObjectStore
 from training.cloudwatch import export, make_cloudwatch_clients
 from training.cloudwatch_layout import CloudWatchLayout
-from training.config import load_training_config
+from training.config import DEFAULT_CONFIG_PATH, load_training_config
 from training.feature_job import build_features
 from training.pipeline import TrainingSummary, run_training
 from training.quality_job import validate_store
 from training.simulator import SimulationConfig, push_to_cloudwatch, write_simulation
-from vigil.local_stack import start_local_mlflow, start_prometheus, start_serving
+from vigil.demo_replay import ReplayOutcome, send_feedback, wait_for_replay
+from vigil.local_stack import (
+    start_local_mlflow,
+    start_prometheus,
+    start_scorer,
+    start_serving,
+)
 from vigil.processes import ServerProcess, start_moto
 from vigil.stack import stop_stack
+
+DEMO_CONFIG_PATH = DEFAULT_CONFIG_PATH.with_name("demo.yaml")
 
 
 class DemoStepError(RuntimeError):
@@ -74,6 +82,7 @@ class DemoResult:
     training: TrainingSummary | None = None
     tracking_uri: str | None = None
     router_url: str | None = None
+    replay: ReplayOutcome | None = None
     prometheus_url: str | None = None
 
 
@@ -139,6 +148,11 @@ def run_demo(config: DemoConfig, console: Console) -> DemoResult:
     return result
 
 
+def simulation_end(config: DemoConfig) -> date:
+    """The day after the simulated range (the simulation starts at midnight)."""
+    return (SimulationConfig().start + timedelta(days=config.days)).date()
+
+
 def _serve(config: DemoConfig, console: Console, result: DemoResult, store: ObjectStore) -> None:
     """Train and register in MLflow, then serve the champion and challenger."""
     stack = config.stack_path
@@ -147,7 +161,9 @@ def _serve(config: DemoConfig, console: Console, result: DemoResult, store: Obje
     result.tracking_uri = mlflow.url
     with _step(console, result, "train and register") as report:
         run_path = config.work_path / "runs" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        training = run_training(store, load_training_config(), mlflow.url, run_path, console)
+        training = run_training(
+            store, load_training_config(DEMO_CONFIG_PATH), mlflow.url, run_path, console
+        )
         result.training = training
         if training.registration_error:
             raise RuntimeError(training.registration_error)
@@ -158,7 +174,29 @@ def _serve(config: DemoConfig, console: Console, result: DemoResult, store: Obje
         arms = ", ".join(f"@{m.alias} {m.name} v{m.version}" for m in serving.repository.models)
         report(f"{arms}; A/B endpoint {serving.router.url}/v2/models/anomaly/infer")
         result.router_url = serving.router.url
-    targets = {"triton": [f"127.0.0.1:{serving.triton_ports.metrics}"]}
+    day_end = datetime.combine(simulation_end(config), datetime.min.time(), tzinfo=UTC)
+    replay = (day_end - timedelta(days=1), day_end)
+    scorer = _start(
+        console,
+        result,
+        "start the scorer (replays the last day through the A/B router)",
+        lambda: start_scorer(stack, str(config.store_path), mlflow.url, serving, replay),
+        logs,
+    )
+    with _step(console, result, "replay the last day and send ground-truth feedback") as report:
+        wait_for_replay(scorer.url, replay[1])
+        outcome = send_feedback(store, scorer.url, *replay, timedelta(minutes=5))
+        result.replay = outcome
+        report(
+            f"{outcome.windows:,} instance-windows scored ({outcome.by_model}); "
+            f"{outcome.flagged:,} flagged, precision {outcome.precision:.2f}, recall "
+            f"{outcome.recall:.2f} against {outcome.true_anomalous:,} truly anomalous; "
+            f"{outcome.feedback_sent:,} feedback labels sent"
+        )
+    targets = {
+        "triton": [f"127.0.0.1:{serving.triton_ports.metrics}"],
+        "scorer": [scorer.url.removeprefix("http://")],
+    }
     prometheus = _start(
         console, result, "start Prometheus", lambda: start_prometheus(stack, targets), logs
     )

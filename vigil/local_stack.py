@@ -6,6 +6,7 @@ outlive the command), waits until it is healthy and records it in the stack's st
 """
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -14,7 +15,7 @@ from serving.ab_config import load_ab_config
 from serving.model_repository import RepositorySummary, build_repository
 from serving.nginx import LIVE_PATH, RouterConfig, arm_models, nginx_argv, write_nginx_conf
 from serving.triton import READY_PATH, TritonPorts, triton_argv
-from vigil.processes import ServerProcess, free_port, start_mlflow, start_server
+from vigil.processes import ServerProcess, free_port, start_mlflow, start_server, venv_tool
 from vigil.stack import record
 
 MONITORING_PATH = Path(__file__).resolve().parents[1] / "monitoring"
@@ -86,6 +87,36 @@ def start_serving(stack_path: Path, tracking_uri: str) -> Serving:
     _record(stack_path, router, LIVE_PATH)
     assert config.grpc_port is not None
     return Serving(summary, triton, ports, router, config.grpc_port)
+
+
+def start_scorer(
+    stack_path: Path,
+    store_uri: str,
+    tracking_uri: str,
+    serving: Serving,
+    replay: tuple[datetime, datetime] | None = None,
+    explain_url: str | None = None,
+) -> ServerProcess:
+    """The online scorer, scoring through the A/B router over gRPC; optionally replaying a
+    past range at startup."""
+    port = free_port()
+    env = {
+        "VIGIL_STORE_URI": store_uri,
+        "VIGIL_SCORER_TRACKING_URI": tracking_uri,
+        "VIGIL_SCORER_INFERENCE_URL": f"127.0.0.1:{serving.router_grpc_port}",
+        "VIGIL_SCORER_AB_ROUTER_URL": serving.router.url,
+        "VIGIL_SCORER_PORT": str(port),
+    }
+    if replay is not None:
+        env["VIGIL_SCORER_REPLAY_START"] = replay[0].isoformat()
+        env["VIGIL_SCORER_REPLAY_END"] = replay[1].isoformat()
+    if explain_url is not None:
+        env["VIGIL_SCORER_EXPLAIN_URL"] = explain_url
+    argv = ["env", *(f"{k}={v}" for k, v in env.items()), venv_tool("vigil"), "serving", "scorer"]
+    server = start_server(
+        "scorer", argv, f"http://127.0.0.1:{port}", "/healthz", _logs(stack_path), 120, detach=True
+    )
+    return _record(stack_path, server, "/healthz")
 
 
 def prometheus_config(targets: dict[str, list[str]]) -> str:
