@@ -55,6 +55,9 @@ def assigned_model(router: httpx.Client, instance_id: str) -> str:
     Raises:
         httpx.HTTPError: the router did not answer with an assignment.
     """
+    # One client asks for every instance: the sticky cookie the router set on an earlier
+    # answer would pin all of them to that instance's arm, so it is never sent back.
+    router.cookies.clear()
     response = router.get(ASSIGNMENT_PATH, headers={AB_KEY_HEADER: instance_id})
     response.raise_for_status()
     return str(response.json()["model"])

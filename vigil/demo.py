@@ -21,6 +21,9 @@ from rich.table import Table
 
 from contracts.settings import Settings
 from contracts.store import ObjectStore
+from serving.ab_config import load_ab_config
+from serving.ab_report import ab_report_from_store, write_ab_report
+from serving.served_models import load_served_models
 from training.cloudwatch import export, make_cloudwatch_clients
 from training.cloudwatch_layout import CloudWatchLayout
 from training.config import DEFAULT_CONFIG_PATH, load_training_config
@@ -191,8 +194,18 @@ def _serve(config: DemoConfig, console: Console, result: DemoResult, store: Obje
             f"{outcome.windows:,} instance-windows scored ({outcome.by_model}); "
             f"{outcome.flagged:,} flagged, precision {outcome.precision:.2f}, recall "
             f"{outcome.recall:.2f} against {outcome.true_anomalous:,} truly anomalous; "
-            f"{outcome.feedback_sent:,} feedback labels sent"
+            f"{outcome.feedback_sent:,} feedback labels sent (last 6 h)"
         )
+    with _step(console, result, "A/B report") as report:
+        weights = load_ab_config()
+        ab = ab_report_from_store(
+            store,
+            load_served_models(mlflow.url),
+            {"champion": weights.champion_weight, "challenger": weights.challenger_weight},
+            *replay,
+        )
+        html_path = write_ab_report(ab, config.work_path / "reports")[1]
+        report(f"{ab.decision}: {ab.reason} ({html_path})")
     targets = {
         "triton": [f"127.0.0.1:{serving.triton_ports.metrics}"],
         "scorer": [scorer.url.removeprefix("http://")],

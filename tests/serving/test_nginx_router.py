@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
@@ -29,6 +30,7 @@ from serving.ab_config import (
     AbTestConfig,
     RateLimitValues,
 )
+from serving.inference import assigned_model
 from serving.nginx import (
     ACCESS_LOG,
     RouterConfig,
@@ -310,3 +312,14 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.01)
+
+
+def test_one_scorer_client_gets_each_instances_own_arm(ab_router: ServerProcess) -> None:
+    """The scorer asks /ab/assignment for every instance through one HTTP client: the cookie
+    the router sets must not pin all instances to the first one's arm."""
+
+    with httpx.Client(base_url=ab_router.url) as router:
+        first = [assigned_model(router, f"i-{n:04d}") for n in range(40)]
+        again = [assigned_model(router, f"i-{n:04d}") for n in range(40)]
+    assert first == again
+    assert 0.4 < Counter(first).most_common(1)[0][1] / len(first) < 0.95

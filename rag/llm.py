@@ -1,0 +1,154 @@
+"""The LLM behind an OpenAI-compatible API (vLLM in production, llama.cpp locally)."""
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rag.metrics import LLM_REQUEST_DURATION, LLM_TOKENS_GENERATED
+from rag.settings import RagSettings
+
+_CODE_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
+
+
+class LLMAnswer(BaseModel):
+    """The part of an explanation the LLM writes."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    root_cause: str = Field(min_length=1, max_length=2_000)
+    impact: str = Field(min_length=1, max_length=2_000)
+    actions: list[str] = Field(min_length=1, max_length=10)
+    prevention: list[str] = Field(default_factory=list, max_length=10)
+
+
+class LLMError(Exception):
+    """The LLM could not be reached, timed out, or never gave a valid answer."""
+
+
+def parse_answer(text: str) -> LLMAnswer:
+    """Validate the model's reply, tolerating code fences and text around the JSON object.
+
+    Raises:
+        ValueError: when no JSON object with the required fields can be found.
+    """
+    fenced = _CODE_FENCE.search(text)
+    candidate = fenced.group(1) if fenced else text
+    start = candidate.find("{")
+    if start < 0:
+        raise ValueError("no JSON object in the LLM reply")
+    try:
+        data, _ = json.JSONDecoder().raw_decode(candidate[start:])  # ignores trailing text
+    except json.JSONDecodeError as error:
+        raise ValueError(f"LLM reply is not valid JSON: {error}") from error
+    try:
+        return LLMAnswer.model_validate(_strip_strings(data))
+    except ValidationError as error:
+        raise ValueError(f"LLM reply misses required fields: {error}") from error
+
+
+@dataclass
+class LLMClient:
+    """Chat completions with a JSON-schema response format, a timeout and bounded retries."""
+
+    client: openai.OpenAI
+    model: str
+    max_tokens: int
+    temperature: float
+    attempts: int
+
+    def explain(self, system: str, user: str) -> LLMAnswer:
+        """Ask for an explanation; retries once (by default) on a timeout or an invalid reply.
+
+        Raises:
+            LLMError: when every attempt failed; the message says why.
+        """
+        reasons = []
+        for _ in range(self.attempts):
+            started = time.perf_counter()
+            try:
+                reply = self._complete(system, user)
+                return parse_answer(reply)
+            except (openai.APIError, ValueError) as error:
+                reasons.append(f"{type(error).__name__}: {error}")
+            finally:
+                LLM_REQUEST_DURATION.observe(time.perf_counter() - started)
+        raise LLMError("; ".join(reasons))
+
+    def ping(self) -> str:
+        """``ok (<models>)`` when the server answers its model list; raises otherwise."""
+        models = self.client.with_options(timeout=2.0, max_retries=0).models.list()
+        return f"ok ({', '.join(m.id for m in models.data)})"
+
+    def _complete(self, system: str, user: str) -> str:
+        response = self.client.chat.completions.create(
+            model=self.model,
+            messages=[
+                {"role": "system", "content": system},
+                {"role": "user", "content": user},
+            ],
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "explanation", "schema": _answer_schema(), "strict": True},
+            },
+        )
+        if response.usage is not None:
+            LLM_TOKENS_GENERATED.observe(response.usage.completion_tokens)
+        content = response.choices[0].message.content if response.choices else None
+        if not content:
+            raise ValueError("empty LLM reply")
+        return content
+
+
+def make_llm_client(settings: RagSettings) -> LLMClient:
+    """An LLM client for the configured OpenAI-compatible server (no request is made)."""
+    api_key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "not-needed"
+    client = openai.OpenAI(
+        base_url=settings.llm_base_url,
+        api_key=api_key,
+        timeout=settings.llm_timeout_s,
+        max_retries=0,  # retries are counted by LLMClient, invalid replies included
+    )
+    return LLMClient(
+        client,
+        settings.llm_model,
+        settings.llm_max_tokens,
+        settings.llm_temperature,
+        attempts=1 + settings.llm_max_retries,
+    )
+
+
+def _answer_schema() -> dict[str, Any]:
+    # String length bounds would make llama.cpp's grammar sampling crawl; max_tokens bounds the
+    # reply instead.
+    sentence = {"type": "string"}
+    steps = {"type": "array", "items": sentence, "minItems": 1, "maxItems": 4}
+    return {
+        "type": "object",
+        "properties": {
+            "root_cause": sentence,
+            "impact": sentence,
+            "actions": steps,
+            "prevention": steps,
+        },
+        "required": ["root_cause", "impact", "actions", "prevention"],
+        "additionalProperties": False,
+    }
+
+
+def _strip_strings(data: Any) -> Any:
+    """Trim strings and blank out those without a letter or digit ("...", "-"), and drop them
+    from lists, so filler fails validation."""
+    if isinstance(data, dict):
+        return {k: _strip_strings(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [s for s in (_strip_strings(v) for v in data) if s != ""]
+    if isinstance(data, str):
+        return data.strip() if any(c.isalnum() for c in data) else ""
+    return data
