@@ -6,7 +6,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from vigil import data_commands, serving_commands, training_commands
+from vigil import data_commands, rag_commands, serving_commands, training_commands
 
 app = typer.Typer(
     help="Vigil: anomaly detection for cloud fleets.",
@@ -23,6 +23,7 @@ app.command("register")(training_commands.register)
 app.command("evaluate")(training_commands.evaluate)
 app.add_typer(training_commands.review_app, name="review")
 app.add_typer(serving_commands.serving_app, name="serving")
+app.add_typer(rag_commands.rag_app, name="rag")
 
 
 @app.command()
@@ -44,6 +45,13 @@ def demo(
     config = DemoConfig(work_path=work_dir, instances=instances, days=days, seed=seed, once=once)
     result = run_demo(config, console)
     console.print(summary_table(result))
+    if once:
+        console.print("every service was stopped (--once)")
+    else:
+        console.print(
+            f"MLflow {result.tracking_uri} · A/B endpoint {result.router_url} · Prometheus "
+            f"{result.prometheus_url} · `vigil status` lists every service, `vigil down` stops them"
+        )
 
 
 @app.command()

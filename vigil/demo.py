@@ -33,6 +33,7 @@ from training.quality_job import validate_store
 from training.simulator import SimulationConfig, push_to_cloudwatch, write_simulation
 from vigil.demo_replay import ReplayOutcome, send_feedback, wait_for_replay
 from vigil.local_stack import (
+    start_explainer,
     start_local_mlflow,
     start_prometheus,
     start_scorer,
@@ -177,13 +178,20 @@ def _serve(config: DemoConfig, console: Console, result: DemoResult, store: Obje
         arms = ", ".join(f"@{m.alias} {m.name} v{m.version}" for m in serving.repository.models)
         report(f"{arms}; A/B endpoint {serving.router.url}/v2/models/anomaly/infer")
         result.router_url = serving.router.url
+    with _step(
+        console, result, "start the explainer (LLM server, runbook index, API)", logs
+    ) as report:
+        explainer = start_explainer(stack)
+        report(f"{explainer.service.url}/explain, {explainer.indexed_chunks} runbook chunks")
     day_end = datetime.combine(simulation_end(config), datetime.min.time(), tzinfo=UTC)
     replay = (day_end - timedelta(days=1), day_end)
     scorer = _start(
         console,
         result,
         "start the scorer (replays the last day through the A/B router)",
-        lambda: start_scorer(stack, str(config.store_path), mlflow.url, serving, replay),
+        lambda: start_scorer(
+            stack, str(config.store_path), mlflow.url, serving, replay, explainer.service.url
+        ),
         logs,
     )
     with _step(console, result, "replay the last day and send ground-truth feedback") as report:
@@ -209,6 +217,7 @@ def _serve(config: DemoConfig, console: Console, result: DemoResult, store: Obje
     targets = {
         "triton": [f"127.0.0.1:{serving.triton_ports.metrics}"],
         "scorer": [scorer.url.removeprefix("http://")],
+        "explainer": [explainer.service.url.removeprefix("http://")],
     }
     prometheus = _start(
         console, result, "start Prometheus", lambda: start_prometheus(stack, targets), logs

@@ -5,10 +5,13 @@ outlive the command), waits until it is healthy and records it in the stack's st
 ``vigil status`` and ``vigil down`` find it and stop it by PID.
 """
 
+import contextlib
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import yaml
 
 from serving.ab_config import load_ab_config
@@ -87,6 +90,78 @@ def start_serving(stack_path: Path, tracking_uri: str) -> Serving:
     _record(stack_path, router, LIVE_PATH)
     assert config.grpc_port is not None
     return Serving(summary, triton, ports, router, config.grpc_port)
+
+
+@dataclass(frozen=True)
+class Explainer:
+    """The explanation service and the LLM server behind it."""
+
+    service: ServerProcess
+    llm: ServerProcess
+    indexed_chunks: int
+
+
+def start_explainer(stack_path: Path) -> Explainer:
+    """The local LLM server, the runbooks indexed into Qdrant, and the explanation API.
+
+    Qdrant's local mode allows one process per collection folder, so the index is written
+    before the API (which then owns it) starts.
+    """
+    from rag.indexing import index_from_settings
+    from rag.llm_server import HEALTH_PATH, llama_server_command
+    from rag.settings import RagSettings
+
+    llm_port = free_port()
+    llm = start_server(
+        "llm",
+        llama_server_command(llm_port),
+        f"http://127.0.0.1:{llm_port}",
+        HEALTH_PATH,
+        _logs(stack_path),
+        120,
+        detach=True,
+    )
+    _record(stack_path, llm, HEALTH_PATH)
+    _wait_for_ok(llm.url + HEALTH_PATH)  # 503 while the model loads
+    env = {
+        "VIGIL_RAG_QDRANT_PATH": str((stack_path / "qdrant").resolve()),
+        "VIGIL_RAG_LLM_BASE_URL": f"{llm.url}/v1",
+    }
+    report = index_from_settings(
+        RagSettings(qdrant_path=stack_path / "qdrant", llm_base_url=env["VIGIL_RAG_LLM_BASE_URL"]),
+        None,
+    )
+    port = free_port()
+    argv = [
+        "env",
+        *(f"{k}={v}" for k, v in env.items()),
+        venv_tool("vigil"),
+        "rag",
+        "serve",
+        "--port",
+        str(port),
+    ]
+    service = start_server(
+        "explainer",
+        argv,
+        f"http://127.0.0.1:{port}",
+        "/healthz",
+        _logs(stack_path),
+        180,
+        detach=True,
+    )
+    _record(stack_path, service, "/healthz")
+    return Explainer(service, llm, report.chunks)
+
+
+def _wait_for_ok(url: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} did not answer 200 within {timeout:.0f} s")
 
 
 def start_scorer(
