@@ -139,7 +139,8 @@ AB_TESTING = Dashboard(
         ),
         Panel(
             "Anomalies flagged per arm (per second)",
-            (Query('model:model_prediction_total:rate5m{result="anomaly"}', "{{model}}"),),
+            # The scorer labels result with the verdict: "1" anomalous, "0" normal.
+            (Query('model:model_prediction_total:rate5m{result="1"}', "{{model}}"),),
             unit="reqps",
         ),
         Panel(
