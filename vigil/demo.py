@@ -31,6 +31,7 @@ from training.feature_job import build_features
 from training.pipeline import TrainingSummary, run_training
 from training.quality_job import validate_store
 from training.simulator import SimulationConfig, push_to_cloudwatch, write_simulation
+from vigil.dashboard_check import wait_for_panel_data
 from vigil.demo_replay import ReplayOutcome, send_feedback, wait_for_replay
 from vigil.local_stack import (
     start_explainer,
@@ -223,6 +224,9 @@ def _serve(config: DemoConfig, console: Console, result: DemoResult, store: Obje
         console, result, "start Prometheus", lambda: start_prometheus(stack, targets), logs
     )
     result.prometheus_url = prometheus.url
+    with _step(console, result, "check every dashboard panel query against Prometheus") as report:
+        checked = wait_for_panel_data(prometheus.url)
+        report(f"all {checked} panel queries of the 4 Grafana dashboards return data")
 
 
 def _start(

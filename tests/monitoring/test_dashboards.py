@@ -3,11 +3,15 @@
 import importlib.util
 import json
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 import yaml
+
+from vigil.dashboard_check import PanelQuery, panel_queries, queries_without_data
+from vigil.processes import ServerProcess, free_port, start_server
 
 GRAFANA = Path(__file__).resolve().parents[2] / "monitoring" / "grafana"
 SEED_DASHBOARDS = {"Model Performance", "Data Drift", "A/B Testing", "LLM & RAG"}
@@ -22,17 +26,6 @@ def generator() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def panel_queries() -> list[tuple[str, str, str]]:
-    """(dashboard, panel, expr) for every target of every committed dashboard."""
-    found = []
-    for path in sorted((GRAFANA / "dashboards").glob("*.json")):
-        dashboard = json.loads(path.read_text())
-        for panel in dashboard["panels"]:
-            for target in panel["targets"]:
-                found.append((dashboard["title"], panel["title"], target["expr"]))
-    return found
 
 
 def test_committed_dashboards_match_the_generator(tmp_path: Path) -> None:
@@ -59,8 +52,8 @@ def test_the_four_seed_dashboards_exist_with_panels_on_a_grid() -> None:
 def test_every_panel_query_is_valid_promql(tmp_path: Path) -> None:
     # promtool parses PromQL offline only inside rule files: one recording rule per query.
     rules = [
-        {"record": f"panel:query_{index}", "expr": expr}
-        for index, (_, _, expr) in enumerate(panel_queries())
+        {"record": f"panel:query_{index}", "expr": query.expr}
+        for index, query in enumerate(panel_queries())
     ]
     path = tmp_path / "panels.rules.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "panels", "rules": rules}]}))
@@ -74,3 +67,38 @@ def test_every_panel_query_is_valid_promql(tmp_path: Path) -> None:
 def test_provisioning_files_are_grafana_v1(name: str) -> None:
     document = yaml.safe_load((GRAFANA / "provisioning" / name).read_text())
     assert document["apiVersion"] == 1
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A real Prometheus scraping only itself."""
+    root = tmp_path_factory.mktemp("prometheus")
+    port = free_port()
+    config = {
+        "scrape_configs": [
+            {"job_name": "self", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
+        ]
+    }
+    (root / "prometheus.yml").write_text(yaml.safe_dump(config))
+    argv = [
+        "prometheus",
+        f"--config.file={root / 'prometheus.yml'}",
+        f"--storage.tsdb.path={root / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    server = start_server("prometheus", argv, f"http://127.0.0.1:{port}", "/-/ready", root)
+    yield server
+    server.stop()
+
+
+def test_panel_check_reports_queries_that_fail_or_return_nothing(prometheus: ServerProcess) -> None:
+    queries = [
+        PanelQuery("d", "constant", "vector(1)"),
+        PanelQuery("d", "absent", 'model_accuracy{model="none"}'),
+        PanelQuery("d", "broken", "sum(rate(x[5m]"),
+    ]
+    problems = queries_without_data(prometheus.url, queries)
+    assert len(problems) == 2
+    assert problems[0].startswith("d / absent")
+    assert problems[0].endswith("no data")
+    assert problems[1].startswith("d / broken")
