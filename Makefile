@@ -47,6 +47,8 @@ bench: setup ## run the benchmarks (they print ratios against a baseline)
 	$(PY) bench/features.py
 	$(PY) bench/export.py
 	$(PY) bench/training.py
+	$(PY) bench/serving.py
+	$(PY) bench/loadtest.py
 
 helm-sync: setup ## copy monitoring rules and dashboards into the Helm chart (tests fail on drift)
 	$(PY) helm/sync_monitoring.py
