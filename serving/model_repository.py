@@ -26,12 +26,12 @@ import mlflow.catboost
 import mlflow.xgboost
 import xgboost as xgb
 from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 from pydantic import BaseModel, ConfigDict
 
-from contracts.serving import ALIASES, CHAMPION, MODEL_NAMES, REPOSITORY_SUMMARY
+from contracts.serving import CHAMPION, MODEL_NAMES, REPOSITORY_SUMMARY
 from contracts.store import ObjectStore
+from serving.aliases import alias_holders
 from serving.onnx_export import catboost_to_onnx
 from serving.triton_config import (
     FIL_BACKEND,
@@ -159,24 +159,14 @@ class _Export(BaseModel):
 
 
 def _alias_holders(client: MlflowClient, tracking_uri: str) -> dict[str, tuple[str, int]]:
-    """alias -> (registered model, version) for the serving aliases that are set."""
-    holders: dict[str, tuple[str, int]] = {}
-    for name in MODEL_NAMES:
-        try:
-            aliases = client.get_registered_model(name).aliases
-        except MlflowException as error:
-            if error.error_code != "RESOURCE_DOES_NOT_EXIST":
-                raise
-            continue
-        for alias, version in aliases.items():
-            if alias in ALIASES:
-                holders[alias] = (name, int(version))
+    """The serving alias holders; a champion is required."""
+    holders = alias_holders(client)
     if CHAMPION not in holders:
         raise RepositoryBuildError(
             f"no model in {list(MODEL_NAMES)} holds the alias {CHAMPION!r} in MLflow at "
             f"{tracking_uri}; train and register models first"
         )
-    return {alias: holders[alias] for alias in ALIASES if alias in holders}
+    return holders
 
 
 def _export(

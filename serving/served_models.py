@@ -20,6 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 
 from contracts.serving import ALIASES, CHAMPION, MODEL_NAMES, XGBOOST_MODEL
+from serving.aliases import alias_holders
 
 # Logged by training at the root of each run's artifacts (see the run directory's layout).
 REFERENCE_ARTIFACT = "reference_distributions.json"
@@ -75,24 +76,15 @@ def load_served_models(tracking_uri: str) -> ServedModels:
     client = MlflowClient(tracking_uri)
     arms: dict[str, Arm] = {}
     features: dict[str, list[str]] = {}
-    for name in MODEL_NAMES:
-        try:
-            aliases = client.get_registered_model(name).aliases
-        except MlflowException as error:
-            if error.error_code != "RESOURCE_DOES_NOT_EXIST":
-                raise
-            continue
-        for alias, version in aliases.items():
-            if alias not in ALIASES:
-                continue
-            details = client.get_model_version(name, str(version))
-            if THRESHOLD_TAG not in details.tags:
-                raise ServedModelsError(f"{name}/{version} has no {THRESHOLD_TAG!r} tag")
-            if not details.run_id:
-                raise ServedModelsError(f"{name}/{version} has no training run")
-            arms[alias] = Arm(
-                alias, name, int(version), float(details.tags[THRESHOLD_TAG]), details.run_id
-            )
+    for alias, (name, version) in alias_holders(client).items():
+        details = client.get_model_version(name, str(version))
+        if THRESHOLD_TAG not in details.tags:
+            raise ServedModelsError(f"{name}/{version} has no {THRESHOLD_TAG!r} tag")
+        if not details.run_id:
+            raise ServedModelsError(f"{name}/{version} has no training run")
+        arms[alias] = Arm(
+            alias, name, int(version), float(details.tags[THRESHOLD_TAG]), details.run_id
+        )
     if CHAMPION not in arms:
         raise ServedModelsError(
             f"no model in {list(MODEL_NAMES)} holds {CHAMPION!r} in MLflow at {tracking_uri}"

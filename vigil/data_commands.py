@@ -9,7 +9,14 @@ from rich.console import Console
 from rich.table import Table
 
 from contracts.store import ObjectStore
-from vigil.options import StoreOption, open_cli_store, progress_bar, settings_for
+from vigil.options import (
+    EntitiesOption,
+    StoreOption,
+    open_cli_store,
+    progress_bar,
+    settings_for,
+    split_entities,
+)
 
 if TYPE_CHECKING:
     from training.quality_job import FileQuality, StoreQuality
@@ -142,16 +149,14 @@ def export_command(
 def import_dataset_command(
     name: Annotated[Literal["smd", "asd", "nab"], typer.Argument(help="Which dataset.")],
     path: Annotated[Path, typer.Option(help="The dataset folder as published.")],
-    entities: Annotated[
-        str | None, typer.Option(help="Comma-separated machines/servers/series (default all).")
-    ] = None,
+    entities: EntitiesOption = None,
     store: StoreOption = None,
 ) -> None:
     """Import a public dataset (SMD, ASD, NAB) into an empty store, with its labels."""
     from training.datasets.importer import import_dataset
 
     target = open_cli_store(store)
-    chosen = [e.strip() for e in entities.split(",") if e.strip()] if entities else None
+    chosen = split_entities(entities)
     with progress_bar(console) as progress:
         task = progress.add_task(f"import {name}", total=None)
 

@@ -25,6 +25,16 @@ StoreOption = Annotated[
 ]
 
 
+EntitiesOption = Annotated[
+    str | None, typer.Option(help="Comma-separated machines/servers/series (default all).")
+]
+
+
+def split_entities(entities: str | None) -> list[str] | None:
+    """``a, b`` -> ``["a", "b"]``; None (all entities) when the option was not given."""
+    return [e.strip() for e in entities.split(",") if e.strip()] if entities else None
+
+
 def settings_for(store_uri: str | None) -> Settings:
     """The process settings, with the store overridden when the command line names one."""
     settings = get_settings()

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from training.config import DEFAULT_CONFIG_PATH, load_training_config
-from vigil.options import StoreOption, open_cli_store
+from vigil.options import EntitiesOption, StoreOption, open_cli_store, split_entities
 
 console = Console()
 RUNS_PATH = Path(".vigil/runs")
@@ -119,9 +119,7 @@ def review_import(
 def evaluate(
     dataset: Annotated[Literal["smd", "asd", "nab"], typer.Option(help="Which dataset.")],
     path: Annotated[Path, typer.Option(help="The dataset folder as published.")],
-    entities: Annotated[
-        str | None, typer.Option(help="Comma-separated machines/servers/series (default all).")
-    ] = None,
+    entities: EntitiesOption = None,
     label_fraction: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Most labels the review queue may reveal.")
     ] = 0.02,
@@ -134,7 +132,7 @@ def evaluate(
 
     from training.real_evaluation import evaluate_dataset
 
-    chosen = [e.strip() for e in entities.split(",") if e.strip()] if entities else None
+    chosen = split_entities(entities)
     progress = Console(stderr=True)
     document = evaluate_dataset(
         dataset,
