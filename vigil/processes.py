@@ -84,9 +84,12 @@ def start_moto(log_dir: Path) -> ServerProcess:
     return start_server("moto", argv, f"http://127.0.0.1:{port}", "/moto-api/", log_dir)
 
 
-def start_mlflow(root: Path, log_dir: Path, detach: bool = False) -> ServerProcess:
-    """An MLflow tracking server on a free loopback port: SQLite backend, artifacts in root."""
-    port = free_port()
+def start_mlflow(
+    root: Path, log_dir: Path, detach: bool = False, port: int | None = None
+) -> ServerProcess:
+    """An MLflow tracking server on loopback (a free port unless given): SQLite backend,
+    artifacts in root."""
+    port = port or free_port()
     argv = [
         # The job runner would start background consumers that outlive the server's PID.
         "env",

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from contracts.features import feature_columns
 from contracts.serving import CATBOOST_MODEL, XGBOOST_MODEL
+from contracts.store import ObjectStore
 from serving.ab_config import load_ab_config
 from serving.model_repository import RepositorySummary, build_repository
 from serving.nginx import RouterConfig, arm_models, start_router
@@ -45,6 +46,7 @@ class Registered:
     tracking_uri: str
     feature_names: list[str]
     rows: NDArray[np.float32]
+    store: ObjectStore  # the fleet the models were trained on: features and incidents
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ def registered(
     assert summary.registration is not None, summary.registration_error
     names = feature_columns(METRICS)
     rows, _ = load_holdout(RunDirectory(run_path), names)
-    return Registered(mlflow_server.url, names, rows)
+    return Registered(mlflow_server.url, names, rows, store)
 
 
 @pytest.fixture(scope="session")

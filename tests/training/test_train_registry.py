@@ -1,7 +1,11 @@
 """Registration against a real MLflow server: gates, aliases, reload by alias, retries."""
 
 import json
+import os
 import shutil
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import mlflow
@@ -9,6 +13,7 @@ import mlflow.catboost
 import mlflow.pyfunc
 import mlflow.xgboost
 import numpy as np
+import pandas as pd
 import polars as pl
 import pytest
 import xgboost as xgb
@@ -24,7 +29,7 @@ from training.registry import (
     load_holdout,
     register_run,
 )
-from vigil.processes import free_port
+from vigil.processes import free_port, start_mlflow
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mlflow")]
 
@@ -186,3 +191,41 @@ def test_a_changed_feature_set_is_refused_unless_replacing(
         name = holder.split("/")[0]
         info = mlflow.models.get_model_info(f"models:/{name}@{alias}")
         assert info.signature.inputs.input_names() == feature_columns(["CPUUtilization"])
+
+
+def test_mlflow_restarted_during_registration_loses_nothing(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    """Drill: MLflow is killed once the first model version exists and comes back on the same
+    port; the client's retries carry the registration through and every model is usable."""
+    root = tmp_path / "mlflow"
+    root.mkdir()
+    port = free_port()
+    server = start_mlflow(root, tmp_path, detach=True, port=port)
+    run_path = _copy(runs["strong"], tmp_path, "strong")
+    client = MlflowClient(server.url)
+    with ThreadPoolExecutor(1) as pool:
+        registering = pool.submit(register_run, run_path, server.url)
+        while not client.search_model_versions() and not registering.done():
+            time.sleep(0.02)
+        assert not registering.done(), "registration finished before the drill could kill MLflow"
+        os.killpg(server.process.pid, signal.SIGKILL)
+        server.process.wait()
+        restarted = start_mlflow(root, tmp_path, detach=True, port=port)
+        try:
+            result = registering.result(timeout=600)
+            assert _aliases(client) == {
+                "champion": "xgboost_anomaly/1",
+                "challenger": "catboost_anomaly/1",
+            }
+            assert result.aliases == _aliases(client)
+            for name in ("xgboost_anomaly", "catboost_anomaly"):
+                assert len(client.search_model_versions(f"name = '{name}'")) == 1
+            mlflow.set_tracking_uri(restarted.url)
+            rows, _ = load_holdout(RunDirectory(run_path), feature_columns(METRICS))
+            champion = mlflow.pyfunc.load_model("models:/xgboost_anomaly@champion")
+            assert len(champion.predict(pd.DataFrame(rows, columns=feature_columns(METRICS))))
+            assert register_run(run_path, restarted.url) == result  # recorded, not redone
+        finally:
+            os.killpg(restarted.process.pid, signal.SIGTERM)
+            restarted.process.wait()
