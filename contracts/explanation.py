@@ -3,7 +3,9 @@
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from contracts.api_types import IsoDateTime
 
 ANALYSIS_TYPES = ("general", "database", "memory", "network", "security", "performance", "critical")
 AnalysisType = Literal[
@@ -16,17 +18,28 @@ MAX_FEATURES = 50
 
 
 class FeatureContribution(BaseModel):
-    """One of the features that pushed the anomaly score up, with its value and usual level."""
+    """One of the features that pushed the anomaly score up, with its value and usual level.
+
+    Numbers are strict: a JSON ``true`` or ``"0.5"`` is refused, as the schema says, not coerced.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200, description="Feature column name.")
-    value: float = Field(allow_inf_nan=False, description="The feature's value in the window.")
+    value: float = Field(
+        strict=True, allow_inf_nan=False, description="The feature's value in the window."
+    )
     baseline: float | None = Field(
-        default=None, allow_inf_nan=False, description="The instance's usual value, if known."
+        default=None,
+        strict=True,
+        allow_inf_nan=False,
+        description="The instance's usual value, if known.",
     )
     contribution: float | None = Field(
-        default=None, allow_inf_nan=False, description="Its share of the score (e.g. SHAP)."
+        default=None,
+        strict=True,
+        allow_inf_nan=False,
+        description="Its share of the score (e.g. SHAP).",
     )
 
 
@@ -42,9 +55,11 @@ class ExplainRequest(BaseModel):
         description="The instance's source or service (ec2, rds, lambda, alb, app); preferred "
         "in retrieval.",
     )
-    window_start: AwareDatetime
-    window_end: AwareDatetime
-    score: float = Field(ge=0.0, le=1.0, description="Anomaly probability from the model.")
+    window_start: IsoDateTime
+    window_end: IsoDateTime
+    score: float = Field(
+        strict=True, ge=0.0, le=1.0, description="Anomaly probability from the model."
+    )
     model: str = Field(min_length=1, max_length=128, description="Model that scored it.")
     top_features: list[FeatureContribution] = Field(default_factory=list, max_length=MAX_FEATURES)
     log_lines: list[str] = Field(

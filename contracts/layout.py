@@ -9,6 +9,7 @@ CHECKPOINT_PATH = f"{RAW_PREFIX}/_checkpoints/exporter.json"
 INCIDENTS_PATH = f"{LABELS_PREFIX}/incidents.parquet"
 POINT_LABELS_PATH = f"{LABELS_PREFIX}/points.parquet"
 DATASET_INFO_PATH = "dataset.json"
+QUARANTINE_PREFIX = "quarantine"
 
 
 def raw_partition_path(hour: datetime) -> str:
@@ -24,3 +25,8 @@ def features_path(day: date) -> str:
 def quality_report_path(data_path: str) -> str:
     """Where the validation report of a Parquet file is written: beside it."""
     return data_path.removesuffix(".parquet") + ".quality.json"
+
+
+def quarantine_path(key: str) -> str:
+    """Where an unreadable file is moved aside: ``quarantine/`` + its own key."""
+    return f"{QUARANTINE_PREFIX}/{key}"

@@ -102,6 +102,13 @@ class ObjectStore:
             finally:
                 writer.close()
 
+    def move(self, key: str, target: str) -> None:
+        """Move a file to another key of this store (a rename, or a copy then delete on S3)."""
+        final = self.path(target)
+        if isinstance(self.fs, pafs.LocalFileSystem):
+            self.fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
+        self.fs.move(self.path(key), final)
+
     def delete(self, key: str) -> None:
         if self.exists(key):
             self.fs.delete_file(self.path(key))

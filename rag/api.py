@@ -5,7 +5,7 @@ import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
@@ -48,7 +48,11 @@ class Readiness(BaseModel):
 @router.post(
     "/explain",
     dependencies=[Depends(require_api_key)],
-    responses={401: {"description": "Missing or wrong API key"}, 413: {"description": "Too large"}},
+    responses={
+        400: {"description": "Body is not decodable (e.g. not UTF-8)"},
+        401: {"description": "Missing or wrong API key"},
+        413: {"description": "Too large"},
+    },
 )
 def explain(body: ExplainRequest, explainer: ExplainerDep) -> ExplainResponse:
     """Explain an anomaly: root cause, impact, actions and prevention, grounded in retrieval."""
@@ -87,7 +91,7 @@ def readyz(explainer: ExplainerDep) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 def metrics(explainer: ExplainerDep) -> Response:
     """Prometheus metrics of the service."""
     try:

@@ -7,20 +7,31 @@ verdict on that window is "anomalous" when any of the instance's rows in it was 
 
 from collections import deque
 from datetime import datetime
-from typing import Literal
 
 import polars as pl
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from contracts.api_types import IsoDateTime
+
+# Shown in the OpenAPI schema (fuzzers start from it too).
+FEEDBACK_EXAMPLE: dict[str, JsonValue] = {
+    "instance_id": "i-0a1b2c3d",
+    "window_start": "2024-01-01T20:00:00Z",
+    "label": 1,
+}
 
 
 class FeedbackCreate(BaseModel):
     """A ground-truth label for one instance in one scored window."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [FEEDBACK_EXAMPLE]})
 
     instance_id: str = Field(min_length=1, max_length=128)
-    window_start: AwareDatetime = Field(description="Start of the scored window.")
-    label: Literal[0, 1] = Field(description="1: the window was anomalous; 0: it was normal.")
+    window_start: IsoDateTime = Field(description="Start of the scored window.")
+    # strict: a JSON true or "1" is refused, as the schema says, not read as 1.
+    label: int = Field(
+        strict=True, ge=0, le=1, description="1: the window was anomalous; 0: it was normal."
+    )
 
 
 class FeedbackPublic(BaseModel):

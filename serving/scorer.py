@@ -46,11 +46,13 @@ logger = logging.getLogger(__name__)
 
 
 class FeedbackError(ValueError):
-    """Feedback that names no scored window; ``status`` is the HTTP status to answer."""
+    """Feedback that names no scored window; ``status`` is the HTTP status to answer and
+    ``field`` the body field at fault, if one is."""
 
-    def __init__(self, message: str, status: int) -> None:
+    def __init__(self, message: str, status: int, field: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,7 @@ class Scorer:
                 f"window_start {start.isoformat()} is not the start of a "
                 f"{self.settings.window_seconds} s scoring window",
                 422,
+                "window_start",
             )
         verdict = window_verdict(read_window_predictions(self.store, start), feedback.instance_id)
         if verdict is None:

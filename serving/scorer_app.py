@@ -9,8 +9,10 @@ from typing import Annotated
 
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
 from contracts.settings import Settings, get_settings
 from serving.feedback import FeedbackCreate, FeedbackPublic
@@ -28,7 +30,7 @@ def get_scorer(request: Request) -> Scorer:
 ScorerDep = Annotated[Scorer, Depends(get_scorer)]
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 def metrics(scorer: ScorerDep) -> Response:
     """Prometheus metrics of this scorer."""
     return Response(generate_latest(scorer.metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -36,13 +38,19 @@ def metrics(scorer: ScorerDep) -> Response:
 
 @router.post(
     "/feedback",
-    responses={404: {"description": "The instance was not scored in that window"}},
+    responses={
+        400: {"description": "Body is not decodable (e.g. not UTF-8)"},
+        404: {"description": "The instance was not scored in that window"},
+    },
 )
 def feedback(body: FeedbackCreate, scorer: ScorerDep) -> FeedbackPublic:
     """Record a ground-truth label for one instance and scored window."""
     try:
         return scorer.record_feedback(body)
     except FeedbackError as error:
+        if error.field is not None:  # shaped like every other 422, as the schema documents
+            problem = {"type": "value_error", "loc": ("body", error.field), "msg": str(error)}
+            raise RequestValidationError([problem]) from error
         raise HTTPException(status_code=error.status, detail=str(error)) from error
 
 
@@ -52,12 +60,17 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+class Readiness(BaseModel):
+    ready: bool
+    inference_url: str
+
+
+@router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
 def readyz(scorer: ScorerDep) -> JSONResponse:
     """Readiness: the inference endpoint answers."""
     ready = scorer.client.is_ready()
-    body = {"ready": ready, "inference_url": scorer.settings.inference_url}
-    return JSONResponse(body, status_code=200 if ready else 503)
+    body = Readiness(ready=ready, inference_url=scorer.settings.inference_url)
+    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
 
 def _replay_then_score(scorer: Scorer, stop: threading.Event, periodic: bool) -> None:

@@ -52,7 +52,8 @@ def read_window_features(
         The window's rows sorted by instance_id then timestamp; empty when none exist yet.
 
     Raises:
-        ValueError: naive datetimes, or rows lacking a feature the models expect.
+        ValueError: naive datetimes, or rows lacking a feature the models expect or holding
+            one as a non-numeric type (the models' signature is float32 columns by name).
     """
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("window bounds must be timezone-aware")
@@ -69,6 +70,13 @@ def read_window_features(
         raise ValueError(
             f"the {source} rows lack {len(missing)} features the models expect, e.g. "
             f"{missing[:5]}: the models were trained on another feature set"
+        )
+    types = {name: frame.schema[name] for name in feature_names}
+    if wrong := {name: str(dtype) for name, dtype in types.items() if not dtype.is_numeric()}:
+        shown = dict(list(wrong.items())[:5])
+        raise ValueError(
+            f"the {source} rows hold {len(wrong)} features as non-numeric types, e.g. {shown}: "
+            "the models take float32 features"
         )
     return frame.select(*ID_COLUMNS, *feature_names).sort(*ID_COLUMNS)
 

@@ -11,9 +11,12 @@ scorer runs too). Instances are processed in batches, each batch a row group of 
   written in order, so both engines write identical files.
 
 The file appears atomically (``ObjectStore.parquet_writer``): a reader sees the old file or
-the complete new one.
+the complete new one. A raw partition that is not readable Parquet is quarantined
+(``training.quarantine``) and the day is built from the others; a day none of whose
+partitions is readable gets no feature file.
 """
 
+import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,6 +41,9 @@ from contracts.features import (
 )
 from contracts.layout import RAW_PREFIX, features_path, raw_partition_path
 from contracts.store import ObjectStore
+from training.quarantine import QuarantinedFile, read_or_quarantine
+
+logger = logging.getLogger(__name__)
 
 Engine = Literal["polars", "dask"]
 
@@ -72,6 +78,7 @@ class FeatureSummary:
     engine: Engine
     feature_columns: int
     days: tuple[DayFeatures, ...]
+    quarantined: tuple[QuarantinedFile, ...] = ()
 
     @property
     def rows(self) -> int:
@@ -117,9 +124,11 @@ def build_features(
     days = [day] if day is not None else raw_days(store)
     if not days:
         raise RawPartitionsNotFoundError(f"no raw partitions under {store.uri}/{RAW_PREFIX}/")
+    quarantined: list[QuarantinedFile] = []
     with _engine_client(engine, dask_client) as client:
-        written = tuple(_build_day(store, info, d, client) for d in days)
-    return FeatureSummary(engine, len(feature_columns(info.metrics)), written)
+        built = [_build_day(store, info, d, client, quarantined) for d in days]
+    written = tuple(day_features for day_features in built if day_features is not None)
+    return FeatureSummary(engine, len(feature_columns(info.metrics)), written, tuple(quarantined))
 
 
 def batch_features(
@@ -153,8 +162,12 @@ def _engine_client(engine: Engine, dask_client: Client | None) -> Iterator[Clien
 
 
 def _build_day(
-    store: ObjectStore, info: DatasetInfo, day: date, client: Client | None
-) -> DayFeatures:
+    store: ObjectStore,
+    info: DatasetInfo,
+    day: date,
+    client: Client | None,
+    quarantined: list[QuarantinedFile],
+) -> DayFeatures | None:
     start = datetime.combine(day, time(), tzinfo=UTC)
     end = start + timedelta(days=1)
     step = timedelta(seconds=info.step_seconds)
@@ -172,7 +185,12 @@ def _build_day(
         if store.exists(key := raw_partition_path(hour)):
             lookback_keys.append(key)
         hour += timedelta(hours=1)
-    raw = _read_raw(store, [*lookback_keys, *day_keys]).filter(
+    day_frames = _read_raw(store, day_keys, quarantined)
+    if not day_frames:
+        logger.warning("no readable raw partition for %s: no features written", day)
+        return None
+    frames = [*_read_raw(store, lookback_keys, quarantined), *day_frames]
+    raw = pl.concat(frames, how="vertical_relaxed").filter(
         pl.col(TIMESTAMP).is_between(lookback, end, closed="left")
     )
     schema = feature_schema(info.metrics)
@@ -185,12 +203,21 @@ def _build_day(
             writer.write_table(table)
             rows += table.num_rows
             instances.update(table.column(INSTANCE_ID).unique().to_pylist())
-    return DayFeatures(day, key, rows, len(instances), len(day_keys))
+    return DayFeatures(day, key, rows, len(instances), len(day_frames))
 
 
-def _read_raw(store: ObjectStore, keys: list[str]) -> pl.DataFrame:
-    frames = [pl.DataFrame(store.read_table(key, columns=_RAW_COLUMNS)) for key in keys]
-    return pl.concat(frames, how="vertical_relaxed")
+def _read_raw(
+    store: ObjectStore, keys: list[str], quarantined: list[QuarantinedFile]
+) -> list[pl.DataFrame]:
+    """The readable partitions among ``keys``; the others are quarantined and listed."""
+    frames = []
+    for key in keys:
+        table = read_or_quarantine(store, key, _RAW_COLUMNS)
+        if isinstance(table, QuarantinedFile):
+            quarantined.append(table)
+        else:
+            frames.append(pl.DataFrame(table))
+    return frames
 
 
 def _instance_batches(raw: pl.DataFrame) -> list[pl.DataFrame]:

@@ -1,7 +1,9 @@
 """``vigil validate``: check a store's raw partitions and feature tables, day by day.
 
 Each file gets its validation report written beside it (``*.quality.json``). The job checks
-every file before judging, so one run lists every rejected batch, not only the first.
+every file before judging, so one run lists every rejected batch, not only the first. A file
+that is not readable Parquet is quarantined (``training.quarantine``) and listed, and the
+others are checked.
 """
 
 from collections.abc import Callable
@@ -9,12 +11,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 import polars as pl
+import pyarrow as pa
 
 from contracts.dataset import read_dataset_info
 from contracts.features import feature_columns
 from contracts.layout import features_path, raw_partition_path
 from contracts.store import ObjectStore
 from training.feature_job import RawPartitionsNotFoundError, raw_days
+from training.quarantine import QuarantinedFile, read_or_quarantine
 from training.validation import (
     DataValidationError,
     ValidationReport,
@@ -38,9 +42,10 @@ class FileQuality:
 
 @dataclass(frozen=True)
 class StoreQuality:
-    """The verdict on every file checked."""
+    """The verdict on every file checked, and the files quarantined as unreadable."""
 
     files: tuple[FileQuality, ...]
+    quarantined: tuple[QuarantinedFile, ...] = ()
 
     @property
     def rejected(self) -> list[FileQuality]:
@@ -91,8 +96,14 @@ def validate_store(
         raise RawPartitionsNotFoundError(f"no raw partitions under {store.uri}/raw-logs/")
     features = feature_columns(read_dataset_info(store).metrics)
     checked: list[FileQuality] = []
+    quarantined: list[QuarantinedFile] = []
 
-    def check(key: str, report: ValidationReport) -> None:
+    def check(key: str, validate: Callable[[pa.Table], ValidationReport]) -> None:
+        table = read_or_quarantine(store, key)
+        if isinstance(table, QuarantinedFile):
+            quarantined.append(table)
+            return
+        report = validate(table)
         write_report(store, key, report)
         checked.append(quality := FileQuality(key, report))
         if on_file is not None:
@@ -102,8 +113,8 @@ def validate_store(
         midnight = datetime.combine(current, time(), tzinfo=UTC)
         hours = [raw_partition_path(midnight + timedelta(hours=h)) for h in range(24)]
         for key in (k for k in hours if store.exists(k)):
-            check(key, validate_raw(store.read_table(key)))
+            check(key, validate_raw)
         key = features_path(current)
         if store.exists(key):
-            check(key, validate_features(pl.DataFrame(store.read_table(key)), features))
-    return StoreQuality(tuple(checked))
+            check(key, lambda table: validate_features(pl.DataFrame(table), features))
+    return StoreQuality(tuple(checked), tuple(quarantined))

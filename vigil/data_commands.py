@@ -192,6 +192,8 @@ def features(
             f"{written.key}: {written.rows:,} rows, {written.instances} instances, "
             f"{summary.feature_columns} feature columns"
         )
+    for quarantined in summary.quarantined:
+        console.print(f"[yellow]quarantined[/yellow] {quarantined}")
 
 
 def validate(
@@ -225,4 +227,6 @@ def check_store(store: ObjectStore, day: date | None) -> "StoreQuality":
         f"{quality.quality_score('raw')} %, features {quality.quality_score('features')} %; "
         f"{len(quality.rejected)} rejected"
     )
+    for quarantined in quality.quarantined:
+        console.print(f"[yellow]quarantined[/yellow] {quarantined}")
     return quality

@@ -1,4 +1,5 @@
-"""Helpers of the scorer tests: a real HTTP server in a thread, and metric scraping."""
+"""Helpers of the scorer tests: a real HTTP server in a thread, metric scraping, and a scorer
+with no inference server behind it."""
 
 import threading
 import time
@@ -10,6 +11,11 @@ import uvicorn
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
+from contracts.serving import CHAMPION, XGBOOST_MODEL
+from contracts.store import ObjectStore
+from serving.scorer import Scorer
+from serving.scorer_settings import ScorerSettings
+from serving.served_models import Arm, ServedModels
 from vigil.processes import free_port
 
 
@@ -46,3 +52,17 @@ def sample(
     samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
 ) -> float:
     return samples[(name, frozenset(labels.items()))]
+
+
+def offline_scorer(store: ObjectStore, feature_names: list[str]) -> Scorer:
+    """A real scorer over ``store`` whose champion expects ``feature_names``, with no MLflow
+    and no inference server (nothing listens at its inference URL): for what it does before
+    or without inference (reading windows, feedback, its HTTP API)."""
+    settings = ScorerSettings(inference_url=f"127.0.0.1:{free_port()}")
+    models = ServedModels(
+        arms={CHAMPION: Arm(CHAMPION, XGBOOST_MODEL, 1, 0.5, "run")},
+        feature_names=feature_names,
+        reference={"features": {}},
+        explainer=None,
+    )
+    return Scorer(settings, store, models)
