@@ -91,13 +91,14 @@ def test_router_command_without_host_listens_on_loopback_only(tmp_path: Path) ->
         server.stop()
 
 
-def test_retrain_relay_listens_on_loopback_only(tmp_path: Path) -> None:
+def test_retrain_relay_listens_on_loopback_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Not part of the local stack (the chart runs it), but runnable locally the same way."""
+    monkeypatch.setenv("VIGIL_RELAY_GITHUB_REPOSITORY", "example/vigil")
+    monkeypatch.setenv("VIGIL_RELAY_GITHUB_TOKEN", "unused")
     port = free_port()
     argv = [
-        "env",
-        "VIGIL_RELAY_GITHUB_REPOSITORY=example/vigil",
-        "VIGIL_RELAY_GITHUB_TOKEN=unused",
         sys.executable,
         "-m",
         "vigil.retrain_relay",
