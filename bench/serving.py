@@ -1,26 +1,36 @@
 """Benchmark: one registered XGBoost model served three ways on this machine.
 
 Run: ``.venv/bin/python bench/serving.py [--quick]``. A small fleet (the training tests'
-synthetic one) is trained with ``training.pipeline.run_training`` and registered in a local
-MLflow; then the same XGBoost model version is served
+synthetic one: 54 features, a model of 7 trees) is trained with
+``training.pipeline.run_training`` and registered in a local MLflow; then the same XGBoost
+model version is served
 
 - in process: ``Booster.inplace_predict`` on the numpy rows (the limit, no network);
-- by ``mlflow models serve --env-manager local`` with its default single worker (the peer a
-  user would reach for; here ``-w 2`` made it ~10x slower at batch 1, 50 ms instead of 5 ms);
-  the client posts ``dataframe_split`` JSON encoded once up front, so the peer's figures
-  leave out the client's encoding;
+- by ``mlflow models serve --env-manager local`` (the peer a user would reach for), at its
+  best: at each batch size, the fastest of its documented request formats (``dataframe_split``
+  or ``inputs`` JSON, CSV, Parquet), picked in this run; MLflow's default single uvicorn worker,
+  and for the concurrent clients also two (one per core). With more than one worker uvicorn
+  leaves Nagle's algorithm on (Kludex/uvicorn#3149): every keep-alive request then waits
+  ~40 ms for a delayed ACK, so one worker is its best for sequential requests. Bodies are
+  encoded once up front, so the peer's figures leave out the client's encoding;
 - by Triton behind the NGINX A/B router (ours, ``vigil.local_stack.start_serving``), called by
   model name through the router with ``serving.inference.InferenceClient`` (the scorer's
   client), over gRPC and over HTTP with binary tensors.
 
 XGBoost runs on one thread everywhere, as in Triton's model instances: on this machine's two
-shared cores, OpenMP with more threads takes ~25 ms for a single row instead of ~0.4 ms.
+shared cores, OpenMP with two threads made a Triton request 2-18 ms instead of ~1.5 ms.
 
 Each is measured at batch 1 (p50/p99 over sequential requests: 1,000, or 200 with
-``--quick``), at batch 1,024 (rows/s over sequential requests) and with 16 concurrent
-single-row clients (requests/s). The machine's cores are shared by the clients and the
-servers. Triton's answers are checked against the in-process probabilities first. Every
-server is stopped at the end. Prints a table and, last, the ratios of ours (gRPC):
+``--quick``), at batch 1,024 (rows/s) and with 16 concurrent single-row clients
+(requests/s). Batch 1,024 is measured in rounds that visit every path in turn, each for a
+fixed time; the median round counts, so a burst of load from other jobs on the shared cores
+hits every path alike. The rounds also take the hops apart: Triton called directly over HTTP
+with binary tensors (tritonclient's default both ways), over HTTP with JSON tensors (body
+encoded once, like the peer's) and over gRPC, then through nginx; and Triton's own time per
+request from ``/v2/models/<model>/stats``: queue, compute input, compute infer (the
+Python-backend twin's round trip to its stub process, and the prediction there), compute
+output. Triton's answers are checked against the in-process probabilities first. Every server
+is stopped at the end. Prints the tables and, last, the ratios of ours (gRPC through nginx):
 ``serving_throughput_vs_mlflow_serve`` (batch 1,024, target >= 10),
 ``serving_efficiency_vs_inprocess`` (batch 1,024, target >= 0.5),
 ``serving_concurrent_rps_vs_mlflow_serve`` (target >= 3) and
@@ -35,7 +45,9 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse  # noqa: E402
+import io  # noqa: E402
 import json  # noqa: E402
+import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -45,11 +57,12 @@ from dataclasses import dataclass  # noqa: E402
 import httpx  # noqa: E402
 import mlflow.xgboost  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import xgboost as xgb  # noqa: E402
 from numpy.typing import NDArray  # noqa: E402
 
 from contracts.features import feature_columns  # noqa: E402
-from contracts.serving import XGBOOST_MODEL  # noqa: E402
+from contracts.serving import INPUT_TENSOR, XGBOOST_MODEL  # noqa: E402
 from serving.inference import InferenceClient  # noqa: E402
 from tests.training.conftest import METRICS, small_config, write_fleet_store  # noqa: E402
 from training.pipeline import run_training  # noqa: E402
@@ -61,26 +74,51 @@ from vigil.stack import stop_stack  # noqa: E402
 BATCH = 1_024
 CONCURRENT_CLIENTS = 16
 WARMUP_REQUESTS = 20
+FORMAT_TRIALS = 12  # requests per request format when picking the peer's fastest
 NO_GATES = {"min_f1": 0.0, "min_precision": 0.0}
 XGBOOST_THREADS = 1  # as in each Triton model instance (serving.triton's default threads)
+JSON_TYPE = "application/json"
+# The request formats of MLflow's scoring server and their content types.
+MLFLOW_FORMATS = {
+    "dataframe_split": JSON_TYPE,
+    "inputs": JSON_TYPE,
+    "csv": "text/csv",
+    "parquet": "application/vnd.apache.parquet",
+}
+# Triton's per-model statistics: time per request in each stage, and in all ("success").
+STAGES = ("queue", "compute_input", "compute_infer", "compute_output", "success")
+
+IN_PROCESS = "in-process inplace_predict"
+PEER = "mlflow models serve"
+PEER_TWO_WORKERS = "mlflow models serve -w 2"
+OURS = "nginx -> Triton (gRPC)"
+OURS_HTTP = "nginx -> Triton (HTTP)"
+DIRECT_HTTP = "Triton direct (HTTP)"
+DIRECT_JSON = "Triton direct (HTTP JSON)"
+DIRECT_GRPC = "Triton direct (gRPC)"
 
 Predict = Callable[[NDArray[np.float32]], object]
-
-
-@dataclass(frozen=True)
-class Figures:
-    p50_ms: float
-    p99_ms: float
-    batch_rows_per_s: float
-    concurrent_rps: float
-    concurrent_errors: int
+Stats = dict[str, tuple[int, int]]  # stage -> (requests, nanoseconds), cumulative
 
 
 @dataclass(frozen=True)
 class Settings:
     sequential: int
-    batch_requests: int
+    rounds: int
+    round_seconds: float  # per path and round, at batch 1,024
     concurrent_seconds: float
+
+
+@dataclass(frozen=True)
+class BatchFigure:
+    """Batch 1,024: the median round's seconds per request, and Triton's own split (ms)."""
+
+    seconds: float
+    triton_ms: dict[str, float] | None
+
+    @property
+    def rows_per_s(self) -> float:
+        return BATCH / self.seconds
 
 
 def registered_rows(tracking_uri: str, root: Path) -> NDArray[np.float32]:
@@ -94,7 +132,9 @@ def registered_rows(tracking_uri: str, root: Path) -> NDArray[np.float32]:
     return rows
 
 
-def start_mlflow_serve(model_uri: str, tracking_uri: str, log_dir: Path) -> ServerProcess:
+def start_mlflow_serve(
+    model_uri: str, tracking_uri: str, log_dir: Path, workers: int
+) -> ServerProcess:
     port = free_port()
     bin_dir = str(Path(venv_tool("mlflow")).parent)
     argv = [
@@ -113,55 +153,156 @@ def start_mlflow_serve(model_uri: str, tracking_uri: str, log_dir: Path) -> Serv
         "127.0.0.1",
         "-p",
         str(port),
+        "-w",
+        str(workers),
     ]
-    return start_server("mlflow-serve", argv, f"http://127.0.0.1:{port}", "/ping", log_dir, 180)
+    name = f"mlflow-serve-{workers}"
+    return start_server(name, argv, f"http://127.0.0.1:{port}", "/ping", log_dir, 180)
 
 
-def mlflow_serve_predict(url: str, names: list[str]) -> Predict:
-    """A caller of /invocations; bodies are encoded once per distinct array."""
-    client = httpx.Client(
-        base_url=url, timeout=60, limits=httpx.Limits(max_connections=CONCURRENT_CLIENTS)
-    )
+def mlflow_body(rows: NDArray[np.float32], names: list[str], request_format: str) -> bytes:
+    """``rows`` as a body of MLflow's scoring server in ``request_format``."""
+    frame = pd.DataFrame(rows, columns=names)
+    if request_format == "dataframe_split":
+        return json.dumps({"dataframe_split": {"columns": names, "data": rows.tolist()}}).encode()
+    if request_format == "inputs":
+        columns = {name: rows[:, i].tolist() for i, name in enumerate(names)}
+        return json.dumps({"inputs": columns}).encode()
+    if request_format == "csv":
+        return frame.to_csv(index=False).encode()
+    parquet = io.BytesIO()
+    frame.to_parquet(parquet)
+    return parquet.getvalue()
+
+
+def post_predict(
+    client: httpx.Client,
+    path: str,
+    content_type: str,
+    encode: Callable[[NDArray[np.float32]], bytes],
+) -> Predict:
+    """A caller of ``path`` whose bodies are encoded once per distinct array."""
     bodies: dict[int, bytes] = {}
 
     def predict(rows: NDArray[np.float32]) -> object:
         body = bodies.get(id(rows))
         if body is None:
-            payload = {"dataframe_split": {"columns": names, "data": rows.tolist()}}
-            body = bodies[id(rows)] = json.dumps(payload).encode()
-        response = client.post(
-            "/invocations", content=body, headers={"Content-Type": "application/json"}
-        )
+            body = bodies[id(rows)] = encode(rows)
+        response = client.post(path, content=body, headers={"Content-Type": content_type})
         response.raise_for_status()
         return response.content
 
     return predict
 
 
-def measure(
-    predict: Predict, single: NDArray[np.float32], batch: NDArray[np.float32], settings: Settings
-) -> Figures:
-    for _ in range(WARMUP_REQUESTS):
-        predict(single)
-        predict(batch)
-    latencies = []
-    for _ in range(settings.sequential):
-        started = time.perf_counter()
-        predict(single)
-        latencies.append(time.perf_counter() - started)
-    started = time.perf_counter()
-    for _ in range(settings.batch_requests):
-        predict(batch)
-    batch_seconds = time.perf_counter() - started
-    rps, errors = concurrent_rps(predict, single, settings.concurrent_seconds)
-    p50, p99 = np.percentile(np.array(latencies) * 1000, [50, 99])
-    return Figures(
-        p50_ms=float(p50),
-        p99_ms=float(p99),
-        batch_rows_per_s=settings.batch_requests * len(batch) / batch_seconds,
-        concurrent_rps=rps,
-        concurrent_errors=errors,
+def mlflow_serve_predict(url: str, names: list[str], formats: dict[int, str]) -> Predict:
+    """The peer, sent each batch size (row count) in the request format ``formats`` names."""
+    client = httpx.Client(
+        base_url=url, timeout=60, limits=httpx.Limits(max_connections=CONCURRENT_CLIENTS)
     )
+
+    def caller(request_format: str) -> Predict:
+        def encode(rows: NDArray[np.float32]) -> bytes:
+            return mlflow_body(rows, names, request_format)
+
+        return post_predict(client, "/invocations", MLFLOW_FORMATS[request_format], encode)
+
+    callers = {size: caller(request_format) for size, request_format in formats.items()}
+    return lambda rows: callers[len(rows)](rows)
+
+
+def format_timings(url: str, rows: NDArray[np.float32], names: list[str]) -> dict[str, float]:
+    """Median ms per request of each request format for ``rows``, fastest first."""
+    timings = {}
+    for request_format in MLFLOW_FORMATS:
+        predict = mlflow_serve_predict(url, names, {len(rows): request_format})
+        timings[request_format] = statistics.median(timed(predict, rows, FORMAT_TRIALS)) * 1000
+    return dict(sorted(timings.items(), key=lambda item: item[1]))
+
+
+def json_tensor_predict(url: str) -> Predict:
+    """Triton over HTTP with the input and output as JSON tensors (KServe v2 without the
+    binary extension); the body is encoded once per distinct array."""
+
+    def encode(rows: NDArray[np.float32]) -> bytes:
+        tensor = {
+            "name": INPUT_TENSOR,
+            "shape": list(rows.shape),
+            "datatype": "FP32",
+            "data": rows.ravel().tolist(),
+        }
+        return json.dumps({"inputs": [tensor]}).encode()
+
+    client = httpx.Client(base_url=f"http://{url}", timeout=60)
+    return post_predict(client, f"/v2/models/{XGBOOST_MODEL}/infer", JSON_TYPE, encode)
+
+
+def triton_predict(client: InferenceClient) -> Predict:
+    def predict(rows: NDArray[np.float32]) -> object:
+        return client.infer(XGBOOST_MODEL, rows, "bench").probabilities
+
+    return predict
+
+
+def triton_stats(http_url: str) -> Stats:
+    """Triton's cumulative per-stage statistics of the benchmarked model."""
+    answer = httpx.get(f"http://{http_url}/v2/models/{XGBOOST_MODEL}/stats", timeout=10)
+    stats = answer.raise_for_status().json()["model_stats"][0]["inference_stats"]
+    return {stage: (int(stats[stage]["count"]), int(stats[stage]["ns"])) for stage in STAGES}
+
+
+def timed(predict: Predict, rows: NDArray[np.float32], requests: int) -> list[float]:
+    seconds = []
+    for _ in range(requests):
+        started = time.perf_counter()
+        predict(rows)
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def batch_rounds(
+    paths: dict[str, Predict],
+    batch: NDArray[np.float32],
+    settings: Settings,
+    stats: Callable[[], Stats],
+    triton_paths: set[str],
+) -> dict[str, BatchFigure]:
+    """Seconds per batch request of each path: the median of rounds that visit every path."""
+    rounds: dict[str, list[float]] = {name: [] for name in paths}
+    spent = {name: dict.fromkeys(STAGES, (0, 0)) for name in triton_paths}
+    for predict in paths.values():
+        timed(predict, batch, WARMUP_REQUESTS)
+    for _ in range(settings.rounds):
+        for name, predict in paths.items():
+            before = stats() if name in triton_paths else {}
+            requests, began = 0, time.perf_counter()
+            while requests < 2 or time.perf_counter() - began < settings.round_seconds:
+                predict(batch)
+                requests += 1
+            rounds[name].append((time.perf_counter() - began) / requests)
+            if name in triton_paths:
+                after = stats()
+                for stage in STAGES:
+                    count, ns = spent[name][stage]
+                    spent[name][stage] = (
+                        count + after[stage][0] - before[stage][0],
+                        ns + after[stage][1] - before[stage][1],
+                    )
+    return {
+        name: BatchFigure(
+            statistics.median(seconds),
+            {s: ns / count / 1e6 for s, (count, ns) in spent[name].items()}
+            if name in triton_paths
+            else None,
+        )
+        for name, seconds in rounds.items()
+    }
+
+
+def latency_ms(predict: Predict, single: NDArray[np.float32], requests: int) -> tuple[float, float]:
+    timed(predict, single, WARMUP_REQUESTS)
+    p50, p99 = np.percentile(np.array(timed(predict, single, requests)) * 1000, [50, 99])
+    return float(p50), float(p99)
 
 
 def concurrent_rps(
@@ -193,27 +334,22 @@ def concurrent_rps(
     return sum(counts) / (time.perf_counter() - began), sum(errors)
 
 
-def triton_predict(client: InferenceClient) -> Predict:
-    def predict(rows: NDArray[np.float32]) -> object:
-        return client.infer(XGBOOST_MODEL, rows, "bench").probabilities
-
-    return predict
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer requests, shorter runs")
     args = parser.parse_args()
     settings = (
-        Settings(sequential=200, batch_requests=10, concurrent_seconds=3.0)
+        Settings(sequential=200, rounds=5, round_seconds=0.15, concurrent_seconds=3.0)
         if args.quick
-        else Settings(sequential=1_000, batch_requests=50, concurrent_seconds=10.0)
+        else Settings(sequential=1_000, rounds=11, round_seconds=0.4, concurrent_seconds=10.0)
     )
-    results: dict[str, Figures] = {}
+    latencies: dict[str, tuple[float, float]] = {}
+    batches: dict[str, BatchFigure] = {}
+    concurrent: dict[str, tuple[float, int]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         stack_path = Path(tmp) / "stack"
         stack_path.mkdir()
-        mlflow_serve: ServerProcess | None = None
+        peers: list[ServerProcess] = []
         clients: list[InferenceClient] = []
         try:
             tracking_uri = start_local_mlflow(stack_path).url
@@ -230,15 +366,19 @@ def main() -> None:
             if not isinstance(booster, xgb.Booster):
                 raise SystemExit(f"{model_uri} is not an XGBoost booster")
             booster.set_param({"nthread": XGBOOST_THREADS})
-            mlflow_serve = start_mlflow_serve(model_uri, tracking_uri, stack_path / "logs")
+            logs = stack_path / "logs"
+            peers = [start_mlflow_serve(model_uri, tracking_uri, logs, w) for w in (1, 2)]
 
             rows = np.ascontiguousarray(rows, dtype=np.float32)
             single = rows[:1]
             batch = np.ascontiguousarray(np.resize(rows, (BATCH, rows.shape[1])))
             router = served.router.url.removeprefix("http://")
+            triton_http = f"127.0.0.1:{served.triton_ports.http}"
             grpc = InferenceClient(f"127.0.0.1:{served.router_grpc_port}", "grpc", 60)
             http = InferenceClient(router, "http", 60)
-            clients = [grpc, http]
+            direct_grpc = InferenceClient(f"127.0.0.1:{served.triton_ports.grpc}", "grpc", 60)
+            direct_http = InferenceClient(triton_http, "http", 60)
+            clients = [grpc, http, direct_grpc, direct_http]
             expected = booster.inplace_predict(batch)
             for name, client in (("gRPC", grpc), ("HTTP", http)):
                 answer = client.infer(XGBOOST_MODEL, batch, "bench").probabilities
@@ -247,48 +387,79 @@ def main() -> None:
             print(f"{XGBOOST_MODEL} v{versions[XGBOOST_MODEL]}: {rows.shape[1]} features;")
             print("Triton's answers match in-process inplace_predict over gRPC and HTTP")
 
-            paths: dict[str, Predict] = {
-                "in-process inplace_predict": booster.inplace_predict,
-                "mlflow models serve": mlflow_serve_predict(
-                    mlflow_serve.url, served.repository.feature_names
-                ),
-                "nginx -> Triton (gRPC)": triton_predict(grpc),
-                "nginx -> Triton (HTTP)": triton_predict(http),
+            names = served.repository.feature_names
+            formats = {len(r): format_timings(peers[0].url, r, names) for r in (single, batch)}
+            for size, timings in formats.items():
+                described = ", ".join(f"{name} {ms:.1f} ms" for name, ms in timings.items())
+                print(f"{PEER} at batch {size:,}, median per request format: {described}")
+            best = {size: next(iter(timings)) for size, timings in formats.items()}
+            peer, peer_two_workers = (mlflow_serve_predict(p.url, names, best) for p in peers)
+            ours, ours_http = triton_predict(grpc), triton_predict(http)
+
+            sequential = {IN_PROCESS: booster.inplace_predict, PEER: peer, OURS: ours}
+            for name, predict in (sequential | {OURS_HTTP: ours_http}).items():
+                latencies[name] = latency_ms(predict, single, settings.sequential)
+            hops = {
+                DIRECT_HTTP: triton_predict(direct_http),
+                DIRECT_JSON: json_tensor_predict(triton_http),
+                DIRECT_GRPC: triton_predict(direct_grpc),
+                OURS_HTTP: ours_http,
             }
-            for name, predict in paths.items():
-                results[name] = measure(predict, single, batch, settings)
+            batches = batch_rounds(
+                sequential | hops,
+                batch,
+                settings,
+                lambda: triton_stats(triton_http),
+                {OURS, *hops},
+            )
+            for name, predict in (
+                sequential | {PEER_TWO_WORKERS: peer_two_workers, OURS_HTTP: ours_http}
+            ).items():
+                concurrent[name] = concurrent_rps(predict, single, settings.concurrent_seconds)
         finally:
             for client in clients:
                 client.close()
-            if mlflow_serve is not None:
-                mlflow_serve.stop()
+            for server in peers:
+                server.stop()
             stop_stack(stack_path)
 
     print(
-        f"batch 1: {settings.sequential} sequential requests; batch {BATCH:,}: "
-        f"{settings.batch_requests} requests; {CONCURRENT_CLIENTS} concurrent single-row "
-        f"clients for {settings.concurrent_seconds:.0f} s"
+        f"batch 1: {settings.sequential} sequential requests; batch {BATCH:,}: median of "
+        f"{settings.rounds} rounds of {settings.round_seconds:.2f} s per path; "
+        f"{CONCURRENT_CLIENTS} concurrent single-row clients for "
+        f"{settings.concurrent_seconds:.0f} s"
     )
     print(
         f"{'':28} {'b1 p50 ms':>10} {'b1 p99 ms':>10} {'b1024 rows/s':>13} "
         f"{'16 clients req/s':>17} {'errors':>7}"
     )
-    for name, f in results.items():
-        print(
-            f"{name:28} {f.p50_ms:10.2f} {f.p99_ms:10.2f} {f.batch_rows_per_s:13,.0f} "
-            f"{f.concurrent_rps:17,.0f} {f.concurrent_errors:7d}"
+    for name in (IN_PROCESS, PEER, PEER_TWO_WORKERS, OURS, OURS_HTTP):
+        p50, p99 = (f"{v:10.2f}" for v in latencies[name]) if name in latencies else ["-"] * 2
+        rate = f"{batches[name].rows_per_s:13,.0f}" if name in batches else "-"
+        rps, errors = concurrent[name]
+        print(f"{name:28} {p50:>10} {p99:>10} {rate:>13} {rps:17,.0f} {errors:7d}")
+
+    print(f"batch {BATCH:,}, where the time goes: ms per request; Triton's own split")
+    print(
+        f"{'':28} {'ms':>7} {'rows/s':>11} {'queue':>7} {'input':>7} {'infer':>7} "
+        f"{'output':>7} {'Triton':>7}"
+    )
+    for name in (IN_PROCESS, DIRECT_HTTP, DIRECT_JSON, DIRECT_GRPC, OURS_HTTP, OURS, PEER):
+        figure = batches[name]
+        split = (
+            " ".join(f"{figure.triton_ms[stage]:7.3f}" for stage in STAGES)
+            if figure.triton_ms
+            else ""
         )
-    ours = results["nginx -> Triton (gRPC)"]
-    peer = results["mlflow models serve"]
-    limit = results["in-process inplace_predict"]
-    print(
-        f"serving_throughput_vs_mlflow_serve: {ours.batch_rows_per_s / peer.batch_rows_per_s:.2f}"
-    )
-    print(f"serving_efficiency_vs_inprocess: {ours.batch_rows_per_s / limit.batch_rows_per_s:.3f}")
-    print(
-        f"serving_concurrent_rps_vs_mlflow_serve: {ours.concurrent_rps / peer.concurrent_rps:.2f}"
-    )
-    print(f"serving_p99_ratio_vs_mlflow_serve: {ours.p99_ms / peer.p99_ms:.3f}")
+        print(f"{name:28} {figure.seconds * 1000:7.3f} {figure.rows_per_s:11,.0f} {split}")
+
+    ours_figure, limit = batches[OURS], batches[IN_PROCESS]
+    peer_rps = max(concurrent[PEER][0], concurrent[PEER_TWO_WORKERS][0])
+    throughput = ours_figure.rows_per_s / batches[PEER].rows_per_s
+    print(f"serving_throughput_vs_mlflow_serve: {throughput:.2f}")
+    print(f"serving_efficiency_vs_inprocess: {ours_figure.rows_per_s / limit.rows_per_s:.3f}")
+    print(f"serving_concurrent_rps_vs_mlflow_serve: {concurrent[OURS][0] / peer_rps:.2f}")
+    print(f"serving_p99_ratio_vs_mlflow_serve: {latencies[OURS][1] / latencies[PEER][1]:.3f}")
 
 
 if __name__ == "__main__":

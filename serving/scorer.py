@@ -55,6 +55,11 @@ class FeedbackError(ValueError):
         self.field = field
 
 
+class WindowNotScoredError(RuntimeError):
+    """The inference endpoint answered none of a window's requests (it is down or
+    unreachable); nothing of the window was recorded, so it can be scored again."""
+
+
 @dataclass(frozen=True)
 class WindowResult:
     """One scored window: its predictions (``PREDICTION_SCHEMA`` columns) and the instances
@@ -122,8 +127,14 @@ class Scorer:
     def score_once(self, start: datetime, end: datetime | None = None) -> WindowResult:
         """Score the rows with ``start <= timestamp < end`` (default: one window long).
 
-        Reads the rows, scores each instance's rows in one request, updates every metric,
-        writes the window's predictions to the store and queues explanations.
+        Reads the rows, scores each instance's rows in one request, writes the window's
+        predictions to the store, updates every metric and queues explanations. A request
+        that fails is kept as an ``error`` row; a window none of whose requests was answered
+        raises before anything is recorded, so scoring it again counts each row once.
+
+        Raises:
+            WindowNotScoredError: the endpoint answered none of the window's requests.
+            ValueError: the window's rows do not fit the models (see ``read_window_features``).
         """
         end = end or start + self.window
         began = time.perf_counter()
@@ -136,8 +147,14 @@ class Scorer:
                 self.settings.features_source,
             )
             predictions = self._predict(rows, start)
-            self._update_metrics(start, end, rows, predictions)
+            errors = predictions["error"].drop_nulls()
+            if len(errors) and len(errors) == predictions.height:
+                raise WindowNotScoredError(
+                    f"no request of the window starting {start.isoformat()} was answered, "
+                    f"e.g. {errors[0]}"
+                )
             write_predictions(self.store, start, predictions)
+            self._update_metrics(start, end, rows, predictions)
             explained = self._trigger_explanations(start, end, rows, predictions)
         self.metrics.window_duration.observe(time.perf_counter() - began)
         self.metrics.last_window_end.set(end.timestamp())
@@ -212,7 +229,9 @@ class Scorer:
         matrix = rows.select(self.models.feature_names).to_numpy().astype(np.float32)
         instances = rows[INSTANCE_ID].to_numpy()
         bounds = np.flatnonzero(np.r_[True, instances[1:] != instances[:-1], True])
-        groups = [(str(instances[a]), a, b) for a, b in itertools.pairwise(bounds)]
+        # No rows, no request: an empty window's bounds would be one group of no row.
+        pairs = itertools.pairwise(bounds) if len(instances) else []
+        groups = [(str(instances[a]), a, b) for a, b in pairs]
         answers = list(
             self._pool.map(lambda g: self._infer(g[0], matrix[g[1] : g[2]]), groups)
             if groups
@@ -341,6 +360,10 @@ def replay(
         end: windows starting before ``end`` are scored.
         pace_seconds: wall-clock seconds between windows (0: as fast as possible), to replay
             a past range at an accelerated pace.
+
+    Raises:
+        WindowNotScoredError: the endpoint answered none of a window's requests; the windows
+            before it are scored, replay again from that one.
     """
     results = []
     window = window_start_of(start, scorer.window)
@@ -354,13 +377,17 @@ def replay(
 
 def run_periodically(scorer: Scorer, stop: threading.Event) -> None:
     """Score each window once it has closed, until ``stop`` is set; a failed window is logged
-    and retried at the next tick."""
+    and retried at the next tick (a second later), so an outage delays windows, never drops
+    them."""
     pending = window_start_of(datetime.now(UTC), scorer.window)
     while not stop.is_set():
         now = datetime.now(UTC)
         while pending + scorer.window <= now and not stop.is_set():
             try:
                 scorer.score_once(pending)
+            except WindowNotScoredError as error:
+                logger.warning("%s; retrying", error)
+                break
             except Exception:
                 logger.exception("scoring the window starting %s failed", pending.isoformat())
                 break

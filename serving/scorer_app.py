@@ -1,6 +1,7 @@
 """The scorer's HTTP side: ``/metrics`` for Prometheus, ``POST /feedback``, ``/healthz`` and
 ``/readyz``; ``run_scorer`` serves it with uvicorn while the scoring loop runs beside it."""
 
+import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from serving.feedback import FeedbackCreate, FeedbackPublic
 from serving.scorer import FeedbackError, Scorer, build_scorer, replay, run_periodically
 from serving.scorer_settings import ScorerSettings, get_scorer_settings
 
+logger = logging.getLogger(__name__)
 router = APIRouter()
 
 
@@ -78,7 +80,10 @@ def _replay_then_score(scorer: Scorer, stop: threading.Event, periodic: bool) ->
     settings = scorer.settings
     if settings.replay_start is not None:
         end = settings.replay_end or datetime.now(UTC)
-        replay(scorer, settings.replay_start, end, settings.replay_pace_seconds)
+        try:
+            replay(scorer, settings.replay_start, end, settings.replay_pace_seconds)
+        except Exception:  # a failed replay must not stop the scoring of new windows
+            logger.exception("the replay from %s stopped", settings.replay_start.isoformat())
     if periodic:
         run_periodically(scorer, stop)
 

@@ -24,15 +24,20 @@ class BatchingOptions:
     Attributes:
         max_batch_size: the most rows one request (or one dynamic batch) may hold.
         max_queue_delay_microseconds: how long the dynamic batcher waits to fill a batch.
+        preferred_batch_size: a pending batch of at least this many rows (capped at
+            ``max_batch_size``) is run at once instead of waiting out the delay. Without it
+            Triton waits for ``max_batch_size`` rows, so every large request (a 1,024-row
+            batch) sat out the whole delay for company it did not need.
         instance_count: model instances per device; requests run on them in parallel.
     """
 
     max_batch_size: int = 4096
     max_queue_delay_microseconds: int = 100
+    preferred_batch_size: int = 256
     instance_count: int = 2
 
     def __post_init__(self) -> None:
-        for name in ("max_batch_size", "instance_count"):
+        for name in ("max_batch_size", "preferred_batch_size", "instance_count"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_queue_delay_microseconds < 0:
@@ -66,7 +71,8 @@ def model_config(
         input=[mc.ModelInput(name=INPUT_TENSOR, data_type=mc.TYPE_FP32, dims=[feature_count])],
         output=[mc.ModelOutput(name=OUTPUT_TENSOR, data_type=mc.TYPE_FP32, dims=[1])],
         dynamic_batching=mc.ModelDynamicBatching(
-            max_queue_delay_microseconds=batching.max_queue_delay_microseconds
+            max_queue_delay_microseconds=batching.max_queue_delay_microseconds,
+            preferred_batch_size=[min(batching.preferred_batch_size, batching.max_batch_size)],
         ),
         # KIND_AUTO: on GPU nodes one group per GPU, else CPU.
         instance_group=[
