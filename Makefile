@@ -49,6 +49,7 @@ bench: setup ## run the benchmarks (they print ratios against a baseline)
 	$(PY) bench/training.py
 	$(PY) bench/serving.py
 	$(PY) bench/loadtest.py
+	$(PY) bench/rag.py
 
 helm-sync: setup ## copy monitoring rules and dashboards into the Helm chart (tests fail on drift)
 	$(PY) helm/sync_monitoring.py

@@ -165,6 +165,18 @@ def feature_columns(metrics: Sequence[str]) -> list[str]:
     return columns
 
 
+def feature_metrics(metrics: Sequence[str]) -> dict[str, str]:
+    """Each feature column computed from a metric, mapped to that metric's name.
+
+    Time and log features come from no metric and are left out.
+    """
+    owners = {column: metric for metric in metrics for column in metric_feature_columns(metric)}
+    for metric in metrics:
+        if metric in COUNTER_METRICS:
+            owners[f"{metric_slug(metric)}_sum_{SUM_WINDOW}"] = metric
+    return owners
+
+
 def feature_schema(metrics: Sequence[str]) -> pa.Schema:
     """The Arrow schema of a features file: the id columns, then ``feature_columns(metrics)``."""
     return pa.schema(

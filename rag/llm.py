@@ -36,6 +36,19 @@ def parse_answer(text: str) -> LLMAnswer:
     Raises:
         ValueError: when no JSON object with the required fields can be found.
     """
+    data = extract_json(text)
+    try:
+        return LLMAnswer.model_validate(_strip_strings(data))
+    except ValidationError as error:
+        raise ValueError(f"LLM reply misses required fields: {error}") from error
+
+
+def extract_json(text: str) -> Any:
+    """The first JSON value in the reply, inside a code fence or followed by other text.
+
+    Raises:
+        ValueError: when the reply holds no parsable JSON object.
+    """
     fenced = _CODE_FENCE.search(text)
     candidate = fenced.group(1) if fenced else text
     start = candidate.find("{")
@@ -45,10 +58,7 @@ def parse_answer(text: str) -> LLMAnswer:
         data, _ = json.JSONDecoder().raw_decode(candidate[start:])  # ignores trailing text
     except json.JSONDecodeError as error:
         raise ValueError(f"LLM reply is not valid JSON: {error}") from error
-    try:
-        return LLMAnswer.model_validate(_strip_strings(data))
-    except ValidationError as error:
-        raise ValueError(f"LLM reply misses required fields: {error}") from error
+    return data
 
 
 @dataclass
@@ -71,7 +81,7 @@ class LLMClient:
         for _ in range(self.attempts):
             started = time.perf_counter()
             try:
-                reply = self._complete(system, user)
+                reply = self.complete(system, user)
                 return parse_answer(reply)
             except (openai.APIError, ValueError) as error:
                 reasons.append(f"{type(error).__name__}: {error}")
@@ -84,7 +94,13 @@ class LLMClient:
         models = self.client.with_options(timeout=2.0, max_retries=0).models.list()
         return f"ok ({', '.join(m.id for m in models.data)})"
 
-    def _complete(self, system: str, user: str) -> str:
+    def complete(self, system: str, user: str) -> str:
+        """One chat completion's text, unparsed (no retry).
+
+        Raises:
+            openai.APIError: the server failed or timed out.
+            ValueError: the reply was empty.
+        """
         response = self.client.chat.completions.create(
             model=self.model,
             messages=[

@@ -5,20 +5,24 @@ outlive the command), waits until it is healthy and records it in the stack's st
 ``vigil status`` and ``vigil down`` find it and stop it by PID.
 """
 
-import contextlib
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import httpx
 import yaml
 
 from serving.ab_config import load_ab_config
 from serving.model_repository import RepositorySummary, build_repository
 from serving.nginx import LIVE_PATH, RouterConfig, arm_models, nginx_argv, write_nginx_conf
 from serving.triton import READY_PATH, TritonPorts, triton_argv
-from vigil.processes import ServerProcess, free_port, start_mlflow, start_server, venv_tool
+from vigil.processes import (
+    ServerProcess,
+    free_port,
+    start_mlflow,
+    start_server,
+    venv_tool,
+    wait_for_ok,
+)
 from vigil.stack import record
 
 MONITORING_PATH = Path(__file__).resolve().parents[1] / "monitoring"
@@ -122,7 +126,7 @@ def start_explainer(stack_path: Path) -> Explainer:
         detach=True,
     )
     _record(stack_path, llm, HEALTH_PATH)
-    _wait_for_ok(llm.url + HEALTH_PATH)  # 503 while the model loads
+    wait_for_ok(llm.url + HEALTH_PATH)  # 503 while the model loads
     env = {
         "VIGIL_RAG_QDRANT_PATH": str((stack_path / "qdrant").resolve()),
         "VIGIL_RAG_LLM_BASE_URL": f"{llm.url}/v1",
@@ -152,16 +156,6 @@ def start_explainer(stack_path: Path) -> Explainer:
     )
     _record(stack_path, service, "/healthz")
     return Explainer(service, llm, report.chunks)
-
-
-def _wait_for_ok(url: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} did not answer 200 within {timeout:.0f} s")
 
 
 def start_scorer(

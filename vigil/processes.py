@@ -72,6 +72,20 @@ def start_server(
     raise RuntimeError(f"{name} did not answer within {timeout}s:\n{server.log()}")
 
 
+def wait_for_ok(url: str, timeout: float = 120) -> None:
+    """Wait until ``url`` answers 200 (a loading llama-server answers its health check 503)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:  # refused, or an HTTP error status while it loads
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} did not answer 200 within {timeout:.0f} s")
+
+
 def venv_tool(name: str) -> str:
     """A console script installed beside this interpreter (mlflow, moto_server, ...)."""
     return str(Path(sys.executable).parent / name)

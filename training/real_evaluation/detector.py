@@ -80,6 +80,10 @@ class DetectorResult:
     pca: Scored
     queue_rows: NDArray[np.int64]  # row positions whose labels were revealed
     notes: list[str]
+    # What the model sees per row: the normalised detector columns, then the Isolation Forest
+    # score and the PCA error; the model is None when too few anomalies were reviewed.
+    inputs: NDArray[np.float32]
+    model: xgb.Booster | None
 
 
 def robust_normalise(features: NDArray[Any], fit_rows: NDArray[Any]) -> NDArray[np.float32]:
@@ -174,6 +178,7 @@ def run_detector(
         return Scored(scores, _threshold(answers, scores[asked], weights, scores[fit_rows]))
 
     baseline_if, baseline_pca = honest(if_score), honest(pca_score)
+    inputs = np.column_stack([normalised, if_score, pca_score]).astype(np.float32)
     positives = int(answers.sum())
     if positives < options.min_positive_labels:
         notes.append(
@@ -186,8 +191,9 @@ def run_detector(
             baseline_pca,
             asked,
             notes,
+            inputs,
+            None,
         )
-    inputs = np.column_stack([normalised, if_score, pca_score]).astype(np.float32)
     train_rows, train_labels, train_weights = _training_set(
         isolation.buckets, history, pool, asked, answers, options, seed
     )
@@ -212,6 +218,8 @@ def run_detector(
         baseline_pca,
         asked,
         notes,
+        inputs,
+        model,
     )
 
 

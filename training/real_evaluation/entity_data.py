@@ -31,17 +31,21 @@ class EntitySeries:
         entity: the machine, server or series name.
         features: float32 matrix, one row per step, columns ``feature_names``.
         feature_names: the feature contract's columns for the entity's metrics.
+        metrics: the dataset's metric names, in the order of ``metric_columns``.
         metric_columns: positions of the current-value column of each metric.
         labels: the true label per row: 0/1, -1 where the dataset gives none (SMD/ASD train).
         published_train: rows of the dataset's own (unlabelled) train split.
+        timestamps: each row's time (UTC, naive ``datetime64[ms]``) on the importer's timeline.
     """
 
     entity: str
     features: NDArray[np.float32]
     feature_names: list[str]
+    metrics: list[str]
     metric_columns: NDArray[np.int64]
     labels: NDArray[np.int8]
     published_train: NDArray[np.bool_]
+    timestamps: NDArray[np.datetime64]
 
 
 def load_entity(
@@ -69,7 +73,9 @@ def load_entity(
         entity=entity,
         features=data.features,
         feature_names=data.feature_names,
+        metrics=list(metrics),
         metric_columns=np.array([index[metric_slug(m)] for m in metrics], dtype=np.int64),
         labels=rows[TRUE_LABEL].fill_null(-1).to_numpy().astype(np.int8),
         published_train=(rows["split"] == TRAIN_SPLIT).fill_null(False).to_numpy(),
+        timestamps=rows[TIMESTAMP].dt.replace_time_zone(None).to_numpy(),
     )

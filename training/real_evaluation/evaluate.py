@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from contracts.features import (
     ERROR_RATIO,
@@ -18,10 +19,16 @@ from training.datasets.asd import list_asd_servers
 from training.datasets.importer import DatasetName
 from training.datasets.nab import list_nab_series
 from training.datasets.smd import list_smd_machines
-from training.real_evaluation.detector import DetectorOptions, Scored, run_detector
+from training.real_evaluation.detector import (
+    DetectorOptions,
+    DetectorResult,
+    Scored,
+    run_detector,
+)
 from training.real_evaluation.entity_data import EntitySeries, load_entity
 from training.real_evaluation.protocol import (
     POOL_SHARE,
+    EntitySplit,
     Reviewer,
     label_budget,
     split_entity,
@@ -78,21 +85,16 @@ def evaluate_dataset(
         ValueError: unknown dataset or entity, or a label fraction outside (0, 1].
         DatasetFormatError: the dataset's files are missing or malformed.
     """
-    if name not in _LISTERS:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(_LISTERS)}")
     if not 0.0 < label_fraction <= 1.0:
         raise ValueError(f"label_fraction must lie in (0, 1], got {label_fraction}")
-    available = _LISTERS[name](path)
-    selected = available if entities is None else entities
-    if unknown := [entity for entity in selected if entity not in available]:
-        raise ValueError(f"unknown {name} entities {unknown}; {path} has {', '.join(available)}")
+    selected = select_entities(name, path, entities)
     with tempfile.TemporaryDirectory(prefix="vigil-evaluate-") as scratch:
         root = work_dir or Path(scratch)
         documents = {}
         for number, entity in enumerate(selected, start=1):
             if progress is not None:
                 progress(f"{name} {entity} ({number}/{len(selected)})")
-            series = load_entity(name, path, entity, root / name / entity / "store")
+            series = load_entity(name, path, entity, entity_store_path(root, name, entity))
             documents[entity] = evaluate_entity(series, label_fraction, options)
     return {
         "dataset": name,
@@ -112,20 +114,7 @@ def evaluate_entity(
     series: EntitySeries, label_fraction: float, options: DetectorOptions | None = None
 ) -> dict[str, Any]:
     """The protocol on one entity: Vigil, Isolation Forest alone and PCA, held-out metrics."""
-    split = split_entity(series.published_train)
-    budget = label_budget(split, label_fraction)
-    reviewer = Reviewer(series.labels, split, budget)
-    columns = [i for i, c in enumerate(series.feature_names) if c not in _NOT_STATE]
-    result = run_detector(
-        series.features,
-        series.metric_columns,
-        np.array(columns),
-        split.history,
-        split.pool,
-        reviewer,
-        budget,
-        options,
-    )
+    split, reviewer, result = fit_entity(series, label_fraction, options)
     held_out = split.held_out[series.labels[split.held_out] >= 0]
     truth = series.labels[held_out].astype(np.int8)
 
@@ -135,7 +124,7 @@ def evaluate_entity(
     return {
         **measured(result.vigil),
         "labels_revealed": len(reviewer.revealed),
-        "label_budget": budget,
+        "label_budget": reviewer.budget,
         "rows": {
             "history": len(split.history),
             "pool": len(split.pool),
@@ -146,6 +135,51 @@ def evaluate_entity(
         "isolation_forest": measured(result.isolation_forest),
         "baselines": {"pca": measured(result.pca)},
     }
+
+
+def select_entities(name: str, path: Path, entities: list[str] | None) -> list[str]:
+    """The entities to evaluate: all of the dataset's, or the given ones after checking them.
+
+    Raises:
+        ValueError: unknown dataset or entity.
+    """
+    if name not in _LISTERS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(_LISTERS)}")
+    available = _LISTERS[name](path)
+    selected = available if entities is None else entities
+    if unknown := [entity for entity in selected if entity not in available]:
+        raise ValueError(f"unknown {name} entities {unknown}; {path} has {', '.join(available)}")
+    return selected
+
+
+def entity_store_path(work_path: Path, name: str, entity: str) -> Path:
+    """Where an entity's store lives under a work folder (shared by every evaluation)."""
+    return work_path / name / entity / "store"
+
+
+def detector_columns(feature_names: list[str]) -> NDArray[np.int64]:
+    """Positions of the features that describe machine state (what the detectors use)."""
+    return np.array([i for i, c in enumerate(feature_names) if c not in _NOT_STATE], dtype=np.int64)
+
+
+def fit_entity(
+    series: EntitySeries, label_fraction: float, options: DetectorOptions | None = None
+) -> tuple[EntitySplit, Reviewer, DetectorResult]:
+    """Split the entity, and fit and run the detector on what the protocol lets it see."""
+    split = split_entity(series.published_train)
+    budget = label_budget(split, label_fraction)
+    reviewer = Reviewer(series.labels, split, budget)
+    result = run_detector(
+        series.features,
+        series.metric_columns,
+        detector_columns(series.feature_names),
+        split.history,
+        split.pool,
+        reviewer,
+        budget,
+        options,
+    )
+    return split, reviewer, result
 
 
 def overall(documents: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,0 +1,249 @@
+"""Which metrics explain each held-out incident of a public dataset, according to the model.
+
+For ``vigil rag evaluate --dataset``. Each entity's detector is fitted exactly as ``vigil
+evaluate`` fits it (``fit_entity``: same split, label budget and reviewer); then every labelled
+incident among the held-out rows is attributed three ways:
+
+- **model**: exact TreeSHAP (XGBoost ``pred_contribs``) of the detector's XGBoost model over the
+  incident's held-out rows. A feature's evidence is its positive contribution (what pushed the
+  score up) averaged over those rows; a metric's evidence is the sum over the features computed
+  from it. The Isolation Forest score and PCA error inputs belong to no metric and are left out.
+  When too few anomalies were reviewed to train the model, the detector scores with its
+  unsupervised part alone; a surrogate XGBoost regressor of that score, fitted on history and
+  pool only, is explained instead, and the entity says so.
+- **deviation** (baseline): metrics by their mean absolute robust z-score over the rows, what an
+  engineer sorting by "most unusual metric" would name.
+- **anomaly kind** (ASD publishes metric / temporal / metric-temporal, as defined by
+  InterFusion): "metric" evidence is the PCA error's quantile (the relation between metrics
+  broke), "temporal" evidence the quantile of the largest ``zscore_60`` (a metric left its own
+  last hour); both at or above ``KIND_QUANTILE`` is metric-temporal, else the larger wins. The
+  rule was fixed before looking at any label and is never fitted.
+"""
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xgboost as xgb
+from numpy.typing import NDArray
+
+from contracts.features import ZSCORE_WINDOW, feature_metrics, metric_slug
+from contracts.layout import INCIDENTS_PATH
+from contracts.store import ObjectStore
+from training.datasets.importer import DatasetName
+from training.datasets.segments import UNKNOWN_INCIDENT_TYPE, label_segments
+from training.real_evaluation.detector import DetectorOptions, rank_scale, robust_normalise
+from training.real_evaluation.entity_data import EntitySeries, load_entity
+from training.real_evaluation.evaluate import (
+    DEFAULT_LABEL_FRACTION,
+    detector_columns,
+    entity_store_path,
+    fit_entity,
+    select_entities,
+)
+
+KIND_QUANTILE = 0.99
+TOP_FEATURES = 10
+SURROGATE_ROUNDS = 100
+
+
+@dataclass(frozen=True)
+class FeatureEvidence:
+    """One feature's part in an incident, as an ``/explain`` request carries it."""
+
+    name: str
+    value: float  # at the incident's highest-scored row
+    baseline: float  # median over the rows the detector was fitted on
+    contribution: float  # mean positive TreeSHAP contribution over the incident's rows
+
+
+@dataclass(frozen=True)
+class IncidentAttribution:
+    """One held-out incident: the published truth and what each ranking names."""
+
+    start: datetime
+    end: datetime
+    rows: int  # held-out rows of the incident that were explained
+    score: float  # the detector's highest score over those rows
+    true_metrics: list[str]
+    true_type: str  # the published type, or "unknown"
+    model_ranking: list[str]  # metrics with positive evidence, strongest first
+    deviation_ranking: list[str]  # every metric, most unusual first
+    kind: str  # metric, temporal or metric-temporal
+    top_features: list[FeatureEvidence]
+
+
+@dataclass(frozen=True)
+class EntityAttribution:
+    """Every explained incident of one entity."""
+
+    entity: str
+    metrics: list[str]
+    explained: str  # "model", or "surrogate" when the detector had no model
+    incidents: list[IncidentAttribution]
+    without_truth: int  # held-out incidents the dataset gives no metrics for
+
+
+def attribute_dataset(
+    name: DatasetName,
+    path: Path,
+    entities: list[str] | None = None,
+    label_fraction: float = DEFAULT_LABEL_FRACTION,
+    work_dir: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[EntityAttribution]:
+    """Attribute every labelled held-out incident of each entity (see the module docstring).
+
+    Args:
+        name: smd or asd (the datasets that publish interpretation labels).
+        path: the dataset folder as published.
+        entities: the entities to explain; None explains all of them.
+        label_fraction: the review budget, as in ``vigil evaluate``.
+        work_dir: where entity stores are kept and reused (the same layout as ``vigil
+            evaluate``'s); None uses a temporary folder.
+        progress: called with a short message as each entity starts.
+
+    Raises:
+        ValueError: unknown dataset or entity, or a dataset without interpretation labels.
+        DatasetFormatError: the dataset's files are missing or malformed.
+    """
+    if name not in ("smd", "asd"):
+        raise ValueError(f"{name} publishes no interpretation labels; use smd or asd")
+    selected = select_entities(name, path, entities)
+    attributions = []
+    with tempfile.TemporaryDirectory(prefix="vigil-attribute-") as scratch:
+        root = work_dir or Path(scratch)
+        for number, entity in enumerate(selected, start=1):
+            if progress is not None:
+                progress(f"{name} {entity} ({number}/{len(selected)})")
+            store_path = entity_store_path(root, name, entity)
+            series = load_entity(name, path, entity, store_path)
+            incidents = ObjectStore.from_uri(str(store_path)).read_table(INCIDENTS_PATH)
+            attributions.append(attribute_entity(series, incidents.to_pylist(), label_fraction))
+    return attributions
+
+
+def attribute_entity(
+    series: EntitySeries, incidents: list[dict[str, Any]], label_fraction: float
+) -> EntityAttribution:
+    """Fit the entity's detector as ``vigil evaluate`` does and attribute its held-out incidents.
+
+    Args:
+        series: the entity's rows.
+        incidents: its published incidents (rows of ``labels/incidents.parquet``).
+        label_fraction: the review budget.
+    """
+    split, _, result = fit_entity(series, label_fraction)
+    fit_rows = np.sort(np.concatenate([split.history, split.pool]))
+    columns = detector_columns(series.feature_names)
+    state_inputs = result.inputs[:, : len(columns)]
+    model, explained = result.model, "model"
+    if model is None:
+        model, explained = fit_surrogate(state_inputs, fit_rows, result.vigil.scores), "surrogate"
+        explained_inputs = state_inputs
+    else:
+        explained_inputs = result.inputs
+    names = [series.feature_names[c] for c in columns]
+    owners = feature_metrics(series.metrics)
+    input_metric = [owners.get(n) for n in names]
+    baselines = np.median(series.features[fit_rows][:, columns], axis=0)
+    deviation = np.abs(robust_normalise(series.features[:, series.metric_columns], fit_rows))
+    metric_evidence = rank_scale(result.pca.scores, fit_rows)
+    temporal_evidence = _temporal_evidence(series, fit_rows)
+
+    held = np.zeros(len(series.labels), dtype=bool)
+    held[split.held_out] = True
+    explained_incidents, without_truth = [], 0
+    for first, last in label_segments((series.labels == 1).astype(np.int8)):
+        rows = np.arange(first, last + 1)[held[first : last + 1]]
+        if len(rows) == 0:
+            continue
+        truth = _incident_at(incidents, series.entity, series.timestamps[first])
+        if truth is None or not truth["metrics"]:
+            without_truth += 1
+            continue
+        contributions = model.predict(xgb.DMatrix(explained_inputs[rows]), pred_contribs=True)
+        evidence = np.clip(contributions[:, : len(columns)], 0.0, None).mean(axis=0)
+        peak = int(rows[np.argmax(result.vigil.scores[rows])])
+        explained_incidents.append(
+            IncidentAttribution(
+                start=_datetime(series.timestamps[rows[0]]),
+                end=_datetime(series.timestamps[rows[-1]]),
+                rows=len(rows),
+                score=float(np.clip(result.vigil.scores[peak], 0.0, 1.0)),
+                true_metrics=list(truth["metrics"]),
+                true_type=str(truth["incident_type"] or UNKNOWN_INCIDENT_TYPE),
+                model_ranking=_metric_ranking(evidence, input_metric),
+                deviation_ranking=[
+                    series.metrics[i] for i in np.argsort(-deviation[rows].mean(axis=0))
+                ],
+                kind=anomaly_kind(
+                    float(metric_evidence[rows].mean()), float(temporal_evidence[rows].mean())
+                ),
+                top_features=[
+                    FeatureEvidence(
+                        name=names[j],
+                        value=float(series.features[peak, columns[j]]),
+                        baseline=float(baselines[j]),
+                        contribution=float(evidence[j]),
+                    )
+                    for j in np.argsort(-evidence)[:TOP_FEATURES]
+                    if evidence[j] > 0
+                ],
+            )
+        )
+    return EntityAttribution(
+        series.entity, list(series.metrics), explained, explained_incidents, without_truth
+    )
+
+
+def fit_surrogate(
+    inputs: NDArray[Any], fit_rows: NDArray[Any], scores: NDArray[Any]
+) -> xgb.Booster:
+    """An XGBoost regressor of the detector's score, fitted on the rows training may see."""
+    params = {**DetectorOptions().xgb_params, "objective": "reg:squarederror"}
+    matrix = xgb.DMatrix(inputs[fit_rows], scores[fit_rows])
+    return xgb.train(params, matrix, num_boost_round=SURROGATE_ROUNDS)
+
+
+def anomaly_kind(metric_evidence: float, temporal_evidence: float) -> str:
+    """metric, temporal or metric-temporal from the two evidence quantiles (module docstring)."""
+    if min(metric_evidence, temporal_evidence) >= KIND_QUANTILE:
+        return "metric-temporal"
+    return "metric" if metric_evidence >= temporal_evidence else "temporal"
+
+
+def _metric_ranking(evidence: NDArray[Any], input_metric: list[str | None]) -> list[str]:
+    totals: dict[str, float] = {}
+    for value, metric in zip(evidence, input_metric, strict=True):
+        if metric is not None and value > 0:
+            totals[metric] = totals.get(metric, 0.0) + float(value)
+    return sorted(totals, key=lambda metric: -totals[metric])
+
+
+def _temporal_evidence(series: EntitySeries, fit_rows: NDArray[Any]) -> NDArray[np.float64]:
+    """Quantile (among the fitted rows) of each row's largest |zscore_60| over the metrics."""
+    index = {name: i for i, name in enumerate(series.feature_names)}
+    columns = [index[f"{metric_slug(m)}_zscore_{ZSCORE_WINDOW}"] for m in series.metrics]
+    largest = np.abs(series.features[:, columns]).max(axis=1)
+    return rank_scale(largest, fit_rows)
+
+
+def _incident_at(
+    incidents: list[dict[str, Any]], entity: str, at: np.datetime64
+) -> dict[str, Any] | None:
+    moment = _datetime(at)
+    for incident in incidents:
+        if incident["instance_id"] == entity and incident["start"] <= moment <= incident["end"]:
+            return incident
+    return None
+
+
+def _datetime(at: np.datetime64) -> datetime:
+    """The UTC datetime of a row time (``datetime64``, naive UTC)."""
+    value: datetime = at.astype("datetime64[ms]").astype(datetime)
+    return value.replace(tzinfo=UTC)
