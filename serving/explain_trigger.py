@@ -7,9 +7,10 @@ window without a flag ends the incident.
 
 Triggered anomalies go into a bounded queue that one worker thread drains: it computes the
 row's exact TreeSHAP contributions (XGBoost ``pred_contribs``) on the XGBoost alias holder,
-reads the instance's recent log lines, and posts ``contracts.explanation.ExplainRequest`` to
-``POST /explain``. Scoring only ever calls ``submit``, which never waits: a full queue drops
-the anomaly, a slow or down explainer only delays the worker, and both are counted.
+reads the instance's recent log lines, posts ``contracts.explanation.ExplainRequest`` to
+``POST /explain`` and keeps the answer in the store (``serving.explanation_log``). Scoring
+only ever calls ``submit``, which never waits: a full queue drops the anomaly, a slow or down
+explainer only delays the worker, and both are counted.
 """
 
 import logging
@@ -30,6 +31,7 @@ from pydantic import SecretStr
 from contracts.explanation import MAX_LOG_LINE_CHARS, ExplainRequest, FeatureContribution
 from contracts.layout import raw_partition_path
 from contracts.store import ObjectStore
+from serving.explanation_log import write_explanation
 from serving.metrics import ScorerMetrics
 
 logger = logging.getLogger(__name__)
@@ -170,11 +172,14 @@ class ExplanationDispatcher:
     def _run(self) -> None:
         while (anomaly := self._queue.get()) is not None:
             try:
-                body = self.request_for(anomaly).model_dump_json()
+                request = self.request_for(anomaly)
                 response = self._http.post(
-                    self.url, content=body, headers={"Content-Type": "application/json"}
+                    self.url,
+                    content=request.model_dump_json(),
+                    headers={"Content-Type": "application/json"},
                 )
                 response.raise_for_status()
+                write_explanation(self.store, request, response.json())
                 self.metrics.explanations.labels(outcome="sent").inc()
             except Exception as error:  # the worker must survive anything one anomaly causes
                 self.metrics.explanations.labels(outcome="failed").inc()

@@ -45,6 +45,7 @@ def demo(
     config = DemoConfig(work_path=work_dir, instances=instances, days=days, seed=seed, once=once)
     result = run_demo(config, console)
     console.print(summary_table(result))
+    console.print(f"report: {result.report_path} (`vigil report` rebuilds it)")
     if once:
         console.print("every service was stopped (--once)")
     else:
@@ -52,6 +53,21 @@ def demo(
             f"MLflow {result.tracking_uri} · A/B endpoint {result.router_url} · Prometheus "
             f"{result.prometheus_url} · `vigil status` lists every service, `vigil down` stops them"
         )
+
+
+@app.command()
+def report(
+    work_dir: Annotated[Path, typer.Option(help="The demo's folder.")] = Path(".vigil/demo"),
+    out: Annotated[Path, typer.Option(help="Where the HTML page is written.")] = Path(
+        "reports/demo.html"
+    ),
+) -> None:
+    """Rebuild the demo's HTML report from its folder (no rerun) and log it to MLflow."""
+    from vigil.demo import DemoConfig
+    from vigil.demo_report import rebuild_demo_report
+
+    rebuilt = rebuild_demo_report(DemoConfig(work_path=work_dir, report_path=out))
+    Console().print(f"wrote {rebuilt.path}; MLflow run {rebuilt.run_id}: {rebuilt.artifact}")
 
 
 @app.command()

@@ -2,8 +2,10 @@
 
 Steps: simulate a fleet with labelled incidents → push a recent slice to the AWS API emulator
 and export it back through the real exporter (the production path) → build features → validate
-them → train and register the champion / challenger in a local MLflow server. Every step
-overwrites what an earlier run wrote, so running the demo twice is safe.
+them → train and register the champion / challenger in a local MLflow server → serve, explain,
+replay and judge the arms → write the HTML report (``reports/demo.html``, also an artifact of
+the training run in MLflow). Every step overwrites what an earlier run wrote, so running the
+demo twice is safe.
 """
 
 import os
@@ -41,6 +43,9 @@ from vigil.local_stack import (
     start_serving,
 )
 from vigil.processes import ServerProcess, start_moto
+from vigil.report.collect import collect_report
+from vigil.report.publish import log_report
+from vigil.report.render import write_report
 from vigil.stack import stop_stack
 
 DEMO_CONFIG_PATH = DEFAULT_CONFIG_PATH.with_name("demo.yaml")
@@ -61,6 +66,7 @@ class DemoConfig:
     export_instances: int = 5
     export_hours: int = 1
     once: bool = False  # stop every service at the end instead of leaving the stack running
+    report_path: Path = Path("reports/demo.html")
 
     @property
     def store_path(self) -> Path:
@@ -89,6 +95,7 @@ class DemoResult:
     router_url: str | None = None
     replay: ReplayOutcome | None = None
     prometheus_url: str | None = None
+    report_path: Path | None = None
 
 
 @contextmanager
@@ -227,6 +234,11 @@ def _serve(config: DemoConfig, console: Console, result: DemoResult, store: Obje
     with _step(console, result, "check every dashboard panel query against Prometheus") as report:
         checked = wait_for_panel_data(prometheus.url)
         report(f"all {checked} panel queries of the 4 Grafana dashboards return data")
+    with _step(console, result, "write the report") as report:
+        path = write_report(collect_report(store, mlflow.url, ab, *replay), config.report_path)
+        artifact = log_report(path, mlflow.url, training.registration.run_id)
+        result.report_path = path
+        report(f"{path}; MLflow run {training.registration.run_id}: {artifact}")
 
 
 def _start(

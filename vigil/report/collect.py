@@ -1,0 +1,156 @@
+"""Gather the report's content from the object store, MLflow and the A/B report.
+
+Sources: the store (raw and feature files, incidents, validation reports, the scorer's
+prediction log and the explanations it received), MLflow (the alias holders, the champion
+run's ``summary.json`` and reference distributions) and the A/B report the demo wrote, whose
+numbers are shown as they are.
+"""
+
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import mlflow.artifacts
+from mlflow.exceptions import MlflowException
+from pydantic import ValidationError
+
+from contracts.explanation import ExplainResponse
+from contracts.layout import INCIDENTS_PATH
+from contracts.store import ObjectStore
+from serving.ab_report import ABReport
+from serving.drift import DriftMonitor
+from serving.explanation_log import LoggedExplanation, read_explanations
+from serving.prediction_log import read_predictions
+from serving.scorer_settings import ScorerSettings
+from serving.served_models import ServedModels, load_served_models
+from serving.window_features import read_window_features
+from training.pipeline import TrainingSummary
+from vigil.report.detection import arm_detection, instance_timelines, scored_windows
+from vigil.report.model import DriftRow, ExplanationCard, ReportData
+from vigil.report.store_summary import read_incidents, summarize_store
+
+SUMMARY_ARTIFACT = "summary.json"
+DEFAULT_WINDOW = timedelta(seconds=ScorerSettings.model_fields["window_seconds"].default)
+SOURCES_PER_CARD = 3
+
+
+def collect_report(
+    store: ObjectStore,
+    tracking_uri: str,
+    ab: ABReport | None,
+    start: datetime,
+    end: datetime,
+    *,
+    window: timedelta = DEFAULT_WINDOW,
+    top_features: int = 15,
+    timeline_instances: int = 4,
+    max_cards: int = 12,
+) -> ReportData:
+    """Everything the page shows about the windows starting in ``[start, end)``.
+
+    Args:
+        store: the object store the demo (or a test) filled.
+        tracking_uri: the MLflow server holding the champion / challenger aliases.
+        ab: the A/B report over the same range, or None when there is none.
+        start: first window start of the scored range.
+        end: end of the scored range (exclusive).
+        window: the scorer's window length (ground truth is per window).
+        top_features: how many features the drift section lists.
+        timeline_instances: how many instances the timeline shows.
+        max_cards: how many explanation cards are shown (the most confident first).
+    """
+    served = load_served_models(tracking_uri)
+    arms = {alias: arm.model for alias, arm in served.arms.items()}
+    notes: list[str] = []
+    predictions = read_predictions(store, start, end)
+    if store.exists(INCIDENTS_PATH):
+        windows = scored_windows(store, predictions, window)
+    else:
+        windows = scored_windows(store, predictions.head(0), window)
+        notes.append("the store holds no incidents: there is no ground truth to compare with")
+    logged = read_explanations(store, start, end)
+    explained: dict[str, list[datetime]] = {}
+    for record in logged:
+        explained.setdefault(record.request.instance_id, []).append(record.request.window_start)
+    drift = _drift(store, served, start, end)
+    return ReportData(
+        generated_at=datetime.now(UTC),
+        start=start,
+        end=end,
+        window_minutes=window.total_seconds() / 60,
+        run_id=served.champion.run_id,
+        arms={alias: f"{arm.model} v{arm.version}" for alias, arm in served.arms.items()},
+        data=summarize_store(store, start, end),
+        training=_training_summary(tracking_uri, served.champion.run_id),
+        detection=arm_detection(windows, arms),
+        ab=ab,
+        drift=sorted(drift, key=lambda row: -row.psi)[:top_features],
+        drift_features=len(drift),
+        timelines=instance_timelines(
+            windows, read_incidents(store), explained, start, end, window, timeline_instances
+        ),
+        explanations=[_card(r) for r in sorted(logged, key=lambda r: -r.request.score)[:max_cards]],
+        explanations_total=len(logged),
+        notes=notes,
+    )
+
+
+def _training_summary(tracking_uri: str, run_id: str) -> TrainingSummary | None:
+    """The champion run's ``summary.json``; None when the run has none."""
+    with tempfile.TemporaryDirectory(prefix="vigil-report-") as tmp:
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=run_id,
+                artifact_path=SUMMARY_ARTIFACT,
+                dst_path=tmp,
+                tracking_uri=tracking_uri,
+            )
+        except (MlflowException, OSError):
+            return None
+        return TrainingSummary.model_validate_json(Path(path).read_text())
+
+
+def _drift(
+    store: ObjectStore, served: ServedModels, start: datetime, end: datetime
+) -> list[DriftRow]:
+    """PSI and KL of the range's feature rows against the champion's training reference."""
+    rows = read_window_features(store, start, end, served.feature_names)
+    if rows.height == 0:
+        return []
+    monitor = DriftMonitor(served.reference, end - start)
+    monitor.add(end, rows)
+    return [DriftRow(name, psi, kl) for name, (psi, kl) in monitor.drift().items()]
+
+
+def _card(record: LoggedExplanation) -> ExplanationCard:
+    request, answer = record.request, record.response
+    try:
+        response: ExplainResponse | None = ExplainResponse.model_validate(answer)
+    except ValidationError:
+        response = None
+    sources = (
+        [
+            f"{item.kind}: {item.document}"
+            + (f" § {item.section}" if item.section else "")
+            + f" (score {item.score:.2f})"
+            for item in response.context[:SOURCES_PER_CARD]
+        ]
+        if response
+        else []
+    )
+    return ExplanationCard(
+        instance_id=request.instance_id,
+        window_start=request.window_start,
+        score=request.score,
+        model=request.model,
+        top_features=[f.name for f in request.top_features[:5]],
+        analysis_type=response.analysis_type if response else str(answer.get("analysis_type", "")),
+        root_cause=response.root_cause if response else str(answer.get("root_cause", "")),
+        impact=response.impact if response else str(answer.get("impact", "")),
+        actions=response.actions if response else [],
+        prevention=response.prevention if response else [],
+        sources=sources,
+        degraded=response.degraded if response else bool(answer.get("degraded", False)),
+        degraded_reason=response.degraded_reason if response else None,
+        complete=response is not None,
+    )
