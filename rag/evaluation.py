@@ -9,8 +9,10 @@ explainer's own stages one by one, so each is measured on its own:
    runbook is among them (hit@5);
 3. the prompt the service would send (the configured number of runbook sections) and one LLM
    completion, no retry: is the reply a JSON object (after the service's repairs: code
-   fences, trailing text), does it have every field, and is it grounded — it names the
-   anomaly's type or its top feature, and cites no instance id that is not in the request.
+   fences, trailing text), does it have every field, would the service show it
+   (``rag.answer_check``: substantial enough, no invented instance; otherwise it answers
+   from the runbook), and is it grounded — it names the anomaly's type or its top feature,
+   and cites no instance id that is not in the request.
 """
 
 import re
@@ -28,13 +30,12 @@ from contracts.explanation import AnalysisType, ExplainRequest
 from contracts.features import feature_metrics, metric_slug
 from contracts.telemetry import FLEET_METRICS
 from rag.analysis import detect_analysis_type
+from rag.answer_check import INSTANCE_ID, UnusableAnswerError, usable_answer
 from rag.explainer import Explainer, Retrieved
 from rag.llm import LLMAnswer, extract_json, parse_answer
 from rag.prompts import SYSTEM_PROMPT, build_prompt
 
 RETRIEVAL_K = 5
-# EC2-style instance ids (i- and 8 or 17 hex digits), the kind an LLM may invent.
-_INSTANCE_ID = re.compile(r"\bi-[0-9a-f]{8,17}\b", re.IGNORECASE)
 _NOT_WORD = re.compile(r"[^0-9a-z]+")
 
 
@@ -78,6 +79,7 @@ class AnswerCheck:
 
     valid_json: bool
     fields_present: bool
+    usable: bool  # the service would show it rather than its runbook answer
     names_subject: bool  # the anomaly's type or its top feature is named
     foreign_instances: list[str]  # instance ids cited that the request does not hold
     seconds: float
@@ -133,14 +135,19 @@ def judge_reply(
     except ValueError:
         answer = None
     if answer is None:
-        return AnswerCheck(valid_json, False, False, [], seconds)
+        return AnswerCheck(valid_json, False, False, False, [], seconds)
+    try:
+        usable = bool(usable_answer(answer, request))
+    except UnusableAnswerError:
+        usable = False
     text = " ".join([answer.root_cause, answer.impact, *answer.actions, *answer.prevention])
     given = " ".join([request.instance_id, *request.log_lines]).lower()
-    cited = {match.lower() for match in _INSTANCE_ID.findall(text)}
+    cited = {match.lower() for match in INSTANCE_ID.findall(text)}
     cited |= {name.lower() for name in known_instances if _names(text, name)}
     return AnswerCheck(
         valid_json=valid_json,
         fields_present=True,
+        usable=usable,
         names_subject=any(_names(text, term) for term in terms if term),
         foreign_instances=sorted(name for name in cited if name not in given),
         seconds=seconds,
@@ -248,6 +255,7 @@ def answer_rates(answers: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {
         "valid_json_rate": _share(a["valid_json"] for a in answers),
         "fields_present_rate": _share(a["fields_present"] for a in answers),
+        "usable_rate": _share(a["usable"] for a in answers),
         "names_subject_rate": _share(a["names_subject"] for a in answers),
         "foreign_instance_rate": _share(bool(a["foreign_instances"]) for a in answers),
         "groundedness_rate": _share(a["grounded"] for a in answers),

@@ -5,6 +5,9 @@ Fallbacks (each answer flagged ``degraded`` with the reason):
 - Qdrant down, or the collection missing or empty → the analysis type's generic answer.
 - LLM down, timed out, or no valid answer after the retry → the retrieved context and the
   remediation / prevention steps of the best-matching runbook.
+- A valid answer too thin to act on, or citing an instance it was not given
+  (``rag.answer_check``) → the same retrieval answer. Not retried: a model that answered
+  "1" once rarely does better at the same prompt, and the caller already waited.
 """
 
 import logging
@@ -13,6 +16,7 @@ from datetime import timedelta
 
 from contracts.explanation import AnalysisType, ContextItem, ExplainRequest, ExplainResponse
 from rag.analysis import detect_analysis_type
+from rag.answer_check import UnusableAnswerError, usable_answer
 from rag.chunking import list_items
 from rag.embeddings import Embedder
 from rag.knowledge_base import Hit, KnowledgeBase
@@ -57,10 +61,14 @@ class Explainer:
         prompt = build_prompt(request, analysis_type, retrieved.history, retrieved.runbooks)
         context = retrieved.history + retrieved.runbooks
         try:
-            answer = self.llm.explain(SYSTEM_PROMPT, prompt)
+            answer = usable_answer(self.llm.explain(SYSTEM_PROMPT, prompt), request)
         except LLMError as error:
             logger.warning("LLM failed, answering from retrieval only: %s", error)
             return self._retrieval_answer(request, analysis_type, retrieved, f"LLM failed: {error}")
+        except UnusableAnswerError as error:
+            logger.warning("LLM answer unusable, answering from retrieval only: %s", error)
+            reason = f"LLM answer unusable: {error}"
+            return self._retrieval_answer(request, analysis_type, retrieved, reason)
         return ExplainResponse(
             root_cause=answer.root_cause,
             impact=answer.impact,

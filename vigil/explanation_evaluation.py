@@ -129,7 +129,14 @@ def evaluate_dataset_explanations(
 def small_set_table(document: dict[str, Any]) -> Table:
     """The small-set document as a table: one row per incident type and the total."""
     table = Table(
-        "incident type", "cases", "hit@5", "type accuracy", "valid JSON", "fields", "grounded"
+        "incident type",
+        "cases",
+        "hit@5",
+        "type accuracy",
+        "valid JSON",
+        "fields",
+        "shown",
+        "grounded",
     )
     groups = {**document["by_incident_type"], "all": document}
     for name, rates in groups.items():
@@ -142,6 +149,7 @@ def small_set_table(document: dict[str, Any]) -> Table:
             _rate(rates["analysis_type"]["accuracy"]),
             _rate(answers.get("valid_json_rate")),
             _rate(answers.get("fields_present_rate")),
+            _rate(answers.get("usable_rate")),
             _rate(answers.get("groundedness_rate")),
         )
     return table

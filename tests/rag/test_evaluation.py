@@ -106,6 +106,7 @@ def test_judge_reply_separates_json_fields_and_grounding() -> None:
 
     grounded = judge("Memory utilization on i-0aaaaaaaaaaaaaaaa reached 99 %.")
     assert (grounded.valid_json, grounded.fields_present, grounded.grounded) == (True, True, True)
+    assert not grounded.usable  # impact "slow" and action "restart": too thin to show
     foreign = judge("Memory leak copied from i-0bbbbbbbbbbbbbbbb and i-0123456789abcdef0.")
     assert foreign.foreign_instances == ["i-0123456789abcdef0", "i-0bbbbbbbbbbbbbbbb"]
     assert not foreign.grounded
@@ -141,6 +142,7 @@ def test_small_set_end_to_end_against_the_real_llm(llm_server: ServerProcess) ->
     for rate in (
         "valid_json_rate",
         "fields_present_rate",
+        "usable_rate",
         "names_subject_rate",
         "foreign_instance_rate",
         "groundedness_rate",
@@ -149,6 +151,7 @@ def test_small_set_end_to_end_against_the_real_llm(llm_server: ServerProcess) ->
     # Grammar-constrained decoding: most replies parse even from a 270M base model.
     assert answers["valid_json_rate"] >= 0.5
     assert answers["groundedness_rate"] <= answers["fields_present_rate"]
+    assert answers["usable_rate"] <= answers["fields_present_rate"]
     assert set(document["by_incident_type"]) == set(INCIDENT_TYPES)
     for row in document["per_case"]:
         assert row["hit"] == (row["expected_runbook"] in row["retrieved_runbooks"])
