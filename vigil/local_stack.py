@@ -26,7 +26,8 @@ from vigil.processes import (
 from vigil.stack import record
 
 MONITORING_PATH = Path(__file__).resolve().parents[1] / "monitoring"
-PROMETHEUS_READY = "/-/ready"
+ALERTMANAGER_CONFIG_PATH = MONITORING_PATH / "alertmanager" / "alertmanager.yml"
+READY = "/-/ready"  # Prometheus's and Alertmanager's readiness endpoint
 
 
 @dataclass(frozen=True)
@@ -188,13 +189,17 @@ def start_scorer(
     return _record(stack_path, server, "/healthz")
 
 
-def prometheus_config(targets: dict[str, list[str]]) -> str:
-    """monitoring/prometheus/prometheus.yml with the stack's actual scrape targets."""
+def prometheus_config(targets: dict[str, list[str]], alertmanager: str | None = None) -> str:
+    """monitoring/prometheus/prometheus.yml with the stack's actual scrape targets and
+    Alertmanager (``host:port``; none: alerts are evaluated but sent nowhere)."""
     document = yaml.safe_load((MONITORING_PATH / "prometheus" / "prometheus.yml").read_text())
     document["rule_files"] = [
         str(MONITORING_PATH / "prometheus" / rule) for rule in document["rule_files"]
     ]
-    document.pop("alerting", None)
+    if alertmanager is None:
+        document.pop("alerting", None)
+    else:
+        document["alerting"]["alertmanagers"] = [{"static_configs": [{"targets": [alertmanager]}]}]
     jobs = []
     for job in document["scrape_configs"]:
         if job["job_name"] in targets:
@@ -204,14 +209,17 @@ def prometheus_config(targets: dict[str, list[str]]) -> str:
     return yaml.safe_dump(document, sort_keys=False)
 
 
-def start_prometheus(stack_path: Path, targets: dict[str, list[str]]) -> ServerProcess:
-    """Prometheus scraping ``targets`` (job → host:port list) with the repository's rules."""
+def start_prometheus(
+    stack_path: Path, targets: dict[str, list[str]], alertmanager: str | None = None
+) -> ServerProcess:
+    """Prometheus scraping ``targets`` (job → host:port list) with the repository's rules,
+    sending its alerts to ``alertmanager`` (``host:port``) when given."""
     root = stack_path / "prometheus"
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     targets = {**targets, "prometheus": [f"127.0.0.1:{port}"]}
     config_path = root / "prometheus.yml"
-    config_path.write_text(prometheus_config(targets))
+    config_path.write_text(prometheus_config(targets, alertmanager))
     argv = [
         "prometheus",
         f"--config.file={config_path}",
@@ -222,11 +230,41 @@ def start_prometheus(stack_path: Path, targets: dict[str, list[str]]) -> ServerP
         "prometheus",
         argv,
         f"http://127.0.0.1:{port}",
-        PROMETHEUS_READY,
+        READY,
         _logs(stack_path),
         detach=True,
     )
-    return _record(stack_path, server, PROMETHEUS_READY)
+    return _record(stack_path, server, READY)
+
+
+def alertmanager_config() -> str:
+    """monitoring/alertmanager/alertmanager.yml with its routes and inhibitions, and every
+    receiver emptied: locally alerts are grouped, routed and listed by Alertmanager's API, and
+    nothing leaves the machine (Slack, PagerDuty and the retrain relay's GitHub are not here)."""
+    document = yaml.safe_load(ALERTMANAGER_CONFIG_PATH.read_text())
+    document["receivers"] = [{"name": receiver["name"]} for receiver in document["receivers"]]
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+def start_alertmanager(stack_path: Path) -> ServerProcess:
+    """Alertmanager on loopback with the repository's routing (``alertmanager_config``);
+    clustering off, so it opens no gossip port."""
+    root = stack_path / "alertmanager"
+    root.mkdir(parents=True, exist_ok=True)
+    config_path = root / "alertmanager.yml"
+    config_path.write_text(alertmanager_config())
+    port = free_port()
+    argv = [
+        "prometheus-alertmanager",
+        f"--config.file={config_path}",
+        f"--storage.path={root / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]
+    server = start_server(
+        "alertmanager", argv, f"http://127.0.0.1:{port}", READY, _logs(stack_path), detach=True
+    )
+    return _record(stack_path, server, READY)
 
 
 def _logs(stack_path: Path) -> Path:

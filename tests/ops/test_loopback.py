@@ -18,7 +18,12 @@ from contracts.serving import CATBOOST_MODEL, XGBOOST_MODEL
 from serving.nginx import LIVE_PATH
 from tests.listening import assert_loopback_only
 from vigil.cli import app
-from vigil.local_stack import start_explainer, start_local_mlflow, start_prometheus
+from vigil.local_stack import (
+    start_alertmanager,
+    start_explainer,
+    start_local_mlflow,
+    start_prometheus,
+)
 from vigil.processes import ServerProcess, free_port, start_moto, start_server, venv_tool
 from vigil.stack import stop_stack
 
@@ -45,6 +50,11 @@ def test_mlflow_listens_on_loopback_only(stack_path: Path) -> None:
 def test_prometheus_listens_on_loopback_only(stack_path: Path) -> None:
     server = start_prometheus(stack_path, {})
     assert_loopback_only(server.process.pid, _port(server))
+
+
+def test_alertmanager_listens_on_loopback_only(stack_path: Path) -> None:
+    server = start_alertmanager(stack_path)
+    assert_loopback_only(server.process.pid, _port(server))  # and no cluster gossip port
 
 
 def test_explainer_and_its_llm_server_listen_on_loopback_only(stack_path: Path) -> None:
