@@ -1,9 +1,15 @@
 """Benchmark: one registered XGBoost model served three ways on this machine.
 
-Run: ``.venv/bin/python bench/serving.py [--quick]``. A small fleet (the training tests'
-synthetic one: 54 features, a model of 7 trees) is trained with
-``training.pipeline.run_training`` and registered in a local MLflow; then the same XGBoost
-model version is served
+Run: ``.venv/bin/python bench/serving.py [--quick] [--model fleet|small]``. The model is
+trained with ``training.pipeline.run_training`` and registered in a local MLflow:
+
+- ``fleet`` (default): the model ``vigil demo`` registers as champion: the demo's simulated
+  fleet (50 instances × 3 days) and training config, 341 features, 100 trees (a smaller fleet
+  stops early at ~8 trees, not what the platform serves);
+- ``small``: the training tests' synthetic fleet: 54 features, 7 trees, where a request's fixed
+  cost dwarfs the prediction itself.
+
+Then the same XGBoost model version is served
 
 - in process: ``Booster.inplace_predict`` on the numpy rows (the limit, no network);
 - by ``mlflow models serve --env-manager local`` (the peer a user would reach for), at its
@@ -53,6 +59,7 @@ import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
+from datetime import timedelta  # noqa: E402
 
 import httpx  # noqa: E402
 import mlflow.xgboost  # noqa: E402
@@ -63,10 +70,16 @@ from numpy.typing import NDArray  # noqa: E402
 
 from contracts.features import feature_columns  # noqa: E402
 from contracts.serving import INPUT_TENSOR, XGBOOST_MODEL  # noqa: E402
+from contracts.store import ObjectStore  # noqa: E402
+from contracts.telemetry import FLEET_METRICS  # noqa: E402
 from serving.inference import InferenceClient  # noqa: E402
 from tests.training.conftest import METRICS, small_config, write_fleet_store  # noqa: E402
+from training.config import load_training_config  # noqa: E402
+from training.feature_job import build_features  # noqa: E402
 from training.pipeline import run_training  # noqa: E402
 from training.registry import RunDirectory, load_holdout  # noqa: E402
+from training.simulator import SimulationConfig, write_simulation  # noqa: E402
+from vigil.demo import DEMO_CONFIG_PATH, DemoConfig  # noqa: E402
 from vigil.local_stack import start_local_mlflow, start_serving  # noqa: E402
 from vigil.processes import ServerProcess, free_port, start_server, venv_tool  # noqa: E402
 from vigil.stack import stop_stack  # noqa: E402
@@ -121,14 +134,29 @@ class BatchFigure:
         return BATCH / self.seconds
 
 
-def registered_rows(tracking_uri: str, root: Path) -> NDArray[np.float32]:
-    """Train and register both models on the small fleet; the run's holdout rows."""
-    store = write_fleet_store(root / "fleet")
+def registered_rows(tracking_uri: str, root: Path, model: str) -> NDArray[np.float32]:
+    """Train and register both models on the chosen fleet; the run's holdout rows."""
+    if model == "fleet":
+        store = ObjectStore.from_uri(str(root / "fleet"))
+        demo_fleet = DemoConfig()  # its defaults: the fleet the demo simulates
+        simulation = SimulationConfig(
+            instances=demo_fleet.instances,
+            duration=timedelta(days=demo_fleet.days),
+            seed=demo_fleet.seed,
+        )
+        write_simulation(store, simulation)
+        build_features(store)
+        demo = load_training_config(DEMO_CONFIG_PATH)
+        config = demo.model_copy(update={"gates": demo.gates.model_copy(update=NO_GATES)})
+        metrics = list(FLEET_METRICS)
+    else:
+        store = write_fleet_store(root / "fleet")
+        config, metrics = small_config(gates=NO_GATES), list(METRICS)
     run_path = root / "run"
-    summary = run_training(store, small_config(gates=NO_GATES), tracking_uri, run_path, None)
+    summary = run_training(store, config, tracking_uri, run_path, None)
     if summary.registration is None:
         raise SystemExit(f"registration failed: {summary.registration_error}")
-    rows, _ = load_holdout(RunDirectory(run_path), feature_columns(METRICS))
+    rows, _ = load_holdout(RunDirectory(run_path), feature_columns(metrics))
     return rows
 
 
@@ -337,6 +365,12 @@ def concurrent_rps(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer requests, shorter runs")
+    parser.add_argument(
+        "--model",
+        choices=("fleet", "small"),
+        default="fleet",
+        help="the demo-shaped fleet model (default) or the training tests' 7-tree model",
+    )
     args = parser.parse_args()
     settings = (
         Settings(sequential=200, rounds=5, round_seconds=0.15, concurrent_seconds=3.0)
@@ -354,7 +388,7 @@ def main() -> None:
         try:
             tracking_uri = start_local_mlflow(stack_path).url
             began = time.perf_counter()
-            rows = registered_rows(tracking_uri, Path(tmp))
+            rows = registered_rows(tracking_uri, Path(tmp), args.model)
             print(f"trained and registered in {time.perf_counter() - began:.0f} s")
             served = start_serving(stack_path, tracking_uri)
             versions = {model.name: model.version for model in served.repository.models}
@@ -384,7 +418,8 @@ def main() -> None:
                 answer = client.infer(XGBOOST_MODEL, batch, "bench").probabilities
                 if not np.allclose(answer, expected, atol=1e-5):
                     raise SystemExit(f"Triton over {name} answers differently from in-process")
-            print(f"{XGBOOST_MODEL} v{versions[XGBOOST_MODEL]}: {rows.shape[1]} features;")
+            shape = f"{rows.shape[1]} features, {booster.num_boosted_rounds()} trees"
+            print(f"{XGBOOST_MODEL} v{versions[XGBOOST_MODEL]}: {shape};")
             print("Triton's answers match in-process inplace_predict over gRPC and HTTP")
 
             names = served.repository.feature_names

@@ -34,6 +34,7 @@ from serving.feedback import AccuracyTracker, FeedbackCreate, FeedbackPublic, wi
 from serving.inference import InferenceClient, assigned_model, choose_arm
 from serving.metrics import ScorerMetrics
 from serving.prediction_log import (
+    predictions_key,
     read_window_predictions,
     write_feedback,
     write_predictions,
@@ -375,11 +376,26 @@ def replay(
     return results
 
 
+def first_pending_window(scorer: Scorer, now: datetime) -> datetime:
+    """Where the loop starts: right after the last window scored within the last
+    ``catch_up_windows``, so windows that closed while the scorer was down (a restart, a
+    deploy) are scored, oldest first; the open window when none of them was scored (a first
+    start, or an outage longer than the catch-up, whose older windows ``replay`` can fill)."""
+    current = window_start_of(now, scorer.window)
+    for back in range(1, scorer.settings.catch_up_windows + 1):
+        window = current - back * scorer.window
+        if scorer.store.exists(predictions_key(window)):  # empty windows are written too
+            return window + scorer.window
+    return current
+
+
 def run_periodically(scorer: Scorer, stop: threading.Event) -> None:
-    """Score each window once it has closed, until ``stop`` is set; a failed window is logged
-    and retried at the next tick (a second later), so an outage delays windows, never drops
-    them."""
-    pending = window_start_of(datetime.now(UTC), scorer.window)
+    """Score each window once it has closed, until ``stop`` is set, starting with the windows
+    missed while down (``first_pending_window``); a failed window is logged and retried at the
+    next tick (a second later), so an outage delays windows, never drops them."""
+    pending = first_pending_window(scorer, datetime.now(UTC))
+    if pending < window_start_of(datetime.now(UTC), scorer.window):
+        logger.info("catching up on the windows from %s", pending.isoformat())
     while not stop.is_set():
         now = datetime.now(UTC)
         while pending + scorer.window <= now and not stop.is_set():

@@ -22,6 +22,12 @@ class ScorerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VIGIL_SCORER_", extra="ignore")
 
     window_seconds: int = Field(default=300, gt=0, description="Length of one scoring window.")
+    catch_up_windows: int = Field(
+        default=12,
+        ge=0,
+        description="On start, windows missed while the scorer was down are scored if the last "
+        "scored one is at most this many windows back (12 × 5 min: an hour).",
+    )
     features_source: Literal["features", "raw"] = Field(
         default="features",
         description="Read the feature job's rows (processed-logs/) or compute them from "

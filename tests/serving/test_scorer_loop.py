@@ -325,6 +325,47 @@ def test_the_loop_survives_an_unreachable_endpoint_and_scores_the_window_when_it
     assert _total(samples, "model_inference_errors_total") >= INSTANCES
 
 
+def test_a_restarted_scorer_scores_the_windows_that_closed_while_it_was_down(
+    registered: Registered,
+    served: ServedModels,
+    router_config: RouterConfig,
+    ab_router: ServerProcess,
+    in_process: dict[str, Predict],
+    tmp_path: Path,
+) -> None:
+    store = ObjectStore.from_uri(str(tmp_path / "live"))
+    live = LiveFeatures(store, served.feature_names, registered.rows)
+    settings = _loop_settings(registered, router_config)
+    with _scoring_app(Scorer(settings, store, served)) as url:
+        first_tick = _first_tick(url)
+        before = first_tick
+        live.add_window(before)
+        _window_scored(url, before)
+        # The scorer goes down while the next window is open; its rows and the next
+        # window's arrive and both windows close before it is back.
+        missed = [before + LOOP_WINDOW, before + 2 * LOOP_WINDOW]
+        for start in missed:
+            live.add_window(start)
+        first_run = scrape(url)
+    while datetime.now(UTC) < missed[-1] + LOOP_WINDOW:
+        time.sleep(0.1)
+    with _scoring_app(Scorer(settings, store, served)) as url:
+        second_run = _window_scored(url, missed[-1])
+    scored = [before, *missed]
+    for start in scored:
+        predictions = read_window_predictions(store, start).sort(INSTANCE_ID, TIMESTAMP)
+        rows = live.rows_of(start)
+        assert predictions.select(INSTANCE_ID, TIMESTAMP).equals(
+            rows.select(INSTANCE_ID, TIMESTAMP)
+        ), start
+        _assert_in_process_probabilities(predictions, rows, live.names, in_process)
+    # Every row counted once over the two runs: nothing skipped, nothing scored twice.
+    counted = _total(first_run, "model_prediction_total") + _total(
+        second_run, "model_prediction_total"
+    )
+    assert counted == live.written.height
+
+
 def test_a_replay_stops_at_a_window_nobody_answered_and_records_nothing_of_it(
     registered: Registered, served: ServedModels, tmp_path: Path
 ) -> None:
