@@ -38,13 +38,22 @@ class RateLimitValues(_HelmValues):
     burst: int = Field(1000, ge=0)
 
 
+_NGINX_SIZE = r"^[0-9]+[km]?$"
+
+
+class RequestBodyValues(_HelmValues):
+    max_size: str = Field("64m", pattern=_NGINX_SIZE)  # 413 beyond
+    buffer_size: str = Field("8m", pattern=_NGINX_SIZE)  # larger bodies go through a file
+
+
 class AbTestConfig(_HelmValues):
-    """Percent of new clients per arm, the sticky cookie and the rate limit."""
+    """Percent of new clients per arm, the sticky cookie, the rate limit and body sizes."""
 
     champion_weight: int = Field(70, ge=0, le=100)
     challenger_weight: int = Field(30, ge=0, le=100)
     cookie: CookieValues = CookieValues()
     rate_limit: RateLimitValues = RateLimitValues()
+    request_body: RequestBodyValues = RequestBodyValues()
 
     @model_validator(mode="after")
     def _weights_sum_to_100(self) -> Self:

@@ -137,6 +137,8 @@ def render_nginx_conf(config: RouterConfig) -> str:
         arm_models=[(arm, model) for arm, model, _ in arms],
         requests_per_second=ab.rate_limit.requests_per_second,
         burst=ab.rate_limit.burst,
+        body_max_size=ab.request_body.max_size,
+        body_buffer_size=ab.request_body.buffer_size,
         http_upstreams=config.http_upstreams,
         grpc_upstreams=config.grpc_upstreams,
         metrics_upstreams=config.metrics_upstreams,

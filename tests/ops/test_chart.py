@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import helm_python
@@ -17,6 +18,7 @@ from referencing import Registry, Resource
 
 from contracts.serving import TRITON_GRPC_PORT, TRITON_HTTP_PORT, TRITON_METRICS_PORT
 from serving.ab_config import load_ab_config
+from serving.nginx import RouterConfig, render_nginx_conf
 from tests.ops.conftest import (
     CHART_PATH,
     REPO_PATH,
@@ -156,6 +158,33 @@ def test_canary_weight_follows_the_values() -> None:
     scorer = find(manifests, "Deployment", "vigil-scorer")
     env = {e["name"]: e.get("value") for e in pod_spec(scorer)["containers"][0]["env"]}  # type: ignore[index]
     assert env["VIGIL_SCORER_CHAMPION_WEIGHT"] == "55"
+
+
+def test_body_sizes_are_the_local_routers(tmp_path: Path) -> None:
+    """abTest.requestBody sizes reach the ingress, the in-pod nginx and the local nginx."""
+    manifests = render({"abTest": {"requestBody": {"maxSize": "32m", "bufferSize": "4m"}}})
+    champion = find(manifests, "Ingress", "vigil-ab-champion")
+    annotations = champion["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/proxy-body-size"] == "32m"
+    assert annotations["nginx.ingress.kubernetes.io/client-body-buffer-size"] == "4m"
+    config_maps = [m for m in manifests if m["kind"] == "ConfigMap"]
+    in_pod = "".join(str(m.get("data", "")) for m in config_maps)
+    assert "client_max_body_size 32m;" in in_pod
+    assert "client_body_buffer_size 4m;" in in_pod
+    values = yaml.safe_load((CHART_PATH / "values.yaml").read_text())
+    values["abTest"]["requestBody"] = {"maxSize": "32m", "bufferSize": "4m"}
+    values_path = tmp_path / "values.yaml"
+    values_path.write_text(yaml.safe_dump(values))
+    local = render_nginx_conf(
+        RouterConfig(
+            ab=load_ab_config(values_path),
+            champion_model="xgboost_anomaly",
+            challenger_model="catboost_anomaly",
+            http_upstreams=["127.0.0.1:8000"],
+        )
+    )
+    assert "client_max_body_size 32m;" in local
+    assert "client_body_buffer_size 4m;" in local
 
 
 def test_weights_that_do_not_sum_to_100_are_refused() -> None:
