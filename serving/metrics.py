@@ -71,6 +71,11 @@ class ScorerMetrics:
             ["outcome"],
             registry=r,
         )
+        self.explanation_queue = Gauge(
+            "explanation_queue_depth",
+            "Confident anomalies queued for the explainer, not yet sent.",
+            registry=r,
+        )
         self.window_duration = Histogram(
             "scorer_window_duration_seconds",
             "Time to score one window: read, infer, metrics, log.",

@@ -197,6 +197,12 @@ LLM_RAG = Dashboard(
             (Query("sum by (outcome) (increase(explanation_requests_total[1h]))", "{{outcome}}"),),
             description="sent, failed, or dropped because the bounded queue was full.",
         ),
+        Panel(
+            "Explanation queue depth",
+            (Query("max(explanation_queue_depth)", "queued"),),
+            description="Anomalies waiting for the explainer: growing means the LLM is slower "
+            "than the anomalies arrive, and the queue will start dropping.",
+        ),
     ),
 )
 

@@ -330,9 +330,12 @@ def test_a_stuck_explainer_never_blocks_scoring(
         scorer = Scorer(settings, store, served)
         try:
             results = replay(scorer, START, END)  # returns while the explainer is stuck
+            registry = scorer.metrics.registry
+            assert registry.get_sample_value("explanation_queue_depth") == 1  # the queue is full
             release.set()
             assert scorer.dispatcher is not None
             assert scorer.dispatcher.wait_idle(30)
+            assert registry.get_sample_value("explanation_queue_depth") == 0
         finally:
             release.set()
             scorer.close()
