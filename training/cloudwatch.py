@@ -233,6 +233,10 @@ def export(
     checkpoint = read_checkpoint(store)
     streams = _streams(layout)
     origins = {stream: _origin(stream, start, checkpoint, end, config) for stream in streams}
+    if start is not None and _mark_unmarked(checkpoint, streams, start):
+        # Kept before any hour: a first run from an explicit start killed before it completed
+        # an hour resumes from that start, not from the initial lookback.
+        write_checkpoint(store, checkpoint)
     metric_end = _floor(end, timedelta(seconds=layout.period_seconds))
     stream_ends = {s: end if s.kind == "log" else metric_end for s in streams}
     hours = _hours(min(origins.values()), end)
@@ -593,6 +597,14 @@ def _advance(checkpoint: ExportCheckpoint, stream: str, start: datetime, end: da
     mark = checkpoint.high_water_marks.get(stream)
     if mark is None or start <= mark < end:
         checkpoint.high_water_marks[stream] = end
+
+
+def _mark_unmarked(checkpoint: ExportCheckpoint, streams: list["_Stream"], start: datetime) -> bool:
+    """Give the streams without a mark the mark ``start``; whether any had none."""
+    unmarked = [s.key for s in streams if s.key not in checkpoint.high_water_marks]
+    for key in unmarked:
+        checkpoint.high_water_marks[key] = start
+    return bool(unmarked)
 
 
 def _origin(

@@ -485,10 +485,14 @@ def test_crash_between_pages_then_rerun_has_no_gap_and_no_duplicate(
 def test_crash_after_partition_before_checkpoint_then_rerun_has_no_duplicate(
     tmp_path, clients, published
 ):
+    checkpoint_writes = {"n": 0}
+
     class CheckpointCrash(ObjectStore):
         def write_bytes(self, key: str, data: bytes) -> None:
             if key == CHECKPOINT_PATH:
-                raise KeyboardInterrupt("process killed before the checkpoint")
+                checkpoint_writes["n"] += 1
+                if checkpoint_writes["n"] == 2:  # the first keeps the start, before any hour
+                    raise KeyboardInterrupt("process killed before the checkpoint")
             super().write_bytes(key, data)
 
     clean = _clean_run(tmp_path, clients)
@@ -498,7 +502,9 @@ def test_crash_after_partition_before_checkpoint_then_rerun_has_no_duplicate(
         export(crashing, *clients, LAYOUT, start=START, end=END, config=SMALL_PAGES)
     assert store.list_keys("raw-logs", ".parquet") == [raw_partition_path(START)]
 
-    summary = export(store, *clients, LAYOUT, end=END, config=RESUME)
+    # The default initial lookback (1 h) would start after START: the rerun resumes from
+    # the start the killed run kept.
+    summary = export(store, *clients, LAYOUT, end=END, config=SMALL_PAGES)
     assert summary.duplicate_rows > 0  # the first hour was fetched again and left out
     assert _rows(store) == clean
 
@@ -552,7 +558,8 @@ def test_stream_that_keeps_failing_is_reported_and_retried_next_run(
         assert [(f.stream, f.window_start, f.window_end) for f in checkpoint.failures] == [
             ("logs:/test/application", START, START + timedelta(hours=1))
         ]
-        assert "logs:/test/application" not in checkpoint.high_water_marks
+        # It stays at the run's start: the rerun fetches the failed window again.
+        assert checkpoint.high_water_marks["logs:/test/application"] == START
         assert checkpoint.high_water_marks["logs:/test/ec2/system"] == END
         content = _content(_rows(store))
         assert {row for row in published if row[2] == "ec2"} <= content  # the others went on
