@@ -28,8 +28,15 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: system-deps $(STAMP) ## create .venv with the pinned dependencies
 
-demo: setup ## set everything up and run the demo
-	$(VENV)/bin/vigil demo
+# `make demo DATASET=smd` runs the demo on a published dataset instead of the simulated fleet:
+# every entity in DATASET_PATH, or the comma-separated ENTITIES.
+DATASET ?=
+DATASET_PATH ?= ../shared/data/$(DATASET)
+ENTITIES ?=
+
+demo: setup ## set everything up and run the demo (DATASET=smd [DATASET_PATH=…] [ENTITIES=a,b])
+	$(VENV)/bin/vigil demo $(if $(DATASET),--dataset $(DATASET) --path $(DATASET_PATH)) \
+		$(if $(ENTITIES),--entities $(ENTITIES))
 
 test: setup checkov-venv ## run the whole test suite
 	$(VENV)/bin/pytest -n 2 --dist loadgroup

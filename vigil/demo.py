@@ -3,9 +3,18 @@
 Steps: simulate a fleet with labelled incidents → push a recent slice to the AWS API emulator
 and export it back through the real exporter (the production path) → build features → validate
 them → train and register the champion / challenger in a local MLflow server → serve, explain,
-replay and judge the arms → write the HTML report (``reports/demo.html``, also an artifact of
-the training run in MLflow). Every step overwrites what an earlier run wrote, so running the
-demo twice is safe.
+replay the last day of data and judge the arms → write the HTML report (``reports/demo.html``,
+also an artifact of the training run in MLflow).
+
+With a dataset (``DemoConfig.dataset``), a published labelled dataset is imported instead of
+the simulation, and the export round trip (which pushes simulated fleet telemetry) is skipped
+with its reason; every later step reads what the store holds (its ``dataset.json`` metric list,
+its feature rows and its incidents), so it runs unchanged on any imported dataset.
+
+Every run rebuilds the store from scratch (after stopping the previous run's stack, whose
+scorer writes into it), so running the demo twice is safe; when the new data has other metrics
+than the previous run's, the demo's MLflow registry is reset too, since models trained on the
+old features cannot score the new ones.
 """
 
 import os
@@ -14,27 +23,35 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
+import polars as pl
 import pyarrow.compute as pc
 from rich.console import Console
 from rich.table import Table
 
+from contracts.dataset import DatasetInfo, read_dataset_info
+from contracts.features import TIMESTAMP
+from contracts.layout import FEATURES_PREFIX
 from contracts.settings import Settings
 from contracts.store import ObjectStore
 from serving.ab_config import load_ab_config
 from serving.ab_report import ab_report_from_store, write_ab_report
+from serving.scorer_settings import ScorerSettings
 from serving.served_models import load_served_models
 from training.cloudwatch import export, make_cloudwatch_clients
 from training.cloudwatch_layout import CloudWatchLayout
-from training.config import DEFAULT_CONFIG_PATH, load_training_config
+from training.config import DEFAULT_CONFIG_PATH, SplitConfig, load_training_config
+from training.datasets.importer import DatasetName, import_dataset
 from training.feature_job import build_features
+from training.models import split_rows
 from training.pipeline import TrainingSummary, run_training
 from training.quality_job import validate_store
 from training.simulator import SimulationConfig, push_to_cloudwatch, write_simulation
 from vigil.dashboard_check import wait_for_panel_data
-from vigil.demo_replay import ReplayOutcome, send_feedback, wait_for_replay
+from vigil.demo_replay import ReplayOutcome, replay_range, send_feedback, wait_for_replay
 from vigil.local_stack import (
     start_explainer,
     start_local_mlflow,
@@ -49,6 +66,10 @@ from vigil.report.render import write_report
 from vigil.stack import stop_stack
 
 DEMO_CONFIG_PATH = DEFAULT_CONFIG_PATH.with_name("demo.yaml")
+# On an imported dataset: the same, with gates that real data can pass (see the file).
+DEMO_DATASET_CONFIG_PATH = DEFAULT_CONFIG_PATH.with_name("demo-dataset.yaml")
+# The scorer's window (the demo leaves VIGIL_SCORER_WINDOW_SECONDS at its default).
+SCORER_WINDOW = timedelta(seconds=ScorerSettings.model_fields["window_seconds"].default)
 
 
 class DemoStepError(RuntimeError):
@@ -67,6 +88,16 @@ class DemoConfig:
     export_hours: int = 1
     once: bool = False  # stop every service at the end instead of leaving the stack running
     report_path: Path = Path("reports/demo.html")
+    # A published dataset to import instead of simulating a fleet (instances, days, seed and
+    # the export settings then do not apply), its folder as published, and the entities to
+    # import (None: every one the folder holds).
+    dataset: DatasetName | None = None
+    dataset_path: Path | None = None
+    entities: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.dataset is not None and self.dataset_path is None:
+            raise ValueError(f"the {self.dataset} demo needs the dataset's folder (dataset_path)")
 
     @property
     def store_path(self) -> Path:
@@ -122,21 +153,43 @@ def run_demo(config: DemoConfig, console: Console) -> DemoResult:
         DemoStepError: naming the failed step and, for a server, its log file.
     """
     result = DemoResult()
+    store = prepare_store(config, console, result)
+    try:
+        _serve(config, console, result, store)
+    except BaseException:
+        stop_stack(config.stack_path)
+        raise
+    if config.once:
+        stop_stack(config.stack_path)
+    return result
+
+
+def prepare_store(config: DemoConfig, console: Console, result: DemoResult) -> ObjectStore:
+    """The data steps: a fresh store filled (simulated, or imported from the dataset), its
+    features built and validated. Steps that do not apply are listed with their reason.
+
+    Raises:
+        DemoStepError: naming the failed step.
+    """
+    # The previous run's stack is stopped first: its scorer writes into the store rebuilt here.
+    stop_stack(config.stack_path)
+    previous = _previous_dataset(config.store_path)
+    shutil.rmtree(config.store_path, ignore_errors=True)
     config.logs_path.mkdir(parents=True, exist_ok=True)
     store = ObjectStore.from_uri(str(config.store_path))
-    simulation = SimulationConfig(
-        instances=config.instances, duration=timedelta(days=config.days), seed=config.seed
-    )
-    with _step(console, result, "simulate the fleet") as report:
-        summary = write_simulation(store, simulation)
-        incidents = sum(summary.incidents_by_type.values())
-        report(
-            f"{summary.instances} instances × {config.days} days: {summary.metric_rows:,} "
-            f"metric rows, {summary.log_rows:,} log rows, {incidents} incidents of "
-            f"{len(summary.incidents_by_type)} types ({summary.anomalous_fraction:.1%} of "
-            "instance-minutes)"
+    if config.dataset is None or config.dataset_path is None:
+        _simulate(config, console, result, store)
+        _export_round_trip(config, console, result)
+    else:
+        _import(console, result, store, config.dataset, config.dataset_path, config.entities)
+        _skip(
+            console,
+            result,
+            "export from CloudWatch",
+            "the round trip through the AWS API emulator pushes simulated fleet telemetry; "
+            f"{config.dataset} is imported from its published files instead",
         )
-    _export_round_trip(config, console, result)
+    _reset_registry_if_metrics_changed(config, console, previous, read_dataset_info(store))
     with _step(console, result, "build features") as report:
         built = build_features(store)
         report(
@@ -149,20 +202,98 @@ def run_demo(config: DemoConfig, console: Console) -> DemoResult:
             f"{len(quality.files)} files, quality score raw {quality.quality_score('raw')} %, "
             f"features {quality.quality_score('features')} %"
         )
-    stop_stack(config.stack_path)  # a rerun replaces the previous run's stack
-    try:
-        _serve(config, console, result, store)
-    except BaseException:
-        stop_stack(config.stack_path)
-        raise
-    if config.once:
-        stop_stack(config.stack_path)
-    return result
+    return store
 
 
-def simulation_end(config: DemoConfig) -> date:
-    """The day after the simulated range (the simulation starts at midnight)."""
-    return (SimulationConfig().start + timedelta(days=config.days)).date()
+def _simulate(config: DemoConfig, console: Console, result: DemoResult, store: ObjectStore) -> None:
+    simulation = SimulationConfig(
+        instances=config.instances, duration=timedelta(days=config.days), seed=config.seed
+    )
+    with _step(console, result, "simulate the fleet") as report:
+        summary = write_simulation(store, simulation)
+        incidents = sum(summary.incidents_by_type.values())
+        report(
+            f"{summary.instances} instances × {config.days} days: {summary.metric_rows:,} "
+            f"metric rows, {summary.log_rows:,} log rows, {incidents} incidents of "
+            f"{len(summary.incidents_by_type)} types ({summary.anomalous_fraction:.1%} of "
+            "instance-minutes)"
+        )
+
+
+def _import(
+    console: Console,
+    result: DemoResult,
+    store: ObjectStore,
+    dataset: DatasetName,
+    source_path: Path,
+    entities: tuple[str, ...] | None,
+) -> None:
+    with _step(console, result, f"import {dataset} from {source_path}") as report:
+        summary = import_dataset(
+            dataset, source_path, store, list(entities) if entities is not None else None
+        )
+        report(
+            f"{len(summary.entities)} entities ({', '.join(summary.entities)}) × "
+            f"{summary.metrics} metrics: {summary.rows:,} metric rows in {summary.partitions} "
+            f"hourly partitions; {summary.incidents} incidents, {summary.anomalous_rows:,} of "
+            f"{summary.labelled_rows:,} labelled rows anomalous ({summary.anomaly_fraction:.1%})"
+        )
+
+
+def _skip(console: Console, result: DemoResult, name: str, reason: str) -> None:
+    """A step that does not apply to this run: listed with its reason, never left out."""
+    result.rows.append((name, "–", f"skipped: {reason}"))
+    console.print(f"[yellow]–[/yellow] {name}: skipped ({reason})")
+
+
+def _previous_dataset(store_path: Path) -> DatasetInfo | None:
+    """What the previous run's store held (None when there was no store)."""
+    if not store_path.exists():
+        return None
+    return read_dataset_info(ObjectStore.from_uri(str(store_path)))
+
+
+def _reset_registry_if_metrics_changed(
+    config: DemoConfig, console: Console, previous: DatasetInfo | None, current: DatasetInfo
+) -> None:
+    """Drop the demo's MLflow registry when the data's metrics changed: its alias holders
+    take other features, so the new run could neither be compared with them nor served
+    beside them."""
+    registry = config.stack_path / "mlflow"
+    if previous is None or previous.metrics == current.metrics or not registry.exists():
+        return
+    shutil.rmtree(registry)
+    console.print(
+        f"[yellow]MLflow registry reset[/yellow]: the previous demo ran on {previous.name!r} "
+        f"({len(previous.metrics)} metrics), whose models cannot score {current.name!r} "
+        f"({len(current.metrics)} metrics)"
+    )
+
+
+def held_out_start(store: ObjectStore, split: SplitConfig) -> datetime | None:
+    """Where training's held-out test rows begin (a time split holds out the latest rows,
+    computed by the training's own ``split_rows``); None for a stratified split."""
+    if split.method != "time":
+        return None
+    keys = store.list_keys(FEATURES_PREFIX, "features.parquet")
+    stamps = pl.concat([pl.DataFrame(store.read_table(key, columns=[TIMESTAMP])) for key in keys])
+    values = stamps[TIMESTAMP].to_numpy()
+    test = split_rows(values, np.zeros(len(values), dtype=np.int8), split).test
+    first = stamps[TIMESTAMP].gather(test).min()
+    assert isinstance(first, datetime)
+    return first
+
+
+def _held_out_text(start: datetime, end: datetime, test_start: datetime | None) -> str:
+    if test_start is None:
+        return "training split its rows at random (stratified), so the range overlaps them"
+    if test_start <= start:
+        return "the whole range lies in training's held-out test rows"
+    unseen = max(end - test_start, timedelta(0))
+    return (
+        f"training's held-out test rows start at {test_start:%Y-%m-%d %H:%M}: the last "
+        f"{unseen.total_seconds() / 3600:.1f} h of the range were never trained on"
+    )
 
 
 def _serve(config: DemoConfig, console: Console, result: DemoResult, store: ObjectStore) -> None:
@@ -171,11 +302,12 @@ def _serve(config: DemoConfig, console: Console, result: DemoResult, store: Obje
     logs = stack / "logs"
     mlflow = _start(console, result, "start MLflow", lambda: start_local_mlflow(stack), logs)
     result.tracking_uri = mlflow.url
+    training_config = load_training_config(
+        DEMO_CONFIG_PATH if config.dataset is None else DEMO_DATASET_CONFIG_PATH
+    )
     with _step(console, result, "train and register") as report:
         run_path = config.work_path / "runs" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        training = run_training(
-            store, load_training_config(DEMO_CONFIG_PATH), mlflow.url, run_path, console
-        )
+        training = run_training(store, training_config, mlflow.url, run_path, console)
         result.training = training
         if training.registration_error:
             raise RuntimeError(training.registration_error)
@@ -191,12 +323,12 @@ def _serve(config: DemoConfig, console: Console, result: DemoResult, store: Obje
     ) as report:
         explainer = start_explainer(stack)
         report(f"{explainer.service.url}/explain, {explainer.indexed_chunks} runbook chunks")
-    day_end = datetime.combine(simulation_end(config), datetime.min.time(), tzinfo=UTC)
-    replay = (day_end - timedelta(days=1), day_end)
+    replay = replay_range(store, SCORER_WINDOW)
+    held_out = _held_out_text(*replay, held_out_start(store, training_config.split))
     scorer = _start(
         console,
         result,
-        "start the scorer (replays the last day through the A/B router)",
+        "start the scorer (replays the last day of data through the A/B router)",
         lambda: start_scorer(
             stack, str(config.store_path), mlflow.url, serving, replay, explainer.service.url
         ),
@@ -204,13 +336,15 @@ def _serve(config: DemoConfig, console: Console, result: DemoResult, store: Obje
     )
     with _step(console, result, "replay the last day and send ground-truth feedback") as report:
         wait_for_replay(scorer.url, replay[1])
-        outcome = send_feedback(store, scorer.url, *replay, timedelta(minutes=5))
+        outcome = send_feedback(store, scorer.url, *replay, SCORER_WINDOW)
         result.replay = outcome
         report(
+            f"{replay[0]:%Y-%m-%d %H:%M} to {replay[1]:%Y-%m-%d %H:%M} UTC ({held_out}): "
             f"{outcome.windows:,} instance-windows scored ({outcome.by_model}); "
             f"{outcome.flagged:,} flagged, precision {outcome.precision:.2f}, recall "
             f"{outcome.recall:.2f} against {outcome.true_anomalous:,} truly anomalous; "
-            f"{outcome.feedback_sent:,} feedback labels sent (last 6 h)"
+            f"{outcome.feedback_sent:,} feedback labels sent (last "
+            f"{outcome.feedback_span.total_seconds() / 3600:g} h)"
         )
     with _step(console, result, "A/B report") as report:
         weights = load_ab_config()

@@ -1,9 +1,11 @@
 """The demo's replay: the scorer scores a past day, then ground truth comes back as feedback.
 
-The scorer service replays the range at startup (``VIGIL_SCORER_REPLAY_*``); this module waits
-for it through the scorer's own metric, then sends one ``POST /feedback`` per scored
-(instance, window) with the label the simulator wrote (1 when the window overlaps one of the
-instance's incidents), and measures window-level detection against the same truth.
+The range is the last day of the store's feature rows (``replay_range``), whatever filled the
+store (the fleet simulator or a dataset importer). The scorer service replays it at startup
+(``VIGIL_SCORER_REPLAY_*``); this module waits for it through the scorer's own metric, then
+sends one ``POST /feedback`` per scored (instance, window) with the ground truth the store
+holds (1 when the window overlaps one of the instance's incidents), and measures window-level
+detection against the same truth.
 """
 
 import re
@@ -14,13 +16,18 @@ from datetime import datetime, timedelta
 import httpx
 import polars as pl
 
-from contracts.layout import INCIDENTS_PATH
+from contracts.dataset import read_dataset_info
+from contracts.features import INSTANCE_ID, TIMESTAMP
+from contracts.layout import FEATURES_PREFIX, INCIDENTS_PATH
 from contracts.store import ObjectStore
 from serving.prediction_log import read_predictions
+from serving.scorer import window_start_of
 
-# Reviewers label recent alerts, not a whole day; 6 hours of a 50-instance fleet is 3,600
-# labels, more than the scorer's accuracy window (1,000 per model) and the A/B test need.
-FEEDBACK_SPAN = timedelta(hours=6)
+REPLAY_SPAN = timedelta(days=1)
+# Reviewers label recent alerts, not a whole day of a large fleet: the most recent windows up
+# to 3,600 labels (6 hours of the demo's 50-instance fleet; the whole day of a few machines),
+# more than the scorer's accuracy window (1,000 per model) and the A/B test need.
+FEEDBACK_LABELS = 3600
 _LAST_WINDOW = re.compile(r"^scorer_last_window_end_timestamp_seconds ([0-9.e+]+)$", re.M)
 
 
@@ -33,6 +40,7 @@ class ReplayOutcome:
     flagged: int
     true_positives: int
     feedback_sent: int
+    feedback_span: timedelta  # the most recent part of the range the labels were sent for
     by_model: dict[str, int]
 
     @property
@@ -42,6 +50,47 @@ class ReplayOutcome:
     @property
     def recall(self) -> float:
         return self.true_positives / self.true_anomalous if self.true_anomalous else 0.0
+
+
+def replay_range(
+    store: ObjectStore, window: timedelta, span: timedelta = REPLAY_SPAN
+) -> tuple[datetime, datetime]:
+    """The last ``span`` of the store's feature rows, on the scorer's window boundaries.
+
+    The range ends where the latest feature row ends (its timestamp plus one sampling step),
+    floored to a window boundary so that the last replayed window is complete, and starts
+    ``span`` earlier, or at the first whole window of data when the store holds less.
+
+    Raises:
+        ValueError: the store holds no feature rows, or less than one window of them.
+    """
+    keys = store.list_keys(FEATURES_PREFIX, "features.parquet")
+    stamps = pl.concat(
+        [pl.DataFrame(store.read_table(key, columns=[TIMESTAMP])) for key in keys]
+        or [pl.DataFrame(schema={TIMESTAMP: pl.Datetime("ms", "UTC")})]
+    )[TIMESTAMP]
+    if stamps.is_empty():
+        raise ValueError(f"no feature rows under {store.uri}/{FEATURES_PREFIX}: nothing to replay")
+    step = timedelta(seconds=read_dataset_info(store).step_seconds)
+    first, last = stamps.min(), stamps.max()
+    assert isinstance(first, datetime)
+    assert isinstance(last, datetime)
+    end = window_start_of(last + step, window)
+    first_window = window_start_of(first, window)
+    start = max(end - span, first_window if first_window == first else first_window + window)
+    if start >= end:
+        raise ValueError(
+            f"the feature rows span {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M}: less "
+            f"than one whole {window} window to replay"
+        )
+    return start, end
+
+
+def feedback_span(instances: int, window: timedelta, span: timedelta) -> timedelta:
+    """The most recent part of a ``span`` whose windows of ``instances`` instances hold at most
+    ``FEEDBACK_LABELS`` labels (at least one window, at most the whole span)."""
+    windows = max(1, FEEDBACK_LABELS // max(instances, 1))
+    return min(span, windows * window)
 
 
 def wait_for_replay(scorer_url: str, end: datetime, timeout: float = 900) -> None:
@@ -83,12 +132,15 @@ def send_feedback(
     start: datetime,
     end: datetime,
     window: timedelta,
-    feedback_span: timedelta = FEEDBACK_SPAN,
+    span: timedelta | None = None,
 ) -> ReplayOutcome:
-    """POST the true label of every window scored in the last ``feedback_span``; return the
+    """POST the true label of every window scored in the last ``span`` (default: as many
+    recent windows as ``FEEDBACK_LABELS`` allows, see ``feedback_span``); return the
     detection quality of the whole range."""
     truth = window_truth(store, read_predictions(store, start, end), window)
-    recent = truth.filter(pl.col("window_start") >= end - feedback_span)
+    if span is None:
+        span = feedback_span(truth[INSTANCE_ID].n_unique(), window, end - start)
+    recent = truth.filter(pl.col("window_start") >= end - span)
     with httpx.Client(base_url=scorer_url, timeout=30) as client:
         for row in recent.iter_rows(named=True):
             response = client.post(
@@ -107,5 +159,6 @@ def send_feedback(
         flagged=flagged.height,
         true_positives=int(flagged["anomalous"].sum()),
         feedback_sent=recent.height,
+        feedback_span=span,
         by_model=dict(truth.group_by("model").len().iter_rows()),
     )
