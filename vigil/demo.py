@@ -53,6 +53,7 @@ from training.simulator import SimulationConfig, push_to_cloudwatch, write_simul
 from vigil.dashboard_check import wait_for_panel_data
 from vigil.demo_replay import ReplayOutcome, replay_range, send_feedback, wait_for_replay
 from vigil.local_stack import (
+    start_alertmanager,
     start_explainer,
     start_local_mlflow,
     start_prometheus,
@@ -361,8 +362,16 @@ def _serve(config: DemoConfig, console: Console, result: DemoResult, store: Obje
         "scorer": [scorer.url.removeprefix("http://")],
         "explainer": [explainer.service.url.removeprefix("http://")],
     }
+    alertmanager = _start(
+        console, result, "start Alertmanager", lambda: start_alertmanager(stack), logs
+    )
+    alerts_to = alertmanager.url.removeprefix("http://")
     prometheus = _start(
-        console, result, "start Prometheus", lambda: start_prometheus(stack, targets), logs
+        console,
+        result,
+        "start Prometheus",
+        lambda: start_prometheus(stack, targets, alerts_to),
+        logs,
     )
     result.prometheus_url = prometheus.url
     with _step(console, result, "check every dashboard panel query against Prometheus") as report:
