@@ -246,6 +246,17 @@ def alertmanager_config() -> str:
     return yaml.safe_dump(document, sort_keys=False)
 
 
+def alertmanager_argv(config_path: Path, data_path: Path, port: int) -> list[str]:
+    """Alertmanager on 127.0.0.1:``port`` with clustering off (no gossip port)."""
+    return [
+        "prometheus-alertmanager",
+        f"--config.file={config_path}",
+        f"--storage.path={data_path}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]
+
+
 def start_alertmanager(stack_path: Path) -> ServerProcess:
     """Alertmanager on loopback with the repository's routing (``alertmanager_config``);
     clustering off, so it opens no gossip port."""
@@ -254,13 +265,7 @@ def start_alertmanager(stack_path: Path) -> ServerProcess:
     config_path = root / "alertmanager.yml"
     config_path.write_text(alertmanager_config())
     port = free_port()
-    argv = [
-        "prometheus-alertmanager",
-        f"--config.file={config_path}",
-        f"--storage.path={root / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--cluster.listen-address=",
-    ]
+    argv = alertmanager_argv(config_path, root / "data", port)
     server = start_server(
         "alertmanager", argv, f"http://127.0.0.1:{port}", READY, _logs(stack_path), detach=True
     )

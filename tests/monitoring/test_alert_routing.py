@@ -19,6 +19,7 @@ import httpx
 import pytest
 import yaml
 
+from vigil.local_stack import alertmanager_argv
 from vigil.processes import ServerProcess, free_port, start_server
 
 ALERTMANAGER_CONFIG = (
@@ -112,13 +113,7 @@ def alertmanager(
     config_path = root / "alertmanager.yml"
     config_path.write_text(yaml.safe_dump(config))
     port = free_port()
-    argv = [
-        "prometheus-alertmanager",
-        f"--config.file={config_path}",
-        f"--storage.path={root / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--cluster.listen-address=",
-    ]
+    argv = alertmanager_argv(config_path, root / "data", port)
     server = start_server("alertmanager", argv, f"http://127.0.0.1:{port}", "/-/ready", root)
     yield server
     server.stop()
