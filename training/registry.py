@@ -10,6 +10,8 @@ Triton models). A model that fails its gates never receives an alias; a model re
 holder of an alias only if it scores better on this run's holdout.
 """
 
+import json
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ import polars as pl
 import xgboost as xgb
 from catboost import CatBoostClassifier
 from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
+from mlflow.exceptions import MlflowException, RestException
 from mlflow.models import ModelSignature, get_model_info
 from mlflow.types import ColSpec, DataType, Schema
 from numpy.typing import NDArray
@@ -40,6 +42,8 @@ REGISTERED_NAMES = {XGBOOST: XGBOOST_MODEL, CATBOOST: CATBOOST_MODEL}
 LABEL_COLUMN = "true_label"
 OUTPUT_NAME = "anomaly_probability"
 REFERENCE_SAMPLE_ROWS = 100_000
+REGISTRATION_ATTEMPTS = 3
+RECONNECT_SECONDS = 60.0
 
 
 class RegistrationError(RuntimeError):
@@ -113,6 +117,11 @@ class RunDirectory:
     @property
     def registration(self) -> Path:
         return self.path / "registration.json"
+
+    @property
+    def registration_attempt(self) -> Path:
+        """The MLflow run an unfinished registration logged into, to resume rather than redo."""
+        return self.path / "registration-attempt.json"
 
     def model_path(self, kind: str) -> Path:
         return self.path / "models" / ("xgboost.json" if kind == XGBOOST else "catboost.cbm")
@@ -230,27 +239,48 @@ def register_run(
         raise FileNotFoundError(f"{run_dir.run_record} is missing: not a training run directory")
     run = TrainedRun.model_validate_json(run_dir.run_record.read_text())
     retry = f"the models are kept in {run_path}; retry with `vigil register {run_path}`"
-    _require_reachable(tracking_uri, retry)
-    try:
-        result = _register(run_dir, run, tracking_uri, replace_on_feature_change)
-    except (MlflowException, RequestException, OSError) as error:
-        raise RegistrationError(f"registration in MLflow failed ({error}); {retry}") from error
+    unreachable = _unreachable(tracking_uri)
+    if unreachable:
+        raise RegistrationError(f"MLflow at {tracking_uri} is unreachable ({unreachable}); {retry}")
+    for attempt in range(1, REGISTRATION_ATTEMPTS + 1):
+        try:
+            result = _register(run_dir, run, tracking_uri, replace_on_feature_change)
+            break
+        except RestException as error:  # MLflow answered and refused: retrying cannot help
+            refused = f"MLflow refused the registration ({error}); {retry}"
+            raise RegistrationError(refused) from error
+        except (MlflowException, RequestException, OSError) as error:
+            # The connection broke (MLflow restarting, a network blip): resume once it is back.
+            if attempt == REGISTRATION_ATTEMPTS or not _back_up(tracking_uri):
+                raise RegistrationError(
+                    f"registration in MLflow failed ({error}); {retry}"
+                ) from error
     run_dir.registration.write_text(result.model_dump_json(indent=2))
+    run_dir.registration_attempt.unlink(missing_ok=True)
     return result
 
 
-def _require_reachable(tracking_uri: str, retry: str) -> None:
+def _unreachable(tracking_uri: str) -> str | None:
+    """Why an HTTP tracking server does not answer its health check, or None if it does."""
     if not tracking_uri.startswith(("http://", "https://")):
-        return
+        return None
     try:
         with urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=5):
-            return
+            return None
     except urllib.error.HTTPError:
-        return  # it answers HTTP: it is up
+        return None  # it answers HTTP: it is up
     except OSError as error:
-        raise RegistrationError(
-            f"MLflow at {tracking_uri} is unreachable ({error}); {retry}"
-        ) from error
+        return str(error)
+
+
+def _back_up(tracking_uri: str) -> bool:
+    """Whether the tracking server answers again within ``RECONNECT_SECONDS``."""
+    deadline = time.monotonic() + RECONNECT_SECONDS
+    while _unreachable(tracking_uri):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(1.0)
+    return True
 
 
 @dataclass(frozen=True)
@@ -277,11 +307,16 @@ def _register(
         outputs=Schema([ColSpec(DataType.float, OUTPUT_NAME)]),
     )
     versions: dict[str, str] = {}
-    with mlflow.start_run() as active:
+    with mlflow.start_run(run_id=_unfinished_run(run_dir, client, tracking_uri)) as active:
+        attempt = {"tracking_uri": tracking_uri, "run_id": active.info.run_id}
+        run_dir.registration_attempt.write_text(json.dumps(attempt))
         # Models first: MLflow 3 copies every metric already logged onto each logged model,
         # one request per metric, which doubled the registration time.
         for kind, evaluation in run.evaluations.items():
-            versions[kind] = _log_model(run_dir, kind, signature)
+            name = REGISTERED_NAMES[kind]
+            if not client.search_model_versions(_of_run(name, active.info.run_id)):
+                _log_model(run_dir, kind, signature)
+            versions[kind] = drop_duplicate_versions(client, name, active.info.run_id)
             client.set_model_version_tag(
                 REGISTERED_NAMES[kind],
                 versions[kind],
@@ -332,11 +367,11 @@ def _score(evaluation: ModelEvaluation, metric: str) -> float:
     return float("-inf") if value is None else float(value)
 
 
-def _log_model(run_dir: RunDirectory, kind: str, signature: ModelSignature) -> str:
+def _log_model(run_dir: RunDirectory, kind: str, signature: ModelSignature) -> None:
     model = load_model(run_dir, kind)
     name = REGISTERED_NAMES[kind]
     if kind == XGBOOST:
-        info = mlflow.xgboost.log_model(
+        mlflow.xgboost.log_model(
             model,
             name=name,
             signature=signature,
@@ -345,14 +380,45 @@ def _log_model(run_dir: RunDirectory, kind: str, signature: ModelSignature) -> s
             pip_requirements=[_requirement("xgboost-cpu", "xgboost")],
         )
     else:
-        info = mlflow.catboost.log_model(
+        mlflow.catboost.log_model(
             model,
             name=name,
             signature=signature,
             registered_model_name=name,
             pip_requirements=[_requirement("catboost")],
         )
-    return str(info.registered_model_version)
+
+
+def _unfinished_run(run_dir: RunDirectory, client: MlflowClient, tracking_uri: str) -> str | None:
+    """The MLflow run of an interrupted registration on this server, if it still exists."""
+    if not run_dir.registration_attempt.exists():
+        return None
+    attempt = json.loads(run_dir.registration_attempt.read_text())
+    if attempt["tracking_uri"] != tracking_uri:
+        return None
+    try:
+        return str(client.get_run(attempt["run_id"]).info.run_id)
+    except RestException:  # deleted since: start afresh
+        return None
+
+
+def _of_run(name: str, run_id: str) -> str:
+    return f"name = '{name}' and run_id = '{run_id}'"
+
+
+def drop_duplicate_versions(client: MlflowClient, name: str, run_id: str) -> str:
+    """The run's first version of ``name``, after deleting any later version of the same run.
+
+    MLflow's client retries a ``create`` whose answer was lost (the server died after it
+    created the version): the retry makes a second version from the same run and source.
+    Each registration logs one model per name, so every version of this run but the first
+    is such a duplicate.
+    """
+    found = client.search_model_versions(_of_run(name, run_id))
+    first, *duplicates = sorted(found, key=lambda found_version: int(found_version.version))
+    for duplicate in duplicates:
+        client.delete_model_version(name, duplicate.version)
+    return str(first.version)
 
 
 def _requirement(*distributions: str) -> str:

@@ -26,6 +26,7 @@ from training.pipeline import TrainingSummary, run_training
 from training.registry import (
     RegistrationError,
     RunDirectory,
+    drop_duplicate_versions,
     load_holdout,
     register_run,
 )
@@ -60,6 +61,10 @@ def runs(fleet_store: ObjectStore, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def _copy(run: Path, tmp_path: Path, name: str) -> Path:
     return Path(shutil.copytree(run, tmp_path / name))
+
+
+def _experiments(client: MlflowClient) -> list[str]:
+    return [experiment.experiment_id for experiment in client.search_experiments()]
 
 
 def _aliases(client: MlflowClient) -> dict[str, str]:
@@ -193,17 +198,35 @@ def test_a_changed_feature_set_is_refused_unless_replacing(
         assert info.signature.inputs.input_names() == feature_columns(["CPUUtilization"])
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known race: when MLflow dies after creating a model version but before answering, "
-    "the client's retried create makes a second version (seen once in a clean-clone run); "
-    "registration must look up the run's version before creating one",
-)
+def test_a_version_duplicated_by_a_retried_create_is_dropped(
+    runs: dict[str, Path], tracking_uri: str, tmp_path: Path
+) -> None:
+    """The state a lost ``create`` answer leaves behind: two versions from one run and source.
+    Reconciling keeps the first, which the aliases point to, and deletes the other."""
+    client = MlflowClient(tracking_uri)
+    result = register_run(_copy(runs["strong"], tmp_path, "strong"), tracking_uri)
+    first = client.get_model_version("xgboost_anomaly", "1")
+    retried = client.create_model_version(
+        "xgboost_anomaly",
+        first.source,
+        first.run_id,
+        model_id=first.source.removeprefix("models:/"),
+    )
+    assert retried.version == "2"
+
+    assert drop_duplicate_versions(client, "xgboost_anomaly", result.run_id) == "1"
+    assert drop_duplicate_versions(client, "catboost_anomaly", result.run_id) == "1"
+
+    remaining = client.search_model_versions("name = 'xgboost_anomaly'")
+    assert [version.version for version in remaining] == ["1"]
+    assert _aliases(client) == result.aliases
+
+
 def test_mlflow_restarted_during_registration_loses_nothing(
     runs: dict[str, Path], tmp_path: Path
 ) -> None:
     """Drill: MLflow is killed once the first model version exists and comes back on the same
-    port; the client's retries carry the registration through and every model is usable."""
+    port; the registration resumes its own MLflow run, and every model is there once and usable."""
     root = tmp_path / "mlflow"
     root.mkdir()
     port = free_port()
@@ -227,6 +250,10 @@ def test_mlflow_restarted_during_registration_loses_nothing(
             assert result.aliases == _aliases(client)
             for name in ("xgboost_anomaly", "catboost_anomaly"):
                 assert len(client.search_model_versions(f"name = '{name}'")) == 1
+            assert [
+                run.info.run_id for run in client.search_runs(["0", *_experiments(client)])
+            ] == [result.run_id]
+            assert not RunDirectory(run_path).registration_attempt.exists()
             mlflow.set_tracking_uri(restarted.url)
             rows, _ = load_holdout(RunDirectory(run_path), feature_columns(METRICS))
             champion = mlflow.pyfunc.load_model("models:/xgboost_anomaly@champion")
