@@ -117,7 +117,8 @@ class ExplanationDispatcher:
         headers = {"X-API-Key": api_key.get_secret_value()} if api_key else {}
         self._http = httpx.Client(timeout=timeout_s, headers=headers)
         self._queue: queue.Queue[Anomaly | None] = queue.Queue(maxsize=queue_size)
-        metrics.explanation_queue.set_function(self._queue.qsize)
+        # Queued and in the worker's hands: what the explainer still owes an answer for.
+        metrics.explanation_queue.set_function(lambda: self._queue.unfinished_tasks)
         self._worker = threading.Thread(target=self._run, name="explanations", daemon=True)
         self._worker.start()
 

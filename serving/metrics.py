@@ -73,7 +73,7 @@ class ScorerMetrics:
         )
         self.explanation_queue = Gauge(
             "explanation_queue_depth",
-            "Confident anomalies queued for the explainer, not yet sent.",
+            "Confident anomalies waiting for or being explained, not yet answered.",
             registry=r,
         )
         self.window_duration = Histogram(

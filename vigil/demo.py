@@ -51,7 +51,13 @@ from training.pipeline import TrainingSummary, run_training
 from training.quality_job import validate_store
 from training.simulator import SimulationConfig, push_to_cloudwatch, write_simulation
 from vigil.dashboard_check import wait_for_panel_data
-from vigil.demo_replay import ReplayOutcome, replay_range, send_feedback, wait_for_replay
+from vigil.demo_replay import (
+    ReplayOutcome,
+    replay_range,
+    send_feedback,
+    wait_for_explanations,
+    wait_for_replay,
+)
 from vigil.local_stack import (
     start_alertmanager,
     start_explainer,
@@ -61,7 +67,7 @@ from vigil.local_stack import (
     start_serving,
 )
 from vigil.processes import ServerProcess, start_moto
-from vigil.report.collect import collect_report
+from vigil.report.collect import EXPLANATION_CARDS, collect_report
 from vigil.report.publish import log_report
 from vigil.report.render import write_report
 from vigil.stack import stop_stack
@@ -71,6 +77,9 @@ DEMO_CONFIG_PATH = DEFAULT_CONFIG_PATH.with_name("demo.yaml")
 DEMO_DATASET_CONFIG_PATH = DEFAULT_CONFIG_PATH.with_name("demo-dataset.yaml")
 # The scorer's window (the demo leaves VIGIL_SCORER_WINDOW_SECONDS at its default).
 SCORER_WINDOW = timedelta(seconds=ScorerSettings.model_fields["window_seconds"].default)
+# How long the demo lets the local LLM work through queued anomalies before the report:
+# enough for the report's cards at its few seconds per answer, short of the 15-minute budget.
+EXPLANATION_WAIT_SECONDS = 120.0
 
 
 class DemoStepError(RuntimeError):
@@ -377,6 +386,12 @@ def _serve(config: DemoConfig, console: Console, result: DemoResult, store: Obje
     with _step(console, result, "check every dashboard panel query against Prometheus") as report:
         checked = wait_for_panel_data(prometheus.url)
         report(f"all {checked} panel queries of the 4 Grafana dashboards return data")
+    with _step(console, result, "let the explainer catch up") as report:
+        explained = wait_for_explanations(scorer.url, EXPLANATION_CARDS, EXPLANATION_WAIT_SECONDS)
+        report(
+            f"{explained.sent} explained, {explained.queued} still queued, "
+            f"{explained.failed} failed, {explained.dropped} dropped (queue full)"
+        )
     with _step(console, result, "write the report") as report:
         path = write_report(collect_report(store, mlflow.url, ab, *replay), config.report_path)
         artifact = log_report(path, mlflow.url, training.registration.run_id)

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 import httpx
 import polars as pl
+from prometheus_client.parser import text_string_to_metric_families
 
 from contracts.dataset import read_dataset_info
 from contracts.features import INSTANCE_ID, TIMESTAMP
@@ -103,6 +104,47 @@ def wait_for_replay(scorer_url: str, end: datetime, timeout: float = 900) -> Non
             return
         time.sleep(1)
     raise TimeoutError(f"the scorer had not replayed up to {end.isoformat()} in {timeout:.0f} s")
+
+
+@dataclass(frozen=True)
+class ExplanationProgress:
+    """The scorer's explanation requests so far: answered, failed, dropped, still queued."""
+
+    sent: int
+    failed: int
+    dropped: int
+    queued: int
+
+
+def explanation_progress(scorer_url: str) -> ExplanationProgress:
+    """Read the explanation counters and queue depth from the scorer's ``/metrics``."""
+    samples = {}
+    for family in text_string_to_metric_families(
+        httpx.get(f"{scorer_url}/metrics", timeout=10).text
+    ):
+        for sample in family.samples:
+            if sample.name == "explanation_requests_total":
+                samples[sample.labels["outcome"]] = int(sample.value)
+            elif sample.name == "explanation_queue_depth":
+                samples["queued"] = int(sample.value)
+    return ExplanationProgress(
+        sent=samples.get("sent", 0),
+        failed=samples.get("failed", 0),
+        dropped=samples.get("dropped", 0),
+        queued=samples.get("queued", 0),
+    )
+
+
+def wait_for_explanations(scorer_url: str, wanted: int, timeout: float) -> ExplanationProgress:
+    """Give the explainer up to ``timeout`` seconds to answer ``wanted`` requests in all (or
+    to empty its queue): the demo's local LLM answers one every few seconds, so the replay
+    ends with most confident anomalies still queued."""
+    deadline = time.monotonic() + timeout
+    progress = explanation_progress(scorer_url)
+    while progress.sent < wanted and progress.queued and time.monotonic() < deadline:
+        time.sleep(1)
+        progress = explanation_progress(scorer_url)
+    return progress
 
 
 def window_truth(store: ObjectStore, predictions: pl.DataFrame, window: timedelta) -> pl.DataFrame:

@@ -28,6 +28,7 @@ from serving.window_features import read_window_features
 from tests.serving.conftest import Predict, Registered
 from tests.serving.scorer_helpers import sample, scrape, serve_in_thread
 from tests.training.conftest import START, write_fleet_store
+from vigil.demo_replay import wait_for_explanations
 from vigil.processes import ServerProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("triton")]
@@ -331,8 +332,16 @@ def test_a_stuck_explainer_never_blocks_scoring(
         try:
             results = replay(scorer, START, END)  # returns while the explainer is stuck
             registry = scorer.metrics.registry
-            assert registry.get_sample_value("explanation_queue_depth") == 1  # the queue is full
-            release.set()
+            # One request in the explainer's hands, one filling the queue: both still owed.
+            assert registry.get_sample_value("explanation_queue_depth") == 2
+            with serve_in_thread(create_app(scorer)) as scorer_url:
+                # What the demo waits on, bounded: nothing answers, so it gives up in time.
+                stuck = wait_for_explanations(scorer_url, wanted=5, timeout=2)
+                assert (stuck.sent, stuck.queued) == (0, 2)
+                release.set()
+                drained = wait_for_explanations(scorer_url, wanted=5, timeout=30)
+                assert (drained.sent, drained.queued, drained.failed) == (0, 0, 2)
+                assert drained.dropped == stuck.dropped > 0
             assert scorer.dispatcher is not None
             assert scorer.dispatcher.wait_idle(30)
             assert registry.get_sample_value("explanation_queue_depth") == 0

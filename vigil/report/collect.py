@@ -33,6 +33,8 @@ SUMMARY_ARTIFACT = "summary.json"
 DEFAULT_WINDOW = timedelta(seconds=ScorerSettings.model_fields["window_seconds"].default)
 SOURCES_PER_CARD = 3
 
+EXPLANATION_CARDS = 12
+
 
 def collect_report(
     store: ObjectStore,
@@ -44,7 +46,7 @@ def collect_report(
     window: timedelta = DEFAULT_WINDOW,
     top_features: int = 15,
     timeline_instances: int = 4,
-    max_cards: int = 12,
+    max_cards: int = EXPLANATION_CARDS,
 ) -> ReportData:
     """Everything the page shows about the windows starting in ``[start, end)``.
 
