@@ -1,5 +1,6 @@
 """``vigil``: thin Typer commands over functions the tests call directly."""
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -14,6 +15,14 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def quiet_mlflow_downloads() -> None:
+    """Every command shows its own progress; MLflow's bar per artifact download only clutters it."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
 app.command("simulate")(data_commands.simulate)
 app.command("export")(data_commands.export_command)
 app.command("import-dataset")(data_commands.import_dataset_command)
