@@ -54,6 +54,7 @@ bench: setup ## run the benchmarks (they print ratios against a baseline)
 	$(PY) bench/features.py
 	$(PY) bench/export.py
 	$(PY) bench/training.py
+	$(PY) bench/window_read.py
 	$(PY) bench/serving.py
 	$(PY) bench/loadtest.py
 	$(PY) bench/rag.py

@@ -342,7 +342,8 @@ def _repeated(names: Sequence[str]) -> set[str]:
 
 
 def _require_columns(frame: pl.DataFrame, columns: Sequence[str], what: str) -> None:
-    if missing := [c for c in columns if c not in frame.columns]:
+    present = set(frame.columns)
+    if missing := [c for c in columns if c not in present]:
         raise ValueError(f"{what} lacks columns {missing}; it has {frame.columns}")
 
 

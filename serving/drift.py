@@ -58,13 +58,14 @@ class DriftMonitor:
 
     def add(self, window_end: datetime, rows: pl.DataFrame) -> None:
         """Count a window's rows (columns named after features; others are ignored)."""
+        present = set(rows.columns)
         counts = {
             name: np.bincount(
                 np.searchsorted(edges, rows[name].to_numpy(), side="right"),
                 minlength=len(self.expected[name]),
             )
             for name, edges in self.inner_edges.items()
-            if name in rows.columns
+            if name in present
         }
         self._windows.append((window_end, counts))
         while self._windows and self._windows[0][0] <= window_end - self.span:

@@ -66,12 +66,13 @@ def read_window_features(
         schema: dict[str, pl.DataType] = {INSTANCE_ID: pl.String(), TIMESTAMP: TIMESTAMP_TYPE}
         schema.update({name: FEATURE_DTYPE() for name in feature_names})
         return pl.DataFrame(schema=schema)
-    if missing := [name for name in feature_names if name not in frame.columns]:
+    schema = frame.schema  # built on each access: once, not per feature
+    if missing := [name for name in feature_names if name not in schema]:
         raise ValueError(
             f"the {source} rows lack {len(missing)} features the models expect, e.g. "
             f"{missing[:5]}: the models were trained on another feature set"
         )
-    types = {name: frame.schema[name] for name in feature_names}
+    types = {name: schema[name] for name in feature_names}
     if wrong := {name: str(dtype) for name, dtype in types.items() if not dtype.is_numeric()}:
         shown = dict(list(wrong.items())[:5])
         raise ValueError(
@@ -110,7 +111,8 @@ def _from_features(
         return pa.table({})
     dataset = ds.dataset(paths, format="parquet", filesystem=store.fs)
     # Read every column so a missing feature is reported by name, not as a scan error.
-    columns = [c for c in [*ID_COLUMNS, *feature_names] if c in dataset.schema.names]
+    present = set(dataset.schema.names)
+    columns = [c for c in [*ID_COLUMNS, *feature_names] if c in present]
     return dataset.to_table(columns=columns, filter=_in_window(start, end))
 
 

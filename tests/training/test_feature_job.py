@@ -93,6 +93,36 @@ def test_windows_crossing_midnight_see_the_previous_day(store, small_batches):
     assert_frame_equal(read_features(store, DAY_2).filter(at), whole.filter(at), check_exact=True)
 
 
+def test_row_groups_hold_whole_hours_so_a_window_read_skips_the_others(
+    store, small_batches, monkeypatch
+):
+    build_features(store, DAY_2)
+    one_group_per_batch = read_features(store, DAY_2)
+    monkeypatch.setattr(feature_job, "ROW_GROUP_ROWS", 100)
+    build_features(store, DAY_2)
+
+    metadata = store.parquet_file(features_path(DAY_2)).metadata
+    column = metadata.schema.to_arrow_schema().get_field_index("timestamp")
+    spans = []
+    for index in range(metadata.num_row_groups):
+        statistics = metadata.row_group(index).column(column).statistics
+        spans.append((statistics.min.replace(tzinfo=UTC), statistics.max.replace(tzinfo=UTC)))
+    hour = timedelta(hours=1)
+    last_minute = timedelta(minutes=59)
+    # Batch 1 (2 instances, 120 rows an hour): one row group per hour. Batch 2 (1 instance,
+    # 60 rows an hour): two hours make its 100 rows.
+    assert spans == [
+        (MIDNIGHT, MIDNIGHT + last_minute),
+        (MIDNIGHT + hour, MIDNIGHT + hour + last_minute),
+        (MIDNIGHT, MIDNIGHT + hour + last_minute),
+    ]
+    in_file_order = read_features(store, DAY_2)
+    increasing = in_file_order.group_by("instance_id").agg(pl.col("timestamp").diff().min() > 0)
+    assert increasing["timestamp"].all()  # each instance's rows stay in time order
+    keys = ["instance_id", "timestamp"]
+    assert_frame_equal(in_file_order.sort(keys), one_group_per_batch.sort(keys))
+
+
 def test_every_day_is_built_when_no_day_is_given(store):
     summary = build_features(store)
     assert [d.day for d in summary.days] == [DAY_1, DAY_2] == raw_days(store)
