@@ -322,6 +322,10 @@ def test_clean_feature_table_scores_100_and_passes() -> None:
     assert all(c.passed for c in report.checks)
     assert report.quality_score == 100.0
     ensure_valid(report)
+    # Columns that pass are screened in one pass, yet every rule of every feature is reported.
+    reported = {(c.column, c.rule) for c in report.checks}
+    assert {(name, "finite") for name in FEATURES} <= reported
+    assert {("hour_of_day", "in_range"), ("is_weekend", "allowed_values")} <= reported
 
 
 @pytest.mark.parametrize(
