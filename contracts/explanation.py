@@ -13,6 +13,9 @@ AnalysisType = Literal[
 ]
 
 MAX_LOG_LINES = 200
+# ``POST /explain`` answers within this many seconds: past it the LLM is given up and the
+# runbook answer is returned, degraded. Callers wait somewhat longer than this.
+ANSWER_DEADLINE_SECONDS = 45.0
 MAX_LOG_LINE_CHARS = 2_000
 MAX_FEATURES = 50
 

@@ -70,18 +70,26 @@ class LLMClient:
     max_tokens: int
     temperature: float
     attempts: int
+    timeout_s: float  # per attempt
+    deadline_s: float  # all attempts
 
     def explain(self, system: str, user: str) -> LLMAnswer:
-        """Ask for an explanation; retries once (by default) on a timeout or an invalid reply.
+        """Ask for an explanation; retries once (by default) on a timeout or an invalid reply,
+        all attempts within ``deadline_s``.
 
         Raises:
-            LLMError: when every attempt failed; the message says why.
+            LLMError: when every attempt failed or the deadline passed; the message says why.
         """
         reasons = []
+        deadline = time.monotonic() + self.deadline_s
         for _ in range(self.attempts):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                reasons.append(f"no answer within the {self.deadline_s:g} s deadline")
+                break
             started = time.perf_counter()
             try:
-                reply = self.complete(system, user)
+                reply = self.complete(system, user, min(self.timeout_s, remaining))
                 return parse_answer(reply)
             except (openai.APIError, ValueError) as error:
                 reasons.append(f"{type(error).__name__}: {error}")
@@ -94,14 +102,16 @@ class LLMClient:
         models = self.client.with_options(timeout=2.0, max_retries=0).models.list()
         return f"ok ({', '.join(m.id for m in models.data)})"
 
-    def complete(self, system: str, user: str) -> str:
-        """One chat completion's text, unparsed (no retry).
+    def complete(self, system: str, user: str, timeout_s: float | None = None) -> str:
+        """One chat completion's text, unparsed (no retry), within ``timeout_s`` (default: the
+        OpenAI client's timeout).
 
         Raises:
             openai.APIError: the server failed or timed out.
             ValueError: the reply was empty.
         """
-        response = self.client.chat.completions.create(
+        client = self.client if timeout_s is None else self.client.with_options(timeout=timeout_s)
+        response = client.chat.completions.create(
             model=self.model,
             messages=[
                 {"role": "system", "content": system},
@@ -137,6 +147,8 @@ def make_llm_client(settings: RagSettings) -> LLMClient:
         settings.llm_max_tokens,
         settings.llm_temperature,
         attempts=1 + settings.llm_max_retries,
+        timeout_s=settings.llm_timeout_s,
+        deadline_s=settings.llm_deadline_s,
     )
 
 

@@ -6,6 +6,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contracts.explanation import ANSWER_DEADLINE_SECONDS
+
 RUNBOOKS_PATH = Path(__file__).parent / "runbooks"
 LOCAL_LLM_MODEL = "gemma-3-270m"  # the name rag.llm_server gives the local model
 
@@ -35,6 +37,11 @@ class RagSettings(BaseSettings):
     llm_api_key: SecretStr | None = None
     llm_timeout_s: float = Field(default=30.0, gt=0)
     llm_max_retries: int = Field(default=1, ge=0)
+    llm_deadline_s: float = Field(
+        default=ANSWER_DEADLINE_SECONDS,
+        gt=0,
+        description="Every LLM attempt of one /explain ends within this; then it is degraded.",
+    )
     llm_max_tokens: int = Field(default=384, ge=16)
     llm_temperature: float = Field(default=0.2, ge=0.0, le=2.0)
     top_k_logs: int = Field(default=5, ge=0, le=50)

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import AwareDatetime, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contracts.explanation import ANSWER_DEADLINE_SECONDS
 from contracts.serving import TRITON_GRPC_PORT
 
 # The model name the NGINX A/B router answers for; it routes each request to one arm.
@@ -71,7 +72,8 @@ class ScorerSettings(BaseSettings):
     explain_api_key: SecretStr | None = Field(default=None, description="Sent as X-API-Key.")
     explain_threshold: float = Field(default=0.85, ge=0.0, le=1.0)
     explain_queue_size: int = Field(default=100, ge=1)
-    explain_timeout_s: float = Field(default=60.0, gt=0)
+    # The explainer's own deadline, plus its retrieval and the requests ahead of this one.
+    explain_timeout_s: float = Field(default=ANSWER_DEADLINE_SECONDS + 15.0, gt=0)
     explain_top_features: int = Field(default=10, ge=1, le=50)
     explain_log_lines: int = Field(default=50, ge=0, le=200)
     replay_start: AwareDatetime | None = Field(

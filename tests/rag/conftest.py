@@ -159,6 +159,7 @@ def make_settings(
         "qdrant_path": tmp / "qdrant",
         "llm_base_url": llm_url,
         "llm_timeout_s": 60.0,
+        "llm_deadline_s": 120.0,  # two whole attempts: the tests share two cores
         **overrides,
     }
     return RagSettings.model_validate(values)

@@ -160,6 +160,26 @@ def test_llm_timeout_is_degraded(
     assert (answer.degraded_reason or "").count("Timeout") == 2  # the one retry was made
 
 
+def test_the_answer_deadline_cuts_the_llm_short(
+    llm_server: ServerProcess,
+    embedder: Embedder,
+    indexed: tuple[KnowledgeBase, object],
+    tmp_path: Path,
+) -> None:
+    """However long each attempt may take, /explain gives the LLM no more than its deadline:
+    the caller (the scorer) waits a bounded time for an answer, degraded if need be."""
+    settings = make_settings(
+        tmp_path, f"{llm_server.url}/v1", llm_timeout_s=60.0, llm_deadline_s=0.05
+    )
+    with _client(settings, embedder, indexed[0]) as test_client:
+        response = test_client.post("/explain", json=_body())
+    answer = ExplainResponse.model_validate(response.json())
+    assert answer.degraded is True
+    reason = answer.degraded_reason or ""
+    assert reason.count("Timeout") == 1  # the first attempt got what was left of the deadline
+    assert "no answer within the 0.05 s deadline" in reason  # and no retry was started
+
+
 def test_empty_collection_gives_the_generic_answer(embedder: Embedder, tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     kb = open_knowledge_base(settings)  # nothing indexed: the collection does not exist
