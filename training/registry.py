@@ -217,7 +217,10 @@ def register_run(
 ) -> RegistrationResult:
     """Log a finished training run to MLflow, register its models and move the aliases.
 
-    Safe to call again after a failure: a run that was registered returns its earlier result.
+    A connection that breaks midway (MLflow restarting) is waited out and the registration
+    resumed, up to ``REGISTRATION_ATTEMPTS`` times. Safe to call again after a failure: a run
+    that was registered returns its earlier result, an interrupted one resumes its MLflow run
+    (recorded in the run directory) and registers only the models still missing.
 
     Args:
         run_path: the run directory written by training.
@@ -230,7 +233,8 @@ def register_run(
 
     Raises:
         FeatureSetMismatchError: an alias holder expects other features; nothing was logged.
-        RegistrationError: MLflow is unreachable or failed; the run directory is kept.
+        RegistrationError: MLflow is unreachable, refused a request, or kept failing; the
+            run directory is kept.
     """
     run_dir = RunDirectory(run_path)
     if run_dir.registration.exists():
