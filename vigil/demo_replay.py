@@ -8,7 +8,6 @@ holds (1 when the window overlaps one of the instance's incidents), and measures
 detection against the same truth.
 """
 
-import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,6 +15,7 @@ from datetime import datetime, timedelta
 import httpx
 import polars as pl
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from contracts.dataset import read_dataset_info
 from contracts.features import INSTANCE_ID, TIMESTAMP
@@ -29,7 +29,6 @@ REPLAY_SPAN = timedelta(days=1)
 # to 3,600 labels (6 hours of the demo's 50-instance fleet; the whole day of a few machines),
 # more than the scorer's accuracy window (1,000 per model) and the A/B test need.
 FEEDBACK_LABELS = 3600
-_LAST_WINDOW = re.compile(r"^scorer_last_window_end_timestamp_seconds ([0-9.e+]+)$", re.M)
 
 
 @dataclass(frozen=True)
@@ -94,13 +93,21 @@ def feedback_span(instances: int, window: timedelta, span: timedelta) -> timedel
     return min(span, windows * window)
 
 
+def _scorer_samples(scorer_url: str) -> list[Sample]:
+    text = httpx.get(f"{scorer_url}/metrics", timeout=10).text
+    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
+
+
 def wait_for_replay(scorer_url: str, end: datetime, timeout: float = 900) -> None:
     """Block until the scorer's latest scored window reaches ``end``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        text = httpx.get(f"{scorer_url}/metrics", timeout=10).text
-        match = _LAST_WINDOW.search(text)
-        if match and float(match.group(1)) >= end.timestamp():
+        last = [
+            s
+            for s in _scorer_samples(scorer_url)
+            if s.name == "scorer_last_window_end_timestamp_seconds"
+        ]
+        if last and last[0].value >= end.timestamp():
             return
         time.sleep(1)
     raise TimeoutError(f"the scorer had not replayed up to {end.isoformat()} in {timeout:.0f} s")
@@ -119,14 +126,11 @@ class ExplanationProgress:
 def explanation_progress(scorer_url: str) -> ExplanationProgress:
     """Read the explanation counters and queue depth from the scorer's ``/metrics``."""
     samples = {}
-    for family in text_string_to_metric_families(
-        httpx.get(f"{scorer_url}/metrics", timeout=10).text
-    ):
-        for sample in family.samples:
-            if sample.name == "explanation_requests_total":
-                samples[sample.labels["outcome"]] = int(sample.value)
-            elif sample.name == "explanation_queue_depth":
-                samples["queued"] = int(sample.value)
+    for sample in _scorer_samples(scorer_url):
+        if sample.name == "explanation_requests_total":
+            samples[sample.labels["outcome"]] = int(sample.value)
+        elif sample.name == "explanation_queue_depth":
+            samples["queued"] = int(sample.value)
     return ExplanationProgress(
         sent=samples.get("sent", 0),
         failed=samples.get("failed", 0),
