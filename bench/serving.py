@@ -68,16 +68,14 @@ import pandas as pd  # noqa: E402
 import xgboost as xgb  # noqa: E402
 from numpy.typing import NDArray  # noqa: E402
 
-from contracts.features import feature_columns  # noqa: E402
 from contracts.serving import INPUT_TENSOR, XGBOOST_MODEL  # noqa: E402
 from contracts.store import ObjectStore  # noqa: E402
-from contracts.telemetry import FLEET_METRICS  # noqa: E402
 from serving.inference import InferenceClient  # noqa: E402
-from tests.training.conftest import METRICS, small_config, write_fleet_store  # noqa: E402
+from tests.training.conftest import small_config, write_fleet_store  # noqa: E402
 from training.config import load_training_config  # noqa: E402
 from training.feature_job import build_features  # noqa: E402
 from training.pipeline import run_training  # noqa: E402
-from training.registry import RunDirectory, load_holdout  # noqa: E402
+from training.registry import RunDirectory, load_detector, load_holdout  # noqa: E402
 from training.simulator import SimulationConfig, write_simulation  # noqa: E402
 from vigil.demo import DEMO_CONFIG_PATH, DemoConfig  # noqa: E402
 from vigil.local_stack import start_local_mlflow, start_serving  # noqa: E402
@@ -148,15 +146,16 @@ def registered_rows(tracking_uri: str, root: Path, model: str) -> NDArray[np.flo
         build_features(store)
         demo = load_training_config(DEMO_CONFIG_PATH)
         config = demo.model_copy(update={"gates": demo.gates.model_copy(update=NO_GATES)})
-        metrics = list(FLEET_METRICS)
     else:
         store = write_fleet_store(root / "fleet")
-        config, metrics = small_config(gates=NO_GATES), list(METRICS)
+        config = small_config(gates=NO_GATES)
     run_path = root / "run"
     summary = run_training(store, config, tracking_uri, run_path, None)
     if summary.registration is None:
         raise SystemExit(f"registration failed: {summary.registration_error}")
-    rows, _ = load_holdout(RunDirectory(run_path), feature_columns(metrics))
+    rows, _ = load_holdout(
+        RunDirectory(run_path), load_detector(RunDirectory(run_path)).input_names
+    )
     return rows
 
 

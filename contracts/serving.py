@@ -22,6 +22,11 @@ ALIASES = (CHAMPION, CHALLENGER)
 INPUT_TENSOR = "input__0"
 OUTPUT_TENSOR = "output__0"
 
+# Artefacts and tags training logs with each run / model version and serving reads back.
+REFERENCE_ARTIFACT = "reference_distributions.json"  # drift reference of the training rows
+DETECTOR_ARTIFACT = "detector.npz"  # contracts.detector.FittedDetector
+THRESHOLD_TAG = "threshold"  # model version tag: the probability at which it flags a row
+
 # The summary build_repository writes at the repository root (Triton loads only folders).
 REPOSITORY_SUMMARY = "repository.json"
 

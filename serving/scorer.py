@@ -97,7 +97,7 @@ class Scorer:
             ExplanationDispatcher(
                 settings.explain_url,
                 self.metrics,
-                models.feature_names,
+                models.detector.input_names,
                 models.explainer,
                 store,
                 queue_size=settings.explain_queue_size,
@@ -147,7 +147,8 @@ class Scorer:
                 self.models.feature_names,
                 self.settings.features_source,
             )
-            predictions = self._predict(rows, start)
+            inputs = self.models.model_inputs(rows.select(self.models.feature_names).to_numpy())
+            predictions = self._predict(rows, inputs, start)
             errors = predictions["error"].drop_nulls()
             if len(errors) and len(errors) == predictions.height:
                 raise WindowNotScoredError(
@@ -156,7 +157,7 @@ class Scorer:
                 )
             write_predictions(self.store, start, predictions)
             self._update_metrics(start, end, rows, predictions)
-            explained = self._trigger_explanations(start, end, rows, predictions)
+            explained = self._trigger_explanations(start, end, inputs, predictions)
         self.metrics.window_duration.observe(time.perf_counter() - began)
         self.metrics.last_window_end.set(end.timestamp())
         return WindowResult(start, end, predictions, explained)
@@ -226,15 +227,16 @@ class Scorer:
             self.settings.champion_weight,
         )
 
-    def _predict(self, rows: pl.DataFrame, start: datetime) -> pl.DataFrame:
-        matrix = rows.select(self.models.feature_names).to_numpy().astype(np.float32)
+    def _predict(
+        self, rows: pl.DataFrame, inputs: NDArray[np.float32], start: datetime
+    ) -> pl.DataFrame:
         instances = rows[INSTANCE_ID].to_numpy()
         bounds = np.flatnonzero(np.r_[True, instances[1:] != instances[:-1], True])
         # No rows, no request: an empty window's bounds would be one group of no row.
         pairs = itertools.pairwise(bounds) if len(instances) else []
         groups = [(str(instances[a]), a, b) for a, b in pairs]
         answers = list(
-            self._pool.map(lambda g: self._infer(g[0], matrix[g[1] : g[2]]), groups)
+            self._pool.map(lambda g: self._infer(g[0], inputs[g[1] : g[2]]), groups)
             if groups
             else []
         )
@@ -289,7 +291,9 @@ class Scorer:
             self.metrics.inference_errors.labels(model=model).inc()
             logger.warning("scoring %s with %s failed: %s", instance_id, model, error)
             return model, None, None, time.perf_counter() - started, str(error)
-        return answer.model, answer.version, answer.probabilities, answer.latency_seconds, None
+        # What is logged and judged is the detector's served score of the model's answer.
+        scores = self.models.scores(answer.model, answer.probabilities, rows)
+        return answer.model, answer.version, scores, answer.latency_seconds, None
 
     def _update_metrics(
         self, start: datetime, end: datetime, rows: pl.DataFrame, predictions: pl.DataFrame
@@ -318,7 +322,11 @@ class Scorer:
             self.metrics.drift_kl.labels(feature=feature).set(kl)
 
     def _trigger_explanations(
-        self, start: datetime, end: datetime, rows: pl.DataFrame, predictions: pl.DataFrame
+        self,
+        start: datetime,
+        end: datetime,
+        inputs: NDArray[np.float32],
+        predictions: pl.DataFrame,
     ) -> list[str]:
         scored = predictions.with_row_index("row").filter(pl.col("result").is_not_null())
         verdicts = scored.group_by(INSTANCE_ID, maintain_order=True).agg(
@@ -330,12 +338,11 @@ class Scorer:
         instances = self.incidents.observe(start, end, verdicts)
         if self.dispatcher is None or not instances:
             return instances
-        features = rows.select(self.models.feature_names).to_numpy().astype(np.float32)
         chosen = verdicts.filter(pl.col(INSTANCE_ID).is_in(instances))
         for instance, score, row, model in chosen.select(
             INSTANCE_ID, "max_probability", "row", "model"
         ).iter_rows():
-            self.dispatcher.submit(Anomaly(instance, start, end, score, model, features[row]))
+            self.dispatcher.submit(Anomaly(instance, start, end, score, model, inputs[row]))
         return instances
 
 

@@ -1,6 +1,6 @@
-"""What the scorer needs from MLflow: the alias holders, their thresholds and features, the
-reference feature distributions of the champion's training run, and the XGBoost model that
-explains anomalies.
+"""What the scorer needs from MLflow: the alias holders, their thresholds, the detector their
+training run fitted (features → model inputs → served score), the reference feature
+distributions of that run, and the XGBoost model that explains anomalies.
 
 All read once at start-up through an ``MlflowClient`` bound to the given tracking URI (never
 MLflow's process-wide URI).
@@ -14,17 +14,24 @@ from typing import Any
 
 import mlflow.artifacts
 import mlflow.xgboost
+import numpy as np
 import xgboost as xgb
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
+from numpy.typing import NDArray
 
-from contracts.serving import ALIASES, CHAMPION, MODEL_NAMES, XGBOOST_MODEL
+from contracts.detector import FittedDetector
+from contracts.serving import (
+    ALIASES,
+    CHAMPION,
+    DETECTOR_ARTIFACT,
+    MODEL_NAMES,
+    REFERENCE_ARTIFACT,
+    THRESHOLD_TAG,
+    XGBOOST_MODEL,
+)
 from serving.aliases import alias_holders
-
-# Logged by training at the root of each run's artifacts (see the run directory's layout).
-REFERENCE_ARTIFACT = "reference_distributions.json"
-THRESHOLD_TAG = "threshold"
 
 
 class ServedModelsError(RuntimeError):
@@ -44,16 +51,33 @@ class Arm:
 
 @dataclass(frozen=True)
 class ServedModels:
-    """The arms by alias, the features both expect, the drift reference and the explainer model.
+    """The arms by alias, the detector both read, the drift reference and the explainer.
 
-    ``explainer`` is the XGBoost alias holder (the champion when it is XGBoost), whose exact
-    TreeSHAP contributions explain an anomaly; None when no XGBoost model holds an alias.
+    Both arms take the same inputs (the router may send a request to either), so they come
+    from one training run (registration moves the aliases as a pair). ``explainer`` is the
+    XGBoost alias holder, whose exact TreeSHAP contributions explain an anomaly; None when no
+    XGBoost model holds an alias.
     """
 
     arms: dict[str, Arm]
-    feature_names: list[str]
+    detector: FittedDetector
     reference: dict[str, Any]
     explainer: xgb.Booster | None
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The contract features a window's rows must hold."""
+        return self.detector.feature_names
+
+    def model_inputs(self, features: NDArray[Any]) -> NDArray[np.float32]:
+        """What the models read for feature rows (``detector.input_names`` columns)."""
+        return self.detector.inputs(features)
+
+    def scores(
+        self, model: str, probabilities: NDArray[Any], inputs: NDArray[Any]
+    ) -> NDArray[np.float64]:
+        """The served score of rows ``model`` answered with ``probabilities``."""
+        return self.detector.score(model, probabilities, inputs)
 
     @property
     def champion(self) -> Arm:
@@ -99,8 +123,16 @@ def load_served_models(tracking_uri: str) -> ServedModels:
             if signature is None:
                 raise ServedModelsError(f"{arms[alias].model} has no signature")
             features[alias] = [str(name) for name in signature.inputs.input_names()]
-        if len({tuple(names) for names in features.values()}) != 1:
-            raise ServedModelsError("the alias holders expect different features")
+        if len({arm.run_id for arm in arms.values()}) != 1:
+            raise ServedModelsError(
+                "the alias holders come from different training runs, whose detectors differ; "
+                "register one run's models as champion and challenger"
+            )
+        detector = _detector(tracking_uri, arms[CHAMPION], Path(tmp) / "detector")
+        if any(names != detector.input_names for names in features.values()):
+            raise ServedModelsError(
+                f"{arms[CHAMPION].model}'s signature does not match its run's {DETECTOR_ARTIFACT}"
+            )
         explainer = next(
             (
                 _booster(mlflow.xgboost.load_model(str(local[alias])))
@@ -110,7 +142,7 @@ def load_served_models(tracking_uri: str) -> ServedModels:
             None,
         )
         reference = _reference(tracking_uri, arms[CHAMPION], Path(tmp) / "reference")
-    return ServedModels(arms, features[CHAMPION], reference, explainer)
+    return ServedModels(arms, detector, reference, explainer)
 
 
 def _download_model(client: MlflowClient, tracking_uri: str, arm: Arm, target: Path) -> Path:
@@ -128,17 +160,25 @@ def _booster(model: xgb.Booster | xgb.XGBModel) -> xgb.Booster:
 
 
 def _reference(tracking_uri: str, champion: Arm, target: Path) -> dict[str, Any]:
+    path = _run_artifact(
+        tracking_uri, champion, REFERENCE_ARTIFACT, target, "drift cannot be measured"
+    )
+    reference: dict[str, Any] = json.loads(path.read_text())
+    return reference
+
+
+def _detector(tracking_uri: str, arm: Arm, target: Path) -> FittedDetector:
+    path = _run_artifact(tracking_uri, arm, DETECTOR_ARTIFACT, target, "rows cannot be scored")
+    return FittedDetector.load(path)
+
+
+def _run_artifact(tracking_uri: str, arm: Arm, name: str, target: Path, consequence: str) -> Path:
     try:
         path = mlflow.artifacts.download_artifacts(
-            run_id=champion.run_id,
-            artifact_path=REFERENCE_ARTIFACT,
-            dst_path=str(target),
-            tracking_uri=tracking_uri,
+            run_id=arm.run_id, artifact_path=name, dst_path=str(target), tracking_uri=tracking_uri
         )
     except (MlflowException, OSError) as error:
         raise ServedModelsError(
-            f"run {champion.run_id} of {champion.model}/{champion.version} has no "
-            f"{REFERENCE_ARTIFACT}: drift cannot be measured ({error})"
+            f"run {arm.run_id} of {arm.model}/{arm.version} has no {name}: {consequence} ({error})"
         ) from error
-    reference: dict[str, Any] = json.loads(Path(path).read_text())
-    return reference
+    return Path(path)

@@ -48,20 +48,31 @@ class LabelsConfig(_Section):
 
     known_fraction: float = Field(
         default=0.012,
-        gt=0.0,
+        ge=0.0,
         le=1.0,
         description="share of labelled training rows used as original labels (seed: 1.2 %); "
         "the rest stay hidden, for evaluation and the simulated reviewer; 1.0 uses them all",
+    )
+    pseudo_normal_rows: int = Field(
+        default=3000,
+        ge=0,
+        description="the most Isolation Forest high-confidence normals used as normal labels",
+    )
+    pseudo_normal_weight: float = Field(
+        default=0.3, gt=0.0, le=1.0, description="their training weight (a human label is 1)"
     )
     random_state: int = 42
 
 
 class ReviewConfig(_Section):
-    """Phase 2: which uncertain rows the review queue asks a human about."""
+    """Phase 2: how many rows the review queue asks a human about, and which first."""
 
-    low_confidence_fraction: float = Field(default=0.2, ge=0.0, le=1.0)
-    critical_anomaly_fraction: float = Field(default=1.0, ge=0.0, le=1.0)
-    borderline_normal_fraction: float = Field(default=0.05, ge=0.0, le=1.0)
+    label_fraction: float = Field(
+        default=0.02,
+        gt=0.0,
+        le=1.0,
+        description="the most labels the queue asks for, as a share of the trainable rows",
+    )
     critical_instances: list[str] = Field(
         default_factory=list,
         description="glob patterns on instance_id naming critical services (e.g. 'db-*')",
@@ -82,40 +93,39 @@ class SplitConfig(_Section):
     )
     validation_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)
     test_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)
-    cv_folds: int = Field(default=0, ge=0, description="0 turns cross-validation off")
+    cv_folds: int = Field(
+        default=4,
+        ge=2,
+        description="time blocks of the human-labelled rows: each block is scored by models "
+        "fitted without it, and those out-of-fold scores choose the threshold",
+    )
     random_state: int = 42
-
-    @model_validator(mode="after")
-    def _folds(self) -> Self:
-        if self.cv_folds == 1:
-            raise ValueError("cv_folds must be 0 (off) or at least 2")
-        return self
 
 
 class XGBoostConfig(_Section):
-    """The champion candidate (seed params, hist trees, early stopping on validation)."""
+    """The champion candidate: hist trees, classes balanced by weight, a fixed number of rounds."""
 
-    max_depth: int = Field(default=6, gt=0)
-    learning_rate: float = Field(default=0.1, gt=0.0)
+    max_depth: int = Field(default=4, gt=0)
+    learning_rate: float = Field(default=0.05, gt=0.0)
     n_estimators: int = Field(default=100, gt=0)
     subsample: float = Field(default=0.8, gt=0.0, le=1.0)
-    colsample_bytree: float = Field(default=0.8, gt=0.0, le=1.0)
+    colsample_bytree: float = Field(default=0.5, gt=0.0, le=1.0)
     min_child_weight: float = Field(default=1.0, ge=0.0)
     gamma: float = Field(default=0.0, ge=0.0)
     reg_alpha: float = Field(default=0.0, ge=0.0)
     reg_lambda: float = Field(default=1.0, ge=0.0)
-    scale_pos_weight: float = Field(default=19.0, gt=0.0)
-    early_stopping_rounds: int = Field(default=10, gt=0)
+    max_bin: int = Field(default=64, ge=2)
+    threads: int = Field(default=1, ge=0, description="0 = every core")
     random_state: int = 42
 
 
 class CatBoostConfig(_Section):
-    """The challenger candidate (seed params, balanced class weights)."""
+    """The challenger candidate: the same rows, weights and class balance as the champion."""
 
     iterations: int = Field(default=100, gt=0)
     depth: int = Field(default=6, gt=0, le=16)
     learning_rate: float = Field(default=0.1, gt=0.0)
-    auto_class_weights: Literal["Balanced", "SqrtBalanced"] | None = "Balanced"
+    threads: int = Field(default=1, ge=0, description="0 = every core")
     random_seed: int = 42
 
 
@@ -150,11 +160,11 @@ class TrainingConfig(_Section):
     """Everything `vigil train` needs besides the data and the MLflow server."""
 
     engine: Literal["local", "dask"] = "local"
-    threshold: Literal["validation"] | Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
-        default="validation",
-        description="anomaly probability at which a row is flagged; 'validation' chooses it "
-        "per model on the validation rows (best F1 among thresholds reaching the precision "
-        "gate), and the chosen value travels with the registered model",
+    threshold: Literal["reviewed"] | Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
+        default="reviewed",
+        description="anomaly probability at which a row is flagged; 'reviewed' chooses it "
+        "per model: the best F1 of the human labels (weighted back to the trainable rows) "
+        "over out-of-fold scores; the chosen value travels with the registered model",
     )
     reference_bins: int = Field(
         default=10, ge=2, description="quantile bins per feature for the drift reference"

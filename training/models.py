@@ -1,8 +1,8 @@
 """Phases 4 and 5: split the rows, fit the XGBoost champion and CatBoost challenger candidates.
 
-Both models are binary classifiers over the float32 feature matrix; their output is the
-anomaly probability. XGBoost stops early on the validation rows and is cut to its best
-iteration, so every consumer of the saved model (MLflow, Triton FIL) uses the same trees.
+Both models are binary classifiers over the float32 model inputs (``contracts.detector``:
+the features plus the unsupervised columns), trained on the same rows with the same weights
+and the same class balance; their output is the anomaly probability.
 """
 
 import time
@@ -19,7 +19,6 @@ from numpy.typing import NDArray
 from sklearn.metrics import log_loss
 
 from training.config import CatBoostConfig, SplitConfig, XGBoostConfig
-from training.evaluation import ClassificationMetrics, classification_metrics
 
 XGBOOST = "xgboost"
 CATBOOST = "catboost"
@@ -154,11 +153,29 @@ def require_both_classes(labels: NDArray[Any], part: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class TrainingSet:
+    """The rows a model learns from: inputs, 0/1 targets and one weight per row."""
+
+    inputs: NDArray[Any]
+    labels: NDArray[Any]
+    weights: NDArray[Any]
+
+    def subset(self, rows: NDArray[Any]) -> "TrainingSet":
+        return TrainingSet(self.inputs[rows], self.labels[rows], self.weights[rows])
+
+    def balance(self) -> float:
+        """Weighted normals per weighted anomaly: the positive-class weight that balances them."""
+        positives = float((self.weights * self.labels).sum())
+        negatives = float((self.weights * (1 - self.labels)).sum())
+        return negatives / max(positives, 1e-9)
+
+
 def xgboost_params(config: XGBoostConfig) -> dict[str, object]:
-    """The seed's XGBoost parameters in native form (also used by the benchmark)."""
+    """The XGBoost parameters in native form (also used by the benchmark)."""
     return {
         "objective": "binary:logistic",
-        "eval_metric": "auc",
+        "eval_metric": "logloss",
         "tree_method": "hist",
         "max_depth": config.max_depth,
         "learning_rate": config.learning_rate,
@@ -168,127 +185,103 @@ def xgboost_params(config: XGBoostConfig) -> dict[str, object]:
         "gamma": config.gamma,
         "reg_alpha": config.reg_alpha,
         "reg_lambda": config.reg_lambda,
-        "scale_pos_weight": config.scale_pos_weight,
+        "max_bin": config.max_bin,
+        "nthread": config.threads,  # 0: every core
         "seed": config.random_state,
     }
 
 
 def fit_xgboost(
-    train: tuple[NDArray[Any], NDArray[Any]],
-    validation: tuple[NDArray[Any], NDArray[Any]],
+    train: TrainingSet,
     feature_names: list[str],
     config: XGBoostConfig,
     client: Client | None = None,
     chunk_rows: int = 100_000,
 ) -> FittedModel:
-    """Train the XGBoost candidate with early stopping on validation AUC.
+    """Train the XGBoost candidate for ``n_estimators`` rounds, classes balanced by weight.
 
     Args:
-        train: (float32 features, 0/1 labels) to learn from.
-        validation: (features, labels) for early stopping.
-        feature_names: column names; they become the booster's feature names.
-        config: seed parameters.
+        train: the labelled rows (human labels and weighted pseudo-normals).
+        feature_names: input column names; they become the booster's feature names.
+        config: model parameters.
         client: train with ``xgboost.dask`` on this Dask cluster; None trains in-process.
         chunk_rows: rows per Dask block.
 
     Returns:
-        The booster cut to its best iteration, with losses and gain importance.
+        The booster with its training loss and gain importance (``validation_loss`` is NaN
+        until the pipeline measures it out of fold).
     """
-    require_both_classes(train[1], "training")
-    require_both_classes(validation[1], "validation")
+    require_both_classes(train.labels, "training")
     started = time.perf_counter()
-    params = xgboost_params(config)
+    params = {**xgboost_params(config), "scale_pos_weight": train.balance()}
     if client is None:
-        dtrain = xgb.DMatrix(train[0], train[1], feature_names=feature_names)
-        dvalid = xgb.DMatrix(validation[0], validation[1], feature_names=feature_names)
-        booster = xgb.train(
-            params,
-            dtrain,
-            num_boost_round=config.n_estimators,
-            evals=[(dvalid, "validation")],
-            early_stopping_rounds=config.early_stopping_rounds,
-            verbose_eval=False,
+        matrix = xgb.DMatrix(
+            train.inputs, train.labels, weight=train.weights, feature_names=feature_names
         )
+        booster = xgb.train(params, matrix, num_boost_round=config.n_estimators)
     else:
-        dtrain_dask, dvalid_dask = (
-            dxgb.DaskDMatrix(
-                client,
-                scatter_rows(client, x, chunk_rows),
-                scatter_rows(client, y, chunk_rows),
-                feature_names=feature_names,
-            )
-            for x, y in (train, validation)
-        )
-        booster = dxgb.train(
+        dask_matrix = dxgb.DaskDMatrix(
             client,
-            params,
-            dtrain_dask,
-            num_boost_round=config.n_estimators,
-            evals=[(dvalid_dask, "validation")],
-            early_stopping_rounds=config.early_stopping_rounds,
-            verbose_eval=False,
-        )["booster"]
-    booster = booster[: booster.best_iteration + 1]
+            scatter_rows(client, train.inputs, chunk_rows),
+            scatter_rows(client, train.labels, chunk_rows),
+            weight=scatter_rows(client, train.weights, chunk_rows),
+            feature_names=feature_names,
+        )
+        booster = dxgb.train(client, params, dask_matrix, num_boost_round=config.n_estimators)[
+            "booster"
+        ]
     fit_seconds = time.perf_counter() - started
     gains = booster.get_score(importance_type="gain")
     return FittedModel(
         kind=XGBOOST,
         model=booster,
         iterations=booster.num_boosted_rounds(),
-        train_loss=_log_loss(train[1], predict_proba(booster, train[0])),
-        validation_loss=_log_loss(validation[1], predict_proba(booster, validation[0])),
+        train_loss=_log_loss(train.labels, predict_proba(booster, train.inputs)),
+        validation_loss=float("nan"),
         importance=_normalised({name: _gain(gains.get(name, 0.0)) for name in feature_names}),
         fit_seconds=fit_seconds,
-        trained_rows=len(train[1]),
+        trained_rows=len(train.labels),
     )
 
 
 def fit_catboost(
-    train: tuple[NDArray[Any], NDArray[Any]],
-    validation: tuple[NDArray[Any], NDArray[Any]],
-    feature_names: list[str],
-    config: CatBoostConfig,
+    train: TrainingSet, feature_names: list[str], config: CatBoostConfig
 ) -> FittedModel:
-    """Train the CatBoost candidate (seed params, balanced class weights, best iteration).
+    """Train the CatBoost candidate on the same rows, weights and class balance as XGBoost.
 
     Args:
-        train: (float32 features, 0/1 labels) to learn from.
-        validation: (features, labels) for choosing the best iteration.
-        feature_names: column names.
-        config: seed parameters.
+        train: the labelled rows.
+        feature_names: input column names.
+        config: model parameters.
 
     Returns:
-        The classifier with losses and importance.
+        The classifier with its training loss and importance.
     """
-    require_both_classes(train[1], "training")
-    require_both_classes(validation[1], "validation")
+    require_both_classes(train.labels, "training")
     started = time.perf_counter()
     model = CatBoostClassifier(
         iterations=config.iterations,
         depth=config.depth,
         learning_rate=config.learning_rate,
         loss_function="Logloss",
-        eval_metric="AUC",
-        auto_class_weights=config.auto_class_weights,
+        class_weights=[1.0, train.balance()],
         random_seed=config.random_seed,
+        thread_count=config.threads or -1,
         verbose=False,
         allow_writing_files=False,
     )
-    model.fit(
-        Pool(train[0], train[1], feature_names=feature_names),
-        eval_set=Pool(validation[0], validation[1], feature_names=feature_names),
-    )
+    model.fit(Pool(train.inputs, train.labels, weight=train.weights, feature_names=feature_names))
     fit_seconds = time.perf_counter() - started
     importance = model.get_feature_importance()
     return FittedModel(
         kind=CATBOOST,
         model=model,
         iterations=int(model.tree_count_),
-        train_loss=_log_loss(train[1], predict_proba(model, train[0])),
-        validation_loss=_log_loss(validation[1], predict_proba(model, validation[0])),
+        train_loss=_log_loss(train.labels, predict_proba(model, train.inputs)),
+        validation_loss=float("nan"),
         importance=_normalised(dict(zip(feature_names, map(float, importance), strict=True))),
         fit_seconds=fit_seconds,
-        trained_rows=len(train[1]),
+        trained_rows=len(train.labels),
     )
 
 
@@ -321,64 +314,6 @@ def _log_loss(labels: NDArray[Any], probabilities: NDArray[Any]) -> float:
 def _normalised(importance: dict[str, float]) -> dict[str, float]:
     total = sum(importance.values())
     return {name: value / total if total else 0.0 for name, value in importance.items()}
-
-
-def cross_validate_xgboost(
-    features: NDArray[Any],
-    train_labels: NDArray[Any],
-    human_labels: NDArray[Any],
-    timestamps: NDArray[Any],
-    feature_names: list[str],
-    split_config: SplitConfig,
-    xgboost_config: XGBoostConfig,
-    threshold: float,
-) -> list[ClassificationMetrics | None]:
-    """K-fold cross-validation of the XGBoost candidate over the training rows.
-
-    Each fold's model learns from the other folds' labels (pseudo-labels included) for
-    ``n_estimators`` rounds and is scored only on the fold's human labels (original or
-    reviewed), never on pseudo-labels. Folds are blocks of time for the ``time`` method.
-
-    Args:
-        features: training rows' features.
-        train_labels: 0/1 training target per row (pseudo-labels included).
-        human_labels: 0/1 where a human label exists, -1 elsewhere.
-        timestamps: datetime64 per row.
-        feature_names: column names.
-        split_config: method, number of folds, seed.
-        xgboost_config: model parameters.
-        threshold: decision threshold.
-
-    Returns:
-        Metrics per fold; None for a fold whose human labels do not hold both classes.
-    """
-    folds = split_config.cv_folds
-    if split_config.method == "time":
-        ranks = np.argsort(np.argsort(timestamps, kind="stable"), kind="stable")
-        fold_of_row = ranks * folds // len(timestamps)
-    else:
-        rng = np.random.default_rng(split_config.random_state)
-        fold_of_row = np.empty(len(train_labels), dtype=np.int64)
-        for value in np.unique(train_labels):
-            members = rng.permutation(np.flatnonzero(train_labels == value))
-            fold_of_row[members] = np.arange(len(members)) % folds
-    results: list[ClassificationMetrics | None] = []
-    for fold in range(folds):
-        held_out = fold_of_row == fold
-        require_both_classes(train_labels[~held_out], f"cross-validation fold {fold} training")
-        booster = xgb.train(
-            xgboost_params(xgboost_config),
-            xgb.DMatrix(features[~held_out], train_labels[~held_out], feature_names=feature_names),
-            num_boost_round=xgboost_config.n_estimators,
-        )
-        judged = held_out & (human_labels >= 0)
-        truth = human_labels[judged]
-        if not 0 < int(truth.sum()) < len(truth):
-            results.append(None)
-            continue
-        scores = predict_proba(booster, features[judged])
-        results.append(classification_metrics(truth, scores, threshold))
-    return results
 
 
 def _gain(value: float | list[float]) -> float:

@@ -1,17 +1,23 @@
-"""``vigil train``: features and labels from the store → the stages of seed 003 §3 → MLflow.
+"""``vigil train`` (and, on each entity of a public dataset, ``vigil evaluate``): Vigil's one
+detector, from the store's features to MLflow.
 
 Stages (each a function of its own module, reusable on its own):
 load features and true labels → split (the test rows are held out from everything below) →
-Isolation Forest → review queue (answered by imported reviews and, optionally, a simulated
-reviewer) → pseudo-labels → XGBoost and CatBoost → evaluation against true labels on the test
-rows → run directory on disk → MLflow registration with gates and aliases.
+the detector (``contracts.detector``: robust scales, PCA, kNN reference, unsupervised
+columns) and the Isolation Forest baseline fitted on the trainable rows → review queue within
+a label budget, stratified by the unsupervised score (answered by imported reviews and,
+optionally, a simulated reviewer) → labels: humans' anomalies and normals plus weighted
+pseudo-normals → XGBoost and CatBoost on the same weighted rows → the served score (each
+model's probability stacked with the unsupervised score) → thresholds from out-of-fold
+scores of the human labels → evaluation against true labels on the test rows → run
+directory on disk → MLflow registration with gates and aliases.
 """
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +30,18 @@ from pydantic import BaseModel, ConfigDict
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sklearn.metrics import average_precision_score
 
 from contracts.dataset import read_dataset_info
-from contracts.features import ID_COLUMNS, INSTANCE_ID, TIMESTAMP, feature_columns
+from contracts.detector import (
+    MODEL_WEIGHTS,
+    FittedDetector,
+    fit_detector,
+    quantile,
+    quantile_grid,
+    stack,
+)
+from contracts.features import ID_COLUMNS, INSTANCE_ID, TIME_FEATURES, TIMESTAMP, feature_columns
 from contracts.layout import FEATURES_PREFIX, INCIDENTS_PATH, POINT_LABELS_PATH
 from contracts.store import ObjectStore
 from training.config import DaskConfig, TrainingConfig
@@ -50,7 +65,7 @@ from training.models import (
     XGBOOST,
     FittedModel,
     Split,
-    cross_validate_xgboost,
+    TrainingSet,
     fit_catboost,
     fit_xgboost,
     predict_proba,
@@ -60,12 +75,14 @@ from training.models import (
 from training.pseudo_labels import (
     ORIGINAL,
     REVIEW,
+    UNSUPERVISED,
     LabelMix,
     assign_pseudo_labels,
     label_mix,
     reveal_known_labels,
 )
 from training.registry import (
+    REGISTERED_NAMES,
     FeatureSetMismatchError,
     RegistrationError,
     RegistrationResult,
@@ -93,6 +110,11 @@ TRUE_LABEL = "true_label"
 ROW_ID = "row_id"
 
 
+# With no human-labelled anomaly, the share of unlabelled trainable rows, by unsupervised
+# score, that stand in as anomalies (see _pseudo_label_buckets).
+FALLBACK_ANOMALY_SHARE = 0.01
+
+
 class NoTrainingDataError(ValueError):
     """The store holds no feature rows to train on."""
 
@@ -109,6 +131,7 @@ class TrainingData:
     features: NDArray[Any]  # float32, one column per feature name
     feature_names: list[str]
     dataset: str
+    metrics: list[str]
 
 
 def join_labels(
@@ -249,7 +272,7 @@ def load_training_data(store: ObjectStore) -> TrainingData:
     incidents = _optional_table(store, INCIDENTS_PATH)
     points = _optional_table(store, POINT_LABELS_PATH)
     rows = rows.with_columns(join_labels(rows, incidents, points))
-    return TrainingData(rows, np.ascontiguousarray(features), names, info.name)
+    return TrainingData(rows, np.ascontiguousarray(features), names, info.name, list(info.metrics))
 
 
 def require_finite(features: NDArray[Any], names: list[str]) -> None:
@@ -272,16 +295,31 @@ def _optional_table(store: ObjectStore, key: str) -> pl.DataFrame | None:
 
 @dataclass(frozen=True)
 class LabelledRows:
-    """Phases 1-3 on every row: split, IF scores and buckets, queue, training labels."""
+    """Phases 1-3 on every row: split, unsupervised scores, queue, training labels.
+
+    ``human_weight`` is, per row, the inverse of the probability its human label had of being
+    drawn (known labels: 1 / known fraction; queue rows: 1 / inclusion; imported reviews: 1),
+    and 0 where no human labelled the row: weighted, the human labels estimate the whole
+    trainable population, which is what a threshold is chosen on.
+    """
 
     split: Split
     isolation: IsolationResult
+    detector: FittedDetector  # fitted on the trainable rows; models not known yet
+    model_inputs: NDArray[np.float32]  # detector.inputs(features), every row
+    unsupervised: NDArray[np.float64]  # detector.unsupervised_score of every row, 0..1
     queue: pl.DataFrame
     budget: LabelBudget
     reviews_imported: int
     reviews_simulated: int
     labels: pl.DataFrame  # known_label, review_label, train_label, label_source per row
     mix: LabelMix
+    human_weight: NDArray[np.float64]
+
+
+# Answers the review queue: given the queue (row_id, instance_id, timestamp, ...), returns the
+# answered rows' row_id and label (Int8).
+Reviewer = Callable[[pl.DataFrame], pl.DataFrame]
 
 
 def label_rows(
@@ -289,56 +327,74 @@ def label_rows(
     config: TrainingConfig,
     stored_reviews: pl.DataFrame,
     client: Client | None = None,
+    split: Split | None = None,
+    review_pool: NDArray[Any] | None = None,
+    reviewer: Reviewer | None = None,
 ) -> LabelledRows:
-    """Split the rows, score them with the Isolation Forest, ask the queue, pseudo-label.
+    """Split the rows, score them without labels, ask the queue, pseudo-label.
 
-    Nothing in the test part influences training: the forest is fitted, known labels are
-    revealed, the queue is drawn and reviews are applied on train and validation rows only.
+    Nothing in the test part influences training: the Isolation Forest and the detector
+    inputs are fitted, known labels are revealed, the queue is drawn and reviews are applied
+    on the trainable (train and validation) rows only.
 
     Args:
         data: the store's rows and true labels.
         config: the training config.
         stored_reviews: reviews imported with ``vigil review import`` (row_id, label).
         client: a Dask client for Isolation Forest scoring, or None.
+        split: the parts to use instead of ``config.split`` (``vigil evaluate``'s protocol).
+        review_pool: row positions the queue may ask about (default: every trainable row).
+        reviewer: answers the queue instead of the simulated reviewer.
     """
     rows = data.rows
     true_labels = rows[TRUE_LABEL]
-    split = split_rows(
-        rows[TIMESTAMP].to_numpy(), true_labels.fill_null(-1).to_numpy(), config.split
-    )
+    if split is None:
+        split = split_rows(
+            rows[TIMESTAMP].to_numpy(), true_labels.fill_null(-1).to_numpy(), config.split
+        )
     trainable = np.zeros(rows.height, dtype=bool)
     trainable[split.train] = trainable[split.validation] = True
+    fit_rows = np.flatnonzero(trainable)
     isolation = run_isolation_forest(
         data.features,
-        np.flatnonzero(trainable),
+        fit_rows,
         config.isolation_forest,
         config.confidence,
         client,
         config.dask.chunk_rows,
     )
+    detector = fit_detector(data.features, data.feature_names, fit_rows, config.split.random_state)
+    model_inputs = detector.inputs(data.features)
+    unsupervised = detector.unsupervised_score(model_inputs)
     known = reveal_known_labels(
         true_labels, trainable, config.labels.known_fraction, config.labels.random_state
     )
+    poolable = trainable.copy()
+    if review_pool is not None:
+        poolable &= np.isin(np.arange(rows.height), review_pool)
     scored = rows.with_columns(
         known,
-        score=pl.Series(isolation.scores),
+        score=pl.Series(unsupervised),
         bucket=pl.Series(isolation.buckets, dtype=pl.String),
         trainable=pl.Series(trainable),
+        poolable=pl.Series(poolable),
     )
     imported = scored.filter(pl.col("trainable")).join(
         stored_reviews.select(ROW_ID, pl.col("label").alias("review_label")), on=ROW_ID
     )
     candidates = scored.filter(
-        pl.col("trainable")
+        pl.col("poolable")
         & pl.col("known_label").is_null()
         & ~pl.col(ROW_ID).is_in(imported[ROW_ID].implode())
     )
-    queue = sample_review_queue(candidates, config.review)
-    simulated = (
-        simulate_reviews(queue, rows.select(ROW_ID, pl.col(TRUE_LABEL).alias("label")))
-        if config.review.simulate_reviewer
-        else queue.head(0).select(ROW_ID).with_columns(label=pl.lit(0, pl.Int8))
-    )
+    budget = int(np.floor(config.review.label_fraction * len(fit_rows)))
+    queue = sample_review_queue(candidates, config.review, budget)
+    if reviewer is not None:
+        simulated = reviewer(queue)
+    elif config.review.simulate_reviewer:
+        simulated = simulate_reviews(queue, rows.select(ROW_ID, pl.col(TRUE_LABEL).alias("label")))
+    else:
+        simulated = queue.head(0).select(ROW_ID).with_columns(label=pl.lit(0, pl.Int8))
     reviewed = pl.concat(
         [
             imported.select(ROW_ID, pl.col("review_label").cast(pl.Int8)),
@@ -349,21 +405,78 @@ def label_rows(
     pseudo = assign_pseudo_labels(
         scored["known_label"],
         scored["review_label"],
-        scored.select(
-            pl.when(pl.col("trainable")).then(pl.col("bucket")).otherwise(pl.lit(""))
-        ).to_series(),
+        pl.Series(_pseudo_labels(scored, config), nan_to_null=True).cast(pl.Int8),
     )
     labels = pl.concat([scored.select("known_label", "review_label"), pseudo], how="horizontal")
     return LabelledRows(
         split=split,
         isolation=isolation,
+        detector=detector,
+        model_inputs=model_inputs,
+        unsupervised=unsupervised,
         queue=queue,
         budget=label_budget(candidates["bucket"], queue),
         reviews_imported=imported.height,
         reviews_simulated=simulated.height,
         labels=labels,
         mix=label_mix(pseudo.filter(pl.Series(trainable))),
+        human_weight=_human_weight(scored, queue, config),
     )
+
+
+def rank_scale(scores: NDArray[Any], fit_rows: NDArray[Any]) -> NDArray[np.float64]:
+    """Each score's empirical quantile among the ``fit_rows`` scores (0..1)."""
+    reference = np.sort(scores[fit_rows])
+    return np.asarray(np.searchsorted(reference, scores, side="right") / len(reference))
+
+
+def _pseudo_labels(scored: pl.DataFrame, config: TrainingConfig) -> NDArray[Any]:
+    """The unsupervised detectors' label of each row (NaN where none).
+
+    Normal: at most ``labels.pseudo_normal_rows`` unlabelled trainable rows, drawn at random
+    among those whose unsupervised score is at or below its median (every detector finds
+    them ordinary). When no human found an anomaly among the trainable rows, there is nothing
+    to learn anomalies from: the top ``FALLBACK_ANOMALY_SHARE`` of unlabelled trainable rows
+    by unsupervised score then stand in as anomalies, so a model exists and ranks rows as the
+    unsupervised detectors do.
+    """
+    unlabelled = (
+        scored.select(
+            pl.col("trainable") & pl.col("known_label").is_null() & pl.col("review_label").is_null()
+        )
+        .to_series()
+        .fill_null(False)
+        .to_numpy()
+    )
+    score = scored["score"].to_numpy()
+    trainable = scored["trainable"].to_numpy()
+    labels = np.full(scored.height, np.nan)
+    ordinary = np.flatnonzero(unlabelled & (score <= np.median(score[trainable])))
+    rng = np.random.default_rng(config.labels.random_state)
+    if len(ordinary) > config.labels.pseudo_normal_rows:
+        ordinary = rng.choice(ordinary, config.labels.pseudo_normal_rows, replace=False)
+    labels[ordinary] = 0
+    human = scored.select(pl.coalesce("known_label", "review_label").fill_null(0)).to_series()
+    if not (human.to_numpy() * trainable).any():
+        candidates = np.flatnonzero(unlabelled)
+        count = max(1, int(FALLBACK_ANOMALY_SHARE * len(candidates)))
+        labels[candidates[np.argsort(-score[candidates], kind="stable")[:count]]] = 1
+    return labels
+
+
+def _human_weight(
+    scored: pl.DataFrame, queue: pl.DataFrame, config: TrainingConfig
+) -> NDArray[np.float64]:
+    weight = np.zeros(scored.height)
+    known = scored["known_label"].is_not_null().to_numpy()
+    weight[known] = 1.0 / config.labels.known_fraction if config.labels.known_fraction else 1.0
+    reviewed = scored["review_label"].is_not_null().to_numpy() & ~known
+    inclusion = scored.join(
+        queue.select(ROW_ID, "inclusion"), on=ROW_ID, how="left", maintain_order="left"
+    )["inclusion"].to_numpy()
+    # Imported reviews were not drawn by this run's queue: each stands for itself.
+    weight[reviewed] = np.where(np.isnan(inclusion[reviewed]), 1.0, 1.0 / inclusion[reviewed])
+    return weight
 
 
 def require_test_labels(test_labels: NDArray[np.float64], method: str) -> None:
@@ -470,7 +583,7 @@ def run_training(
         NoTrainingDataError, InsufficientLabelsError, SingleClassError, ValueError: bad input;
             nothing was written.
     """
-    stages = 7 + bool(tracking_uri) + bool(config.split.cv_folds)
+    stages = 8 + bool(tracking_uri)
     progress = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -486,9 +599,9 @@ def run_training(
             reviews = load_reviews(store)
         if config.engine == "dask":
             with dask_client(config.dask) as client:
-                summary = train_and_write(data, config, reviews, run_path, client, timer)
+                summary, _ = train_and_write(data, config, reviews, run_path, client, timer)
         else:
-            summary = train_and_write(data, config, reviews, run_path, None, timer)
+            summary, _ = train_and_write(data, config, reviews, run_path, None, timer)
         if tracking_uri is not None:
             with timer.stage("register in MLflow"):
                 try:
@@ -509,7 +622,10 @@ def train_and_write(
     run_path: Path,
     client: Client | None = None,
     timer: StageTimer | None = None,
-) -> TrainingSummary:
+    split: Split | None = None,
+    review_pool: NDArray[Any] | None = None,
+    reviewer: Reviewer | None = None,
+) -> tuple[TrainingSummary, LabelledRows]:
     """Phases 1-5 on loaded data, then the run directory that registration reads.
 
     Args:
@@ -519,40 +635,72 @@ def train_and_write(
         run_path: the run directory to write.
         client: a Dask client (``dask`` engine) or None.
         timer: records stage timings (and drives the progress bar).
+        split, review_pool, reviewer: see :func:`label_rows` (``vigil evaluate``'s protocol).
 
     Returns:
-        The summary, also written to ``summary.json``.
+        The summary (also written to ``summary.json``) and the labelled rows behind it.
 
     Raises:
         InsufficientLabelsError: the test rows hold no true anomaly or no true normal row.
-        SingleClassError: the training or validation labels hold a single class.
+        SingleClassError: the training labels hold a single class.
     """
     timer = timer or StageTimer()
-    with timer.stage("isolation forest, review queue, pseudo-labels"):
-        labelled = label_rows(data, config, stored_reviews, client)
+    with timer.stage("unsupervised scores, review queue, pseudo-labels"):
+        labelled = label_rows(data, config, stored_reviews, client, split, review_pool, reviewer)
         true_labels = data.rows[TRUE_LABEL].to_numpy(allow_copy=True).astype(np.float64)
         require_test_labels(true_labels[labelled.split.test], config.split.method)
     notes: list[str] = []
+    if labelled.mix.anomalies[UNSUPERVISED]:
+        notes.append(
+            "no human-labelled anomaly among the trainable rows: the top "
+            f"{FALLBACK_ANOMALY_SHARE:.0%} of unlabelled rows by unsupervised score stood in "
+            f"as anomalies ({labelled.mix.anomalies[UNSUPERVISED]:,} rows)"
+        )
+    training_set, human_rows = _training_set(labelled, config.labels.pseudo_normal_weight)
+    names = labelled.detector.input_names
     with timer.stage("xgboost"):
-        fitted = {XGBOOST: _fit(XGBOOST, data, labelled, config, client, notes)}
+        fitted = {XGBOOST: _fit(XGBOOST, training_set, names, config, client, notes)}
     with timer.stage("catboost"):
-        fitted[CATBOOST] = _fit(CATBOOST, data, labelled, config, client, notes)
-    with timer.stage("evaluate on the test rows"):
+        fitted[CATBOOST] = _fit(CATBOOST, training_set, names, config, client, notes)
+    with timer.stage("served scores, out-of-fold scores and thresholds"):
+        fit_rows = np.sort(np.concatenate([labelled.split.train, labelled.split.validation]))
+        human_positions = _rows_of(labelled)[human_rows]
+        folds = _folds(data.rows[TIMESTAMP].to_numpy()[human_positions], config.split.cv_folds)
+        human_truth = training_set.labels[human_rows]
+        human_weight = labelled.human_weight[human_positions]
+        human_unsupervised = labelled.unsupervised[human_positions]
+        detector = labelled.detector
+        out_of_fold = {}
+        for kind, model in fitted.items():
+            name = REGISTERED_NAMES[kind]
+            grid = quantile_grid(predict_proba(model.model, labelled.model_inputs[fit_rows]))
+            oof = out_of_fold_scores(kind, training_set, human_rows, folds, names, config)
+            fitted[kind] = replace(fitted[kind], validation_loss=_log_loss(human_truth, oof))
+            weight = model_weight(
+                quantile(grid, oof), human_unsupervised, human_truth, human_weight
+            )
+            detector = detector.with_model(name, grid, weight)
+            out_of_fold[kind] = stack(quantile(grid, oof), human_unsupervised, weight)
         thresholds = {
-            kind: decision_threshold(f, data, labelled, config) for kind, f in fitted.items()
+            kind: decision_threshold(human_truth, out_of_fold[kind], human_weight, config)
+            for kind in fitted
         }
+        cross_validation = _fold_metrics(human_truth, out_of_fold[XGBOOST], folds, thresholds)
+    with timer.stage("evaluate on the test rows"):
         test = labelled.split.test
         test_true = true_labels[test]
         judged = test[~np.isnan(test_true)]
         truth = test_true[~np.isnan(test_true)].astype(np.int8)
-        probabilities = {
-            kind: predict_proba(f.model, data.features[judged]) for kind, f in fitted.items()
+        test_inputs = labelled.model_inputs[judged]
+        scores = {
+            kind: detector.score(
+                REGISTERED_NAMES[kind], predict_proba(f.model, test_inputs), test_inputs
+            )
+            for kind, f in fitted.items()
         }
         instances = data.rows[INSTANCE_ID].to_numpy()[judged]
         evaluations = {
-            kind: _evaluate(
-                fitted[kind], truth, probabilities[kind], instances, thresholds[kind], config
-            )
+            kind: _evaluate(fitted[kind], truth, scores[kind], instances, thresholds[kind], config)
             for kind in fitted
         }
         # score < 0 is the forest's "anomaly"; flagging -score >= the smallest positive float
@@ -560,10 +708,6 @@ def train_and_write(
         isolation_metrics = classification_metrics(
             truth, -labelled.isolation.scores[judged], float(np.nextafter(0.0, 1.0))
         )
-    cross_validation = None
-    if config.split.cv_folds:
-        with timer.stage("cross-validation"):
-            cross_validation = _cross_validate(data, labelled, config, thresholds[XGBOOST])
     with timer.stage("write the run directory"):
         summary = TrainingSummary(
             run_dir=str(run_path),
@@ -594,72 +738,153 @@ def train_and_write(
             RunDirectory(run_path),
             data,
             labelled,
+            detector,
             fitted,
             judged,
             truth,
-            probabilities,
+            scores,
             config,
             summary,
         )
     summary.stage_seconds = dict(timer.seconds)
     RunDirectory(run_path).summary.write_text(summary.model_dump_json(indent=2))
-    return summary
+    return summary, labelled
+
+
+def _rows_of(labelled: LabelledRows) -> NDArray[np.int64]:
+    """Positions of the rows in the training set, in its order."""
+    train_label = labelled.labels["train_label"].to_numpy(allow_copy=True).astype(np.float64)
+    trainable = np.sort(np.concatenate([labelled.split.train, labelled.split.validation]))
+    return np.asarray(trainable[~np.isnan(train_label[trainable])], dtype=np.int64)
+
+
+def _training_set(
+    labelled: LabelledRows, pseudo_normal_weight: float
+) -> tuple[TrainingSet, NDArray[np.int64]]:
+    """Every labelled trainable row with its weight (a human label 1, a pseudo-normal
+    ``pseudo_normal_weight``), and which of them a human labelled."""
+    rows = _rows_of(labelled)
+    labels = labelled.labels[rows]
+    human = labels["label_source"].is_in([ORIGINAL, REVIEW]).fill_null(False).to_numpy()
+    weight = np.where(human, 1.0, pseudo_normal_weight)
+    return (
+        TrainingSet(
+            labelled.model_inputs[rows],
+            labels["train_label"].to_numpy().astype(np.int8),
+            weight,
+        ),
+        np.flatnonzero(human),
+    )
+
+
+def _folds(timestamps: NDArray[Any], folds: int) -> NDArray[np.int64]:
+    """The time block (0..folds-1) of each human-labelled row: equal counts, in time order."""
+    rank = np.argsort(np.argsort(timestamps, kind="stable"), kind="stable")
+    return np.asarray(rank * folds // max(len(timestamps), 1), dtype=np.int64)
+
+
+def out_of_fold_scores(
+    kind: str,
+    training_set: TrainingSet,
+    human_rows: NDArray[Any],
+    folds: NDArray[Any],
+    names: list[str],
+    config: TrainingConfig,
+) -> NDArray[np.float64]:
+    """Each human-labelled row's probability from a model fitted without its time block.
+
+    Only human labels are held out; pseudo-normals of the block stay in training. A block
+    whose training part lacks an anomaly scores 0 (nothing could be learnt without it).
+    """
+    scores = np.zeros(len(human_rows))
+    for fold in np.unique(folds):
+        held = np.zeros(len(training_set.labels), dtype=bool)
+        held[human_rows[folds == fold]] = True
+        kept = training_set.subset(np.flatnonzero(~held))
+        if not 0 < int(kept.labels.sum()) < len(kept.labels):
+            continue
+        model = _fit(kind, kept, names, config, None, []).model
+        scores[folds == fold] = predict_proba(model, training_set.inputs[human_rows[folds == fold]])
+    return scores
+
+
+def model_weight(
+    learnt: NDArray[Any], unsupervised: NDArray[Any], truth: NDArray[Any], weights: NDArray[Any]
+) -> float:
+    """The model's weight in the served score (``contracts.detector.MODEL_WEIGHTS``): the best
+    weighted average precision of the human labels' out-of-fold served scores; ties, and runs
+    without both classes among the human labels, go to the lowest weight."""
+    if not 0 < int(truth.sum()) < len(truth):
+        return MODEL_WEIGHTS[0]
+    precision = [
+        average_precision_score(truth, stack(learnt, unsupervised, w), sample_weight=weights)
+        for w in MODEL_WEIGHTS
+    ]
+    return MODEL_WEIGHTS[int(np.argmax(np.round(precision, 6)))]
+
+
+def decision_threshold(
+    truth: NDArray[Any], scores: NDArray[Any], weights: NDArray[Any], config: TrainingConfig
+) -> float:
+    """The probability at which a model flags a row.
+
+    A number in the config is used as it is. ``reviewed`` maximises the F1 of the human
+    labels (known and reviewed rows, weighted back to the trainable population by their
+    inverse inclusion probability) over the models' out-of-fold scores, so the model is never
+    judged on rows it learnt. Without a human-labelled anomaly the threshold sits at 0.5.
+    """
+    if not isinstance(config.threshold, str):
+        return config.threshold
+    if not truth.any():
+        return 0.5
+    chosen = choose_threshold(truth, scores, weights)
+    # A probability threshold outside (0, 1) would flag everything or nothing.
+    return float(np.clip(chosen, 1e-6, 1 - 1e-6))
+
+
+def _fold_metrics(
+    truth: NDArray[Any],
+    scores: NDArray[Any],
+    folds: NDArray[Any],
+    thresholds: dict[str, float],
+) -> list[ClassificationMetrics | None]:
+    """XGBoost's out-of-fold metrics per block; None where a block lacks a class."""
+    results: list[ClassificationMetrics | None] = []
+    for fold in np.unique(folds):
+        block = folds == fold
+        if not 0 < int(truth[block].sum()) < int(block.sum()):
+            results.append(None)
+            continue
+        results.append(classification_metrics(truth[block], scores[block], thresholds[XGBOOST]))
+    return results
+
+
+def _log_loss(labels: NDArray[Any], probabilities: NDArray[Any]) -> float:
+    clipped = np.clip(probabilities, 1e-7, 1 - 1e-7)
+    return float(-np.mean(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped)))
 
 
 def _fit(
     kind: str,
-    data: TrainingData,
-    labelled: LabelledRows,
+    training_set: TrainingSet,
+    names: list[str],
     config: TrainingConfig,
     client: Client | None,
     notes: list[str],
 ) -> FittedModel:
-    train_label = labelled.labels["train_label"]
-    parts = []
-    for rows in (labelled.split.train, labelled.split.validation):
-        values = train_label.to_numpy(allow_copy=True)[rows].astype(np.float64)
-        kept = rows[~np.isnan(values)]
-        parts.append((data.features[kept], values[~np.isnan(values)].astype(np.int8)))
-    train, validation = parts
     if kind == XGBOOST:
-        return fit_xgboost(
-            train, validation, data.feature_names, config.xgboost, client, config.dask.chunk_rows
-        )
-    if client is not None and len(train[1]) > config.dask.catboost_sample_rows:
+        return fit_xgboost(training_set, names, config.xgboost, client, config.dask.chunk_rows)
+    if client is not None and len(training_set.labels) > config.dask.catboost_sample_rows:
         sample = stratified_sample(
-            train[1], config.dask.catboost_sample_rows, config.split.random_state
+            training_set.labels, config.dask.catboost_sample_rows, config.split.random_state
         )
         notes.append(
-            f"CatBoost trained on a stratified sample of {len(sample):,} of {len(train[1]):,} "
-            "labelled training rows (dask engine); XGBoost used them all"
+            f"CatBoost trained on a stratified sample of {len(sample):,} of "
+            f"{len(training_set.labels):,} labelled training rows (dask engine); XGBoost used "
+            "them all"
         )
-        train = (train[0][sample], train[1][sample])
-    return fit_catboost(train, validation, data.feature_names, config.catboost)
-
-
-def decision_threshold(
-    fitted: FittedModel, data: TrainingData, labelled: LabelledRows, config: TrainingConfig
-) -> float:
-    """The probability at which ``fitted`` flags a row.
-
-    A number in the config is used as it is. ``validation`` chooses it on the validation
-    rows (never the test rows): the best F1 among thresholds whose precision reaches the
-    precision gate (the best F1 overall when none does), against the human labels there
-    (original and reviewed) when they hold both classes, else against all training labels
-    of those rows, pseudo-labels included.
-    """
-    if not isinstance(config.threshold, str):
-        return config.threshold
-    labels = labelled.labels[labelled.split.validation]
-    human = labels["label_source"].is_in([ORIGINAL, REVIEW]).fill_null(False)
-    human_labels = labels.filter(human)["train_label"]
-    both_classes = 0 < int(human_labels.sum()) < len(human_labels)
-    judged = (human if both_classes else labels["train_label"].is_not_null()).to_numpy()
-    truth = labels.filter(judged)["train_label"].to_numpy().astype(np.int8)
-    scores = predict_proba(fitted.model, data.features[labelled.split.validation[judged]])
-    chosen = choose_threshold(truth, scores, min_precision=config.gates.min_precision)
-    # A probability threshold outside (0, 1) would flag everything or nothing.
-    return float(np.clip(chosen, 1e-6, 1 - 1e-6))
+        training_set = training_set.subset(sample)
+    return fit_catboost(training_set, names, config.catboost)
 
 
 def _evaluate(
@@ -686,60 +911,39 @@ def _evaluate(
     )
 
 
-def _cross_validate(
-    data: TrainingData, labelled: LabelledRows, config: TrainingConfig, threshold: float
-) -> list[ClassificationMetrics | None]:
-    rows = np.sort(np.concatenate([labelled.split.train, labelled.split.validation]))
-    labels = labelled.labels[rows]
-    has_label = labels["train_label"].is_not_null().to_numpy()
-    rows, labels = rows[has_label], labels.filter(pl.Series(has_label))
-    human = labels.select(
-        pl.when(pl.col("label_source").is_in([ORIGINAL, REVIEW]))
-        .then(pl.col("train_label"))
-        .otherwise(-1)
-    ).to_series()
-    return cross_validate_xgboost(
-        data.features[rows],
-        labels["train_label"].to_numpy().astype(np.int8),
-        human.to_numpy().astype(np.int64),
-        data.rows[TIMESTAMP].to_numpy()[rows],
-        data.feature_names,
-        config.split,
-        config.xgboost,
-        threshold,
-    )
-
-
 def _write_run_directory(
     run_dir: RunDirectory,
     data: TrainingData,
     labelled: LabelledRows,
+    detector: FittedDetector,
     fitted: dict[str, FittedModel],
     judged: NDArray[Any],
     truth: NDArray[Any],
-    probabilities: dict[str, NDArray[Any]],
+    scores: dict[str, NDArray[Any]],
     config: TrainingConfig,
     summary: TrainingSummary,
 ) -> None:
     run_dir.path.mkdir(parents=True, exist_ok=True)
     for kind, model in fitted.items():
         save_model(run_dir, kind, model.model)
-    save_holdout(run_dir, data.features[judged], data.feature_names, truth, probabilities)
+    input_names = detector.input_names
+    save_holdout(run_dir, data.features[judged], data.feature_names, truth, scores)
     run_dir.config.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-    run_dir.features.write_text(json.dumps(data.feature_names, indent=1))
+    run_dir.features.write_text(json.dumps(input_names, indent=1))
+    detector.save(run_dir.detector)
+    drifting = [j for j, name in enumerate(data.feature_names) if name not in TIME_FEATURES]
     reference = reference_distributions(
-        data.features[labelled.split.train], data.feature_names, config.reference_bins
+        data.features[labelled.split.train][:, drifting],
+        [data.feature_names[j] for j in drifting],
+        config.reference_bins,
     )
     run_dir.reference.write_text(json.dumps(reference))
     run_dir.report_dir.mkdir(exist_ok=True)
-    scores = {
-        **{kind: probabilities[kind] for kind in fitted},
-        "isolation forest": -labelled.isolation.scores[judged],
-    }
+    curves = {**scores, "isolation forest": -labelled.isolation.scores[judged]}
     report_dir = run_dir.report_dir
     plots = [
-        plot_roc(truth, scores, report_dir / "roc.png"),
-        plot_precision_recall(truth, scores, report_dir / "precision_recall.png"),
+        plot_roc(truth, curves, report_dir / "roc.png"),
+        plot_precision_recall(truth, curves, report_dir / "precision_recall.png"),
     ]
     for kind, evaluation in summary.evaluations.items():
         plots.append(plot_confusion(evaluation.metrics, kind, report_dir / f"{kind}_confusion.png"))
@@ -757,7 +961,7 @@ def _write_run_directory(
     run_dir.run_record.write_text(
         TrainedRun(
             experiment=config.registration.experiment,
-            feature_names=data.feature_names,
+            feature_names=input_names,
             # The champion candidate's; each model's own is in its evaluation and metrics.
             threshold=summary.thresholds[XGBOOST],
             compare_metric=config.registration.compare_metric,

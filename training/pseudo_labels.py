@@ -1,9 +1,12 @@
 """Phase 3: the labels the supervised models learn from, and where each one came from.
 
-Precedence: an original label from the store, then a reviewer's label, then the Isolation
-Forest's prediction where it is highly confident. Rows with none of these stay unlabelled and
-are left out of supervised training. Pseudo-labels are training targets only: evaluation is
-against true labels (see training.evaluation).
+Precedence: an original label from the store, then a reviewer's label, then the pseudo-label
+the unsupervised detectors give a row (``training.pipeline``: "normal" for rows they all find
+ordinary; "anomaly" only when no human found any anomaly). Positives come from humans: the
+seed's Isolation Forest "high-confidence anomalies" are mostly normal rows on real data (SMD).
+Rows with none of these stay unlabelled and are left out of supervised training.
+Pseudo-labels are training targets only: evaluation is against true labels (see
+training.evaluation).
 """
 
 from typing import Any
@@ -13,12 +16,10 @@ import polars as pl
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
-from training.isolation import Bucket
-
 ORIGINAL = "original"
 REVIEW = "review"
-ISOLATION_FOREST = "isolation_forest"
-SOURCES = (ORIGINAL, REVIEW, ISOLATION_FOREST)
+UNSUPERVISED = "unsupervised"
+SOURCES = (ORIGINAL, REVIEW, UNSUPERVISED)
 
 
 class LabelMix(BaseModel):
@@ -63,33 +64,27 @@ def reveal_known_labels(
 
 
 def assign_pseudo_labels(
-    known_labels: pl.Series, review_labels: pl.Series, buckets: pl.Series
+    known_labels: pl.Series, review_labels: pl.Series, pseudo_labels: pl.Series
 ) -> pl.DataFrame:
     """Combine the three label sources, row by row.
 
     Args:
         known_labels: original labels (Int8, null where unknown).
         review_labels: reviewers' labels (Int8, null where not reviewed).
-        buckets: Isolation Forest confidence bucket of each row.
+        pseudo_labels: the unsupervised detectors' labels (Int8, null where none).
 
     Returns:
         Columns ``train_label`` (Int8, null = unlabelled) and ``label_source``.
     """
-    frame = pl.DataFrame({"known": known_labels, "review": review_labels, "bucket": buckets})
-    isolation_label = (
-        pl.when(pl.col("bucket") == Bucket.HIGH_ANOMALY.value)
-        .then(pl.lit(1, dtype=pl.Int8))
-        .when(pl.col("bucket") == Bucket.HIGH_NORMAL.value)
-        .then(pl.lit(0, dtype=pl.Int8))
-    )
+    frame = pl.DataFrame({"known": known_labels, "review": review_labels, "pseudo": pseudo_labels})
     return frame.select(
-        train_label=pl.coalesce(pl.col("known"), pl.col("review"), isolation_label).cast(pl.Int8),
+        train_label=pl.coalesce("known", "review", "pseudo").cast(pl.Int8),
         label_source=pl.when(pl.col("known").is_not_null())
         .then(pl.lit(ORIGINAL))
         .when(pl.col("review").is_not_null())
         .then(pl.lit(REVIEW))
-        .when(isolation_label.is_not_null())
-        .then(pl.lit(ISOLATION_FOREST)),
+        .when(pl.col("pseudo").is_not_null())
+        .then(pl.lit(UNSUPERVISED)),
     )
 
 

@@ -11,6 +11,7 @@ holder of an alias only if it scores better on this run's holdout.
 """
 
 import json
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -28,13 +29,23 @@ import xgboost as xgb
 from catboost import CatBoostClassifier
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException, RestException
-from mlflow.models import ModelSignature, get_model_info
+from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, DataType, Schema
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 from requests.exceptions import RequestException
 
-from contracts.serving import ALIASES, CATBOOST_MODEL, CHALLENGER, CHAMPION, XGBOOST_MODEL
+from contracts.detector import FittedDetector
+from contracts.serving import (
+    ALIASES,
+    CATBOOST_MODEL,
+    CHALLENGER,
+    CHAMPION,
+    DETECTOR_ARTIFACT,
+    REFERENCE_ARTIFACT,
+    THRESHOLD_TAG,
+    XGBOOST_MODEL,
+)
 from training.evaluation import ModelEvaluation, classification_metrics
 from training.models import CATBOOST, XGBOOST, Model, predict_proba
 
@@ -104,7 +115,11 @@ class RunDirectory:
 
     @property
     def reference(self) -> Path:
-        return self.path / "reference_distributions.json"
+        return self.path / REFERENCE_ARTIFACT
+
+    @property
+    def detector(self) -> Path:
+        return self.path / DETECTOR_ARTIFACT
 
     @property
     def report_dir(self) -> Path:
@@ -148,17 +163,27 @@ def save_holdout(
     features: NDArray[Any],
     feature_names: list[str],
     true_labels: NDArray[Any],
-    probabilities: dict[str, NDArray[Any]],
+    scores: dict[str, NDArray[Any]],
 ) -> None:
-    """Keep the test rows, their true labels and each model's probabilities.
+    """Keep the test rows' features, their true labels and each model's served score.
 
     Registration compares the new models with the alias holders on exactly these rows, and
-    the stored probabilities let anyone check that a registered model reproduces them.
+    the stored scores let anyone check that a registered model reproduces them.
     """
     columns = {name: features[:, j] for j, name in enumerate(feature_names)}
     columns[LABEL_COLUMN] = true_labels.astype(np.int8)
-    columns.update({f"{kind}_probability": values for kind, values in probabilities.items()})
+    columns.update({score_column(kind): values for kind, values in scores.items()})
     pl.DataFrame(columns).write_parquet(run_dir.holdout)
+
+
+def score_column(kind: str) -> str:
+    """The holdout column of a model's served scores."""
+    return f"{kind}_score"
+
+
+def load_detector(run_dir: RunDirectory) -> FittedDetector:
+    """The detector the run fitted: feature rows → its models' inputs → the served score."""
+    return FittedDetector.load(run_dir.detector)
 
 
 def load_holdout(
@@ -303,8 +328,17 @@ def _register(
     # process-wide URI; the CLI process registers against one server, so setting it is safe.
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri)
-    features, labels = load_holdout(run_dir, run.feature_names)
-    current = _current_holders(client, run, features, labels, replace_on_feature_change)
+    feature_names = load_detector(run_dir).feature_names
+    features, labels = load_holdout(run_dir, feature_names)
+    current = _current_holders(
+        client,
+        tracking_uri,
+        feature_names,
+        features,
+        labels,
+        run.compare_metric,
+        replace_on_feature_change,
+    )
     mlflow.set_experiment(run.experiment)
     signature = ModelSignature(
         inputs=Schema([ColSpec(DataType.float, name) for name in run.feature_names]),
@@ -324,7 +358,7 @@ def _register(
             client.set_model_version_tag(
                 REGISTERED_NAMES[kind],
                 versions[kind],
-                "threshold",
+                THRESHOLD_TAG,
                 str(evaluation.metrics.threshold),  # each model's own, chosen on validation
             )
             client.set_model_version_tag(
@@ -333,7 +367,13 @@ def _register(
         mlflow.log_params(run.params)
         mlflow.log_metrics(run.metrics)
         mlflow.set_tags(run.tags)
-        for path in (run_dir.config, run_dir.features, run_dir.summary, run_dir.reference):
+        for path in (
+            run_dir.config,
+            run_dir.features,
+            run_dir.summary,
+            run_dir.reference,
+            run_dir.detector,
+        ):
             mlflow.log_artifact(str(path))
         mlflow.log_artifacts(str(run_dir.report_dir), artifact_path="report")
         candidates = [
@@ -437,35 +477,56 @@ def _requirement(*distributions: str) -> str:
 
 def _current_holders(
     client: MlflowClient,
-    run: TrainedRun,
+    tracking_uri: str,
+    feature_names: list[str],
     features: NDArray[Any],
     labels: NDArray[Any],
+    compare_metric: str,
     replace_on_feature_change: bool,
 ) -> dict[str, Holder]:
-    """The current alias holders, each scored on this run's holdout."""
+    """The current alias holders, each scored on this run's holdout rows through the detector
+    its own run fitted, at its own threshold."""
     holders = {}
     for kind, name in REGISTERED_NAMES.items():
         for alias, version in _aliases_of(client, name).items():
             if alias not in ALIASES:
                 continue
-            uri = f"models:/{name}/{version}"
-            expected = get_model_info(uri).signature.inputs.input_names()
-            if expected != run.feature_names:
+            details = client.get_model_version(name, version)
+            detector = _detector_of_run(details.run_id or "", tracking_uri)
+            expected = detector.feature_names if detector else ["(no detector artifact)"]
+            if detector is None or expected != feature_names:
                 if replace_on_feature_change:
                     holders[alias] = Holder(kind, version, float("-inf"))
                     continue
-                raise FeatureSetMismatchError(_mismatch(name, alias, expected, run.feature_names))
+                raise FeatureSetMismatchError(_mismatch(name, alias, expected, feature_names))
+            uri = f"models:/{name}/{version}"
             model = (
                 mlflow.xgboost.load_model(uri)
                 if kind == XGBOOST
                 else mlflow.catboost.load_model(uri)
             )
-            tags = client.get_model_version(name, version).tags
-            threshold = float(tags.get("threshold", run.threshold))
-            metrics = classification_metrics(labels, predict_proba(model, features), threshold)
-            value = getattr(metrics, run.compare_metric)
+            inputs = detector.inputs(features)
+            scores = detector.score(name, predict_proba(model, inputs), inputs)
+            threshold = float(details.tags[THRESHOLD_TAG])
+            metrics = classification_metrics(labels, scores, threshold)
+            value = getattr(metrics, compare_metric)
             holders[alias] = Holder(kind, version, float("-inf") if value is None else float(value))
     return holders
+
+
+def _detector_of_run(run_id: str, tracking_uri: str) -> FittedDetector | None:
+    """The detector a registered model's training run logged; None for runs without one."""
+    with tempfile.TemporaryDirectory(prefix="vigil-detector-") as scratch:
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=run_id,
+                artifact_path=DETECTOR_ARTIFACT,
+                dst_path=scratch,
+                tracking_uri=tracking_uri,
+            )
+        except (MlflowException, OSError):
+            return None
+        return FittedDetector.load(Path(path))
 
 
 def _mismatch(name: str, alias: str, expected: list[str], actual: list[str]) -> str:
@@ -486,6 +547,11 @@ def decide_aliases(
 ) -> tuple[dict[str, Holder | None], str]:
     """Where ``champion`` and ``challenger`` should point after this run.
 
+    Both arms read the inputs of one fitted detector (the A/B router may send a request to
+    either), so the aliases move as a pair from one run: when this run's best model beats the
+    champion, it becomes champion and the run's other model (if it passed its gates)
+    challenger; otherwise nothing moves.
+
     Args:
         candidates: the run's new versions that passed their gates, with their holdout score.
         current: today's alias holders, scored on the same holdout.
@@ -497,22 +563,12 @@ def decide_aliases(
     if not candidates:
         return target, "no new model passed its gates; aliases unchanged"
     ranked = sorted(candidates, key=lambda c: (-c.score, c.kind != XGBOOST))
-    best, champion, challenger = ranked[0], current.get(CHAMPION), current.get(CHALLENGER)
+    best, champion = ranked[0], current.get(CHAMPION)
     if champion is None or best.score > champion.score:
         target[CHAMPION] = best
-        others = [c for c in ranked if c.kind != best.kind]
-        if others:
-            target[CHALLENGER] = others[0]
-        elif champion is not None and champion.kind != best.kind:
-            target[CHALLENGER] = champion
-        elif challenger is not None and challenger.kind == best.kind:
-            target[CHALLENGER] = None
+        target[CHALLENGER] = ranked[1] if len(ranked) > 1 else None
         beaten = "no champion yet" if champion is None else f"beats {_label(champion)}"
         return target, f"{_label(best)} becomes champion ({beaten})"
-    rivals = [c for c in ranked if c.kind != champion.kind]
-    if rivals and (challenger is None or rivals[0].score > challenger.score):
-        target[CHALLENGER] = rivals[0]
-        return target, f"champion {_label(champion)} kept; {_label(rivals[0])} becomes challenger"
     return target, f"champion {_label(champion)} is at least as good; aliases unchanged"
 
 

@@ -1,9 +1,11 @@
 """Phase 2: the active-learning review queue, its files for reviewers, and reviewed labels.
 
-The queue asks about a sample of the rows the Isolation Forest is unsure of (seed 003 §3):
-20 % of low-confidence anomalies, every anomaly on a critical service, 5 % of borderline
-normals. Reviewers answer in a CSV or in Label Studio; :func:`import_reviews` checks the
-answers against the exported queue and keeps them in the store for the next training run.
+The queue spends a label budget (a share of the trainable rows) on candidates stratified by
+the unsupervised anomaly score: most of it on the likely anomalies and the rows near any
+sensible threshold, the rest spread over the whole range so the answers can be weighted back
+to every candidate; likely anomalies of critical services are asked about first. Reviewers
+answer in a CSV or in Label Studio; :func:`import_reviews` checks the answers against the
+exported queue and keeps them in the store for the next training run.
 """
 
 import csv
@@ -23,7 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from contracts.layout import LABELS_PREFIX
 from contracts.store import ObjectStore
 from training.config import ReviewConfig
-from training.isolation import ANOMALY_BUCKETS, Bucket
+from training.isolation import Bucket
 
 QUEUE_PATH = f"{LABELS_PREFIX}/review_queue.parquet"
 REVIEWS_PATH = f"{LABELS_PREFIX}/reviews.parquet"
@@ -43,10 +45,10 @@ REVIEWS_SCHEMA = pa.schema(
     ]
 )
 
-# Reasons a row is in the queue, in priority order (a row is asked about once).
+# Why a row is in the queue: a likely anomaly of a critical service, or the score stratum it
+# was drawn from ("top 1%", "top 3%", ... "top 100%").
 CRITICAL_ANOMALY = "critical_anomaly"
-LOW_CONFIDENCE = "low_confidence"
-BORDERLINE_NORMAL = "borderline_normal"
+TOP_STRATUM_PREFIX = "top "
 
 # Uncertain = not covered by a high-confidence pseudo-label: what labelling "everything
 # uncertain" (the seed's baseline for its 80 % reduction) would cost.
@@ -106,46 +108,60 @@ def row_id_expr() -> pl.Expr:
     )
 
 
-def sample_review_queue(rows: pl.DataFrame, config: ReviewConfig) -> pl.DataFrame:
-    """Draw the rows a human should label.
+def sample_review_queue(rows: pl.DataFrame, config: ReviewConfig, budget: int) -> pl.DataFrame:
+    """Draw the rows a human should label: at most ``budget``, stratified by anomaly score.
+
+    Every likely anomaly (top stratum) of a critical instance is asked about first; the rest
+    of the budget goes to :func:`sample_within_budget` over the other candidates, so the
+    answers can be weighted back to every candidate (column ``inclusion``).
 
     Args:
-        rows: one row per candidate (training rows without a known label) with columns
-            instance_id, timestamp, score and bucket.
-        config: sampling fractions, critical services, seed.
+        rows: one row per candidate (trainable rows without a known label), in time order per
+            instance, with columns instance_id, timestamp, score (the unsupervised anomaly
+            score, higher = more anomalous) and bucket (the Isolation Forest's).
+        config: critical services, seed.
+        budget: the most rows to ask about.
 
     Returns:
-        The queue: row_id, instance_id, timestamp, reason, bucket, score, sorted by row_id.
+        The queue: ``QUEUE_COLUMNS`` plus ``inclusion`` (the probability the row had of being
+        asked), sorted by row_id.
     """
-    rng = np.random.default_rng(config.random_state)
-    critical = _matches_any(rows["instance_id"], config.critical_instances)
-    anomalous = rows["bucket"].is_in([bucket.value for bucket in ANOMALY_BUCKETS]).to_numpy()
-    reason = np.select(
-        [
-            critical & anomalous,
-            (rows["bucket"] == Bucket.LOW_ANOMALY.value).to_numpy(),
-            (rows["bucket"] == Bucket.MEDIUM_NORMAL.value).to_numpy(),
-        ],
-        [CRITICAL_ANOMALY, LOW_CONFIDENCE, BORDERLINE_NORMAL],
-        default="",
-    )
-    fractions = {
-        CRITICAL_ANOMALY: config.critical_anomaly_fraction,
-        LOW_CONFIDENCE: config.low_confidence_fraction,
-        BORDERLINE_NORMAL: config.borderline_normal_fraction,
-    }
-    picked = [
-        rng.choice(members, size=round(fraction * len(members)), replace=False)
-        for name, fraction in fractions.items()
-        if len(members := np.flatnonzero(reason == name))
+    scores = rows["score"].to_numpy()
+    likely = np.zeros(len(scores), dtype=bool)
+    if len(scores):
+        likely = scores >= np.quantile(scores, 1 - STRATUM_RANK_SHARES[0])
+    critical = np.flatnonzero(_matches_any(rows["instance_id"], config.critical_instances) & likely)
+    critical = critical[: max(budget, 0)]
+    others = np.setdiff1d(np.arange(rows.height), critical)
+    drawn = sample_within_budget(scores[others], budget - len(critical), config.random_state)
+    chosen = np.concatenate([critical, others[drawn.rows]])
+    reason = [CRITICAL_ANOMALY] * len(critical) + [
+        _stratum_name(rank) for rank in _rank_share(scores[others])[drawn.rows]
     ]
-    chosen = np.sort(np.concatenate(picked)) if picked else np.empty(0, dtype=np.int64)
-    return (
+    inclusion = np.concatenate([np.ones(len(critical)), drawn.inclusion])
+    queue: pl.DataFrame = (
         rows[chosen]
-        .with_columns(row_id=row_id_expr(), reason=pl.Series(reason[chosen], dtype=pl.String))
-        .select(QUEUE_COLUMNS)
+        .with_columns(
+            row_id=row_id_expr(),
+            reason=pl.Series(reason, dtype=pl.String),
+            inclusion=pl.Series(inclusion, dtype=pl.Float64),
+        )
+        .select(*QUEUE_COLUMNS, "inclusion")
         .sort("row_id")
     )
+    return queue
+
+
+def _rank_share(scores: NDArray[Any]) -> NDArray[np.float64]:
+    """Each score's share of candidates scoring at least as high (0 = the highest)."""
+    rank = np.empty(len(scores), dtype=np.float64)
+    rank[np.argsort(-scores, kind="stable")] = np.arange(len(scores))
+    return rank / max(len(scores), 1)
+
+
+def _stratum_name(rank_share: float) -> str:
+    upper = next(s for s in STRATUM_RANK_SHARES if rank_share < s or s == 1.0)
+    return f"{TOP_STRATUM_PREFIX}{upper:.0%}"
 
 
 def _matches_any(instance_ids: pl.Series, patterns: list[str]) -> NDArray[Any]:
@@ -400,7 +416,7 @@ def simulate_reviews(queue: pl.DataFrame, hidden_labels: pl.DataFrame) -> pl.Dat
     )
 
 
-# Budgeted queue (``vigil evaluate``): candidates ranked by anomaly score are cut into strata
+# Budgeted queue: candidates ranked by anomaly score are cut into strata
 # by rank share, and each stratum gets a share of the budget. The top strata hold the likely
 # anomalies and the uncertain rows near any sensible threshold; the rest keeps the sample
 # representative. Inclusion probabilities are known, so estimates from the answers can be

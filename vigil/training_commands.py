@@ -130,16 +130,20 @@ def evaluate(
     """Run the honest protocol on a public dataset; one JSON document on stdout."""
     import json
 
-    from training.real_evaluation import evaluate_dataset
+    from training.real_evaluation import NothingEvaluatedError, evaluate_dataset
 
     chosen = split_entities(entities)
     progress = Console(stderr=True)
-    document = evaluate_dataset(
-        dataset,
-        path,
-        chosen,
-        label_fraction,
-        work_dir,
-        lambda message: progress.print(message),
-    )
+    try:
+        document = evaluate_dataset(
+            dataset,
+            path,
+            chosen,
+            label_fraction,
+            work_dir,
+            lambda message: progress.print(message),
+        )
+    except NothingEvaluatedError as error:
+        progress.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from error
     print(json.dumps(document, indent=2))

@@ -17,7 +17,6 @@ import xgboost as xgb
 from mlflow import MlflowClient
 from numpy.typing import NDArray
 
-from contracts.features import feature_columns
 from contracts.serving import CATBOOST_MODEL, XGBOOST_MODEL
 from contracts.store import ObjectStore
 from serving.ab_config import load_ab_config
@@ -25,9 +24,9 @@ from serving.model_repository import RepositorySummary, build_repository
 from serving.nginx import RouterConfig, arm_models, start_router
 from serving.triton import READY_PATH, TritonPorts, triton_argv
 from serving.triton_config import BatchingOptions
-from tests.training.conftest import METRICS, small_config, write_fleet_store
+from tests.training.conftest import small_config, write_fleet_store
 from training.pipeline import run_training
-from training.registry import REGISTERED_NAMES, RunDirectory, load_holdout
+from training.registry import REGISTERED_NAMES, RunDirectory, load_detector, load_holdout
 from vigil.processes import ServerProcess, free_port, start_server
 
 # A long batching window: concurrent test requests are sure to share a batch.
@@ -69,7 +68,7 @@ def registered(
     run_path = root / "run"
     summary = run_training(store, small_config(gates=NO_GATES), mlflow_server.url, run_path)
     assert summary.registration is not None, summary.registration_error
-    names = feature_columns(METRICS)
+    names = load_detector(RunDirectory(run_path)).input_names
     rows, _ = load_holdout(RunDirectory(run_path), names)
     return Registered(mlflow_server.url, names, rows, store)
 

@@ -7,10 +7,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
+import numpy as np
 import uvicorn
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
+from contracts.detector import fit_detector
 from contracts.serving import CHAMPION, XGBOOST_MODEL
 from contracts.store import ObjectStore
 from serving.scorer import Scorer
@@ -59,9 +61,10 @@ def offline_scorer(store: ObjectStore, feature_names: list[str]) -> Scorer:
     and no inference server (nothing listens at its inference URL): for what it does before
     or without inference (reading windows, feedback, its HTTP API)."""
     settings = ScorerSettings(inference_url=f"127.0.0.1:{free_port()}")
+    rows = np.random.default_rng(0).random((50, len(feature_names)))
     models = ServedModels(
         arms={CHAMPION: Arm(CHAMPION, XGBOOST_MODEL, 1, 0.5, "run")},
-        feature_names=feature_names,
+        detector=fit_detector(rows, feature_names, np.arange(50)),
         reference={"features": {}},
         explainer=None,
     )

@@ -32,9 +32,12 @@ from training.datasets import (
     StoreNotEmptyError,
     import_dataset,
 )
+from training.datasets.nab import list_nab_series
 from training.datasets.safe_pickle import load_numpy_array
 from training.datasets.smd import SMD_METRICS, read_smd
 from training.datasets.tidy import SYNTHETIC_EPOCH
+from training.real_evaluation import entity_data
+from training.real_evaluation.entity_data import load_entity
 from vigil.processes import ServerProcess
 
 SLICES = Path(__file__).resolve().parents[1] / "data"
@@ -415,28 +418,28 @@ def test_label_other_than_zero_or_one_is_refused(tmp_path: Path) -> None:
         import_dataset("smd", source, _store(tmp_path / "store"))
 
 
-def test_nan_in_smd_is_refused_with_its_row(tmp_path: Path) -> None:
+def test_value_that_is_not_a_number_is_refused_with_its_row(tmp_path: Path) -> None:
     source = _copy_slice("smd", tmp_path)
     test_file = source / "ServerMachineDataset" / "test" / f"{SMD_MACHINE}.txt"
-    _replace_line(test_file, 41, ",".join(["nan", *["0.5"] * 37]))
-    with pytest.raises(DatasetFormatError, match=r"row 42 holds a missing, non-numeric, NaN"):
+    _replace_line(test_file, 41, ",".join(["abc", *["0.5"] * 37]))
+    with pytest.raises(DatasetFormatError, match=r"row 42 holds a non-numeric or infinite"):
         import_dataset("smd", source, _store(tmp_path / "store"))
 
 
-def test_nan_in_asd_is_refused_with_its_row(tmp_path: Path) -> None:
+def test_infinite_value_in_asd_is_refused_with_its_row(tmp_path: Path) -> None:
     source = _copy_slice("asd", tmp_path)
     train_path = source / "processed" / "omi-1_train.pkl"
     train = _trusted_pickle(train_path).copy()
-    train[7, 3] = np.nan
+    train[7, 3] = np.inf
     train_path.write_bytes(pickle.dumps(train, protocol=3))
-    with pytest.raises(DatasetFormatError, match="omi-1 train: row 8 holds a NaN"):
+    with pytest.raises(DatasetFormatError, match="omi-1 train: row 8 holds an infinite value"):
         import_dataset("asd", source, _store(tmp_path / "store"))
 
 
-def test_nan_in_nab_is_refused_with_its_row(tmp_path: Path) -> None:
+def test_malformed_nab_timestamp_is_refused_with_its_row(tmp_path: Path) -> None:
     source = _copy_slice("nab", tmp_path)
     series = source / "realAWSCloudwatch" / "elb_request_count_8c0756.csv"
-    _replace_line(series, 5, "2014-04-12 06:19:00,nan")
+    _replace_line(series, 5, "2014-04-12 06:19,42.0")
     with pytest.raises(DatasetFormatError, match="data row 5"):
         import_dataset("nab", source, _store(tmp_path / "store"))
 
@@ -462,16 +465,6 @@ def test_unknown_entity_is_refused_with_the_ones_available(tmp_path: Path) -> No
         import_dataset("smd", SLICES / "smd", _store(tmp_path), entities=["machine-9-9"])
 
 
-def test_nab_series_without_a_known_cloudwatch_metric_is_refused(tmp_path: Path) -> None:
-    source = _copy_slice("nab", tmp_path)
-    shutil.copy(
-        source / "realAWSCloudwatch" / "elb_request_count_8c0756.csv",
-        source / "realAWSCloudwatch" / "grok_asg_anomaly.csv",
-    )
-    with pytest.raises(DatasetFormatError, match=r"grok_asg_anomaly\.csv: no CloudWatch metric"):
-        import_dataset("nab", source, _store(tmp_path / "store"))
-
-
 def test_nab_window_without_rows_is_refused(tmp_path: Path) -> None:
     source = _copy_slice("nab", tmp_path)
     windows_path = source / "labels" / "combined_windows.json"
@@ -484,25 +477,296 @@ def test_nab_window_without_rows_is_refused(tmp_path: Path) -> None:
         import_dataset("nab", source, _store(tmp_path / "store"))
 
 
-def test_nab_repeated_rows_are_kept_once_but_conflicting_ones_are_refused(tmp_path: Path) -> None:
-    source = _copy_slice("nab", tmp_path)
-    series = source / "realAWSCloudwatch" / "elb_request_count_8c0756.csv"
-    original = series.read_text()
-    first_row = original.splitlines()[1]
-    series.write_text(original + first_row + "\n")
-    summary = import_dataset("nab", source, _store(tmp_path / "repeated"))
-    assert summary.rows == 241 + 263
-
-    series.write_text(original + first_row.split(",")[0] + ",12345.0\n")
-    with pytest.raises(DatasetFormatError, match="appears with different values"):
-        import_dataset("nab", source, _store(tmp_path / "conflicting"))
-
-
 def test_import_into_a_store_that_holds_data_is_refused(tmp_path: Path) -> None:
     store = _store(tmp_path)
     import_dataset("nab", SLICES / "nab", store)
     with pytest.raises(StoreNotEmptyError, match="already holds data"):
         import_dataset("nab", SLICES / "nab", store)
+
+
+# --- published quirks, on small synthetic files in the published layouts -------------------
+
+NAB_START = datetime(2014, 3, 3, tzinfo=UTC)
+NAB_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+ASD_SERVER = "omi-9"
+ASD_TEST_START = SYNTHETIC_EPOCH + timedelta(minutes=5 * 20)  # after 20 train rows
+
+NabRows = list[tuple[datetime, str]]
+
+
+def _steps(count: int, minutes: int = 5) -> list[datetime]:
+    return [NAB_START + timedelta(minutes=minutes * i) for i in range(count)]
+
+
+def _write_nab(
+    root: Path,
+    series: dict[str, NabRows],
+    windows: dict[str, list[tuple[datetime, datetime]]] | None = None,
+) -> Path:
+    """NAB's layout: ``series`` and ``windows`` keyed "category/stem", as NAB keys its files."""
+    for key, rows in series.items():
+        path = root / f"{key}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = [f"{t.strftime(NAB_TIME_FORMAT)},{value}" for t, value in rows]
+        path.write_text("\n".join(["timestamp,value", *lines]) + "\n")
+    document = {
+        f"{key}.csv": [
+            [f"{a.strftime(NAB_TIME_FORMAT)}.000000", f"{b.strftime(NAB_TIME_FORMAT)}.000000"]
+            for a, b in (windows or {}).get(key, [])
+        ]
+        for key in series
+    }
+    (root / "labels").mkdir(parents=True, exist_ok=True)
+    (root / "labels" / "combined_windows.json").write_text(json.dumps(document))
+    return root
+
+
+def _write_asd(
+    root: Path, train: NDArray[Any], test: NDArray[Any], labels: NDArray[Any], segments: str
+) -> Path:
+    """ASD's layout for one server; ``segments`` holds "start-end:metrics,type" lines."""
+    processed, interpretation = root / "processed", root / "interpretation_label"
+    processed.mkdir(parents=True)
+    interpretation.mkdir()
+    for part, array in (("train", train), ("test", test), ("test_label", labels)):
+        (processed / f"{ASD_SERVER}_{part}.pkl").write_bytes(pickle.dumps(array, protocol=3))
+    lines = [line.rsplit(",", 1) for line in segments.split()]
+    (interpretation / f"{ASD_SERVER}.txt").write_text("\n".join(seg for seg, _ in lines))
+    types = [f"{ASD_SERVER},{seg.split(':')[0]},{kind}" for seg, kind in lines]
+    (interpretation / "anomaly_type.txt").write_text(
+        "\n".join(["dataset,anomaly_segment,anomaly_type", *types]) + "\n"
+    )
+    return root
+
+
+def _asd_arrays(anomalous: range) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:
+    rng = np.random.default_rng(0)
+    labels = np.zeros(40, dtype=np.int64)
+    labels[anomalous] = 1
+    return rng.random((20, 19)), rng.random((40, 19)), labels
+
+
+def _smd_file(root: Path, folder: str, rows: list[str]) -> None:
+    (root / folder).mkdir(parents=True, exist_ok=True)
+    (root / folder / "machine-9-9.txt").write_text("\n".join(rows) + "\n")
+
+
+def test_nab_repeated_timestamp_is_imported_once_as_the_mean_of_its_values(
+    tmp_path: Path,
+) -> None:
+    # A CloudWatch export may repeat one timestamp many times with different values.
+    times = _steps(12)
+    rows = [(t, f"{i}.0") for i, t in enumerate(times)]
+    rows[4:4] = [(times[3], "6.0"), (times[3], "9.0"), (times[7], "7.0")]
+    key = "realAWSCloudwatch/ec2_cpu_utilization_000001"
+    source = _write_nab(tmp_path / "nab", {key: rows}, {key: [(times[2], times[4])]})
+    store = _store(tmp_path / "store")
+    summary = import_dataset("nab", source, store)
+
+    values = dict(_raw_rows(store).select("timestamp", "value").iter_rows())
+    assert len(values) == summary.rows == 12
+    assert values[times[3]] == 6.0  # mean of 3, 6 and 9
+    assert values[times[7]] == 7.0  # an exact repeat changes nothing
+    assert summary.repeated_timestamps == 3
+    assert _labels(store)["label"].to_list() == [0, 0, 1, 1, 1, *[0] * 7]
+
+
+def test_asd_overlapping_segments_of_two_types_make_one_incident_with_both(
+    tmp_path: Path,
+) -> None:
+    train, test, labels = _asd_arrays(range(10, 26))
+    segments = "10-20:1,2,metric 15-25:3,2,temporal"
+    source = _write_asd(tmp_path / "asd", train, test, labels, segments)
+    store = _store(tmp_path / "store")
+    summary = import_dataset("asd", source, store)
+
+    assert _incidents(store).to_dicts() == [
+        {
+            "instance_id": ASD_SERVER,
+            "start": ASD_TEST_START + timedelta(minutes=5 * 10),
+            "end": ASD_TEST_START + timedelta(minutes=5 * 25),
+            "incident_type": "metric+temporal",
+            "metrics": ["asd_metric_01", "asd_metric_02", "asd_metric_03"],
+        }
+    ]
+    assert summary.anomalous_rows == 16
+
+
+def test_smd_empty_and_nan_cells_are_imported_as_gaps_and_counted(tmp_path: Path) -> None:
+    root = tmp_path / "ServerMachineDataset"
+    row = ",".join(["0.5"] * 38)
+    _smd_file(root, "train", [row, ",".join(["", *["0.5"] * 37]), row, row])
+    _smd_file(root, "test", [row, row, ",".join(["0.5"] * 5 + ["nan"] + ["0.5"] * 32), row])
+    _smd_file(root, "test_label", ["0", "1", "1", "0"])
+    _smd_file(root, "interpretation_label", ["1-3:1,6"])
+    store = _store(tmp_path / "store")
+    summary = import_dataset("smd", tmp_path, store)
+
+    rows = _raw_rows(store)
+    assert summary.missing_values == 2
+    assert summary.rows == rows.height == 8 * 38 - 2
+    gaps = {
+        (SYNTHETIC_EPOCH + timedelta(minutes=1), "cpu_r"),
+        (SYNTHETIC_EPOCH + timedelta(minutes=6), "mem_u"),
+    }
+    assert not gaps & set(rows.select("timestamp", "name").iter_rows())
+    assert _labels(store).sort("timestamp")["label"].to_list()[4:] == [0, 1, 1, 0]
+
+
+def test_asd_nan_values_are_imported_as_gaps_and_counted(tmp_path: Path) -> None:
+    train, test, labels = _asd_arrays(range(10, 20))
+    train[2, 4] = test[5, 0] = np.nan
+    source = _write_asd(tmp_path / "asd", train, test, labels, "10-20:1,metric")
+    summary = import_dataset("asd", source, _store(tmp_path / "store"))
+    assert summary.missing_values == 2
+    assert summary.rows == 60 * 19 - 2
+    assert summary.labelled_rows == 40
+
+
+def test_nab_gaps_missing_values_and_irregular_steps_are_imported_and_counted(
+    tmp_path: Path,
+) -> None:
+    times = _steps(12)
+    rows = [(t, f"{i}.0") for i, t in enumerate(times)]
+    rows[2], rows[4] = (times[2], ""), (times[4], "nan")
+    off_step = times[9] + timedelta(minutes=2)
+    rows = [*rows[:6], *rows[8:10], (off_step, "9.5"), *rows[10:]]  # steps 6 and 7 missing
+    key = "realAWSCloudwatch/elb_request_count_000001"
+    source = _write_nab(tmp_path / "nab", {key: rows}, {key: [(times[3], times[5])]})
+    store = _store(tmp_path / "store")
+    summary = import_dataset("nab", source, store)
+
+    assert (summary.missing_values, summary.irregular_steps) == (2, 3)  # 15, 2 and 3 minutes
+    assert summary.step_seconds == read_dataset_info(store).step_seconds == 300
+    assert summary.rows == _raw_rows(store).height == 11 - 2
+    labels = _labels(store).sort("timestamp")
+    assert labels["timestamp"].to_list() == [t for t, _ in rows]
+    assert labels["label"].to_list() == [0, 0, 0, 1, 1, 1, *[0] * 5]
+
+
+NAB_CATEGORY_SERIES = {
+    "realAWSCloudwatch/ec2_cpu_utilization_000001": ("CPUUtilization", "ec2"),
+    "realAWSCloudwatch/grok_asg_anomaly": ("nab_value", "app"),
+    "realKnownCause/nyc_taxi": ("nab_value", "app"),
+    "realAdExchange/exchange-2_cpc_results": ("nab_value", "app"),
+    "realTraffic/speed_6005": ("nab_value", "app"),
+    "realTweets/Twitter_volume_AAPL": ("nab_value", "app"),
+    "artificialNoAnomaly/art_flatline": ("nab_value", "app"),
+    "artificialWithAnomaly/art_daily_jumpsup": ("nab_value", "app"),
+}
+
+
+def _every_category(root: Path) -> Path:
+    series = {key: [(t, "1.5") for t in _steps(6)] for key in NAB_CATEGORY_SERIES}
+    series["realKnownCause/nyc_taxi"] = [(t, "2.5") for t in _steps(6, minutes=30)]
+    taxi_window = (NAB_START + timedelta(minutes=60), NAB_START + timedelta(minutes=90))
+    return _write_nab(root, series, {"realKnownCause/nyc_taxi": [taxi_window]})
+
+
+def test_nab_every_published_category_is_listed_and_imported(tmp_path: Path) -> None:
+    source = _every_category(tmp_path / "nab")
+    stems = sorted(key.split("/")[1] for key in NAB_CATEGORY_SERIES)
+    assert list_nab_series(source) == stems
+
+    store = _store(tmp_path / "store")
+    summary = import_dataset("nab", source, store)
+    assert summary.entities == stems
+    sources = _raw_rows(store).select("instance_id", "name", "source").unique()
+    assert sorted(sources.rows()) == sorted(
+        (key.split("/")[1], *metric) for key, metric in NAB_CATEGORY_SERIES.items()
+    )
+    info = read_dataset_info(store)
+    assert (info.metrics, info.step_seconds) == (["nab_value", "CPUUtilization"], 300)
+    taxi = _labels(store).filter(pl.col("instance_id") == "nyc_taxi").sort("timestamp")
+    assert taxi["label"].to_list() == [0, 0, 1, 1, 0, 0]
+    assert summary.incidents == 1
+
+
+def test_nab_series_imported_alone_keeps_its_own_step(tmp_path: Path) -> None:
+    source = _every_category(tmp_path / "nab")
+    summary = import_dataset("nab", source, _store(tmp_path / "store"), ["nyc_taxi"])
+    assert (summary.step_seconds, summary.irregular_steps) == (1800, 0)
+
+
+def test_nab_repository_layout_with_a_data_folder_is_read(tmp_path: Path) -> None:
+    source = _every_category(tmp_path / "NAB")
+    (source / "data").mkdir()
+    for key in {key.split("/")[0] for key in NAB_CATEGORY_SERIES}:
+        (source / key).rename(source / "data" / key)
+    assert len(list_nab_series(source)) == len(NAB_CATEGORY_SERIES)
+    summary = import_dataset("nab", source, _store(tmp_path / "store"), ["nyc_taxi"])
+    assert summary.rows == 6
+
+
+def test_nab_stem_published_in_two_categories_is_refused(tmp_path: Path) -> None:
+    rows = [(t, "1.0") for t in _steps(3)]
+    series = {"realKnownCause/nyc_taxi": rows, "realTraffic/nyc_taxi": rows}
+    source = _write_nab(tmp_path / "nab", series)
+    with pytest.raises(DatasetFormatError, match=r"nyc_taxi\.csv is in both realKnownCause/"):
+        list_nab_series(source)
+
+
+# --- entity stores (vigil evaluate's cache) ------------------------------------------------
+
+
+def _entity_source(root: Path) -> Path:
+    """A generic NAB series with a gap and a missing value, 2 days at 30-minute steps."""
+    times = _steps(96, minutes=30)
+    rows = [(t, f"{10 + i % 7}.0") for i, t in enumerate(times) if i not in (20, 21)]
+    rows[30] = (rows[30][0], "")
+    window = [(times[50], times[55])]
+    return _write_nab(root, {"realKnownCause/nyc_taxi": rows}, {"realKnownCause/nyc_taxi": window})
+
+
+def _crash(*args: object) -> None:
+    raise RuntimeError("interrupted")
+
+
+def _refuse(*args: object, **kwargs: object) -> None:
+    raise AssertionError("a complete import or feature set was rebuilt")
+
+
+def test_load_entity_rebuilds_a_store_an_aborted_import_left(tmp_path: Path) -> None:
+    source = _entity_source(tmp_path / "nab")
+    store_path = tmp_path / "work" / "nyc_taxi" / "store"
+    with pytest.raises(RuntimeError, match="interrupted"):
+        import_dataset("nab", source, _store(store_path), ["nyc_taxi"], on_partition=_crash)
+    assert _store(store_path).list_keys(RAW_PREFIX)  # what the aborted run left
+
+    series = load_entity("nab", source, "nyc_taxi", store_path)
+    assert series.metrics == ["nab_value"]
+    assert series.features.shape[0] == len(series.labels) == 96  # the gap is on the grid
+    assert int(series.labels.sum()) == 6
+    assert np.isfinite(series.features).all()
+
+
+def test_load_entity_leaves_nothing_behind_when_a_run_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = _entity_source(tmp_path / "nab")
+    store_path = tmp_path / "work" / "store"
+    monkeypatch.setattr(entity_data, "build_features", _crash)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        load_entity("nab", source, "nyc_taxi", store_path)
+    assert list(store_path.parent.iterdir()) == []
+
+
+def test_load_entity_reuses_a_complete_store_and_a_complete_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = _entity_source(tmp_path / "nab")
+    store_path = tmp_path / "work" / "store"
+    import_dataset("nab", source, _store(store_path), ["nyc_taxi"])
+    raw_files = {p: p.stat().st_mtime_ns for p in (store_path / RAW_PREFIX).rglob("*")}
+    monkeypatch.setattr(entity_data, "import_dataset", _refuse)
+    first = load_entity("nab", source, "nyc_taxi", store_path)  # only the features are built
+    assert {p: p.stat().st_mtime_ns for p in (store_path / RAW_PREFIX).rglob("*")} == raw_files
+
+    every_file = {p: p.stat().st_mtime_ns for p in store_path.rglob("*")}
+    monkeypatch.setattr(entity_data, "build_features", _refuse)
+    second = load_entity("nab", source, "nyc_taxi", store_path)
+    assert np.array_equal(first.features, second.features)
+    assert {p: p.stat().st_mtime_ns for p in store_path.rglob("*")} == every_file
 
 
 # --- the full published datasets ----------------------------------------------------------

@@ -29,23 +29,19 @@ def test_seed_parameters_are_the_defaults() -> None:
         100,
         0.05,
     )
-    assert (config.review.low_confidence_fraction, config.review.borderline_normal_fraction) == (
-        0.2,
-        0.05,
-    )
-    assert config.xgboost.scale_pos_weight == 19
-    assert config.catboost.auto_class_weights == "Balanced"
+    assert config.review.label_fraction == 0.02
+    assert config.threshold == "reviewed"
     assert (config.gates.min_f1, config.gates.min_precision) == (0.85, 0.90)
     assert config.split.method == "time"
 
 
 def test_a_partial_file_keeps_the_other_defaults(tmp_path: Path) -> None:
     path = tmp_path / "train.yaml"
-    path.write_text("engine: dask\nxgboost:\n  max_depth: 4\n")
+    path.write_text("engine: dask\nxgboost:\n  max_depth: 6\n")
     config = load_training_config(path)
     assert config.engine == "dask"
-    assert config.xgboost.max_depth == 4
-    assert config.xgboost.learning_rate == 0.1
+    assert config.xgboost.max_depth == 6
+    assert config.xgboost.learning_rate == 0.05
 
 
 def test_an_empty_file_is_the_default_config(tmp_path: Path) -> None:
@@ -61,7 +57,7 @@ def test_an_empty_file_is_the_default_config(tmp_path: Path) -> None:
         ("gates:\n  min_f1: 1.5\n", "gates.min_f1"),
         ("split:\n  method: random\n", "split.method"),
         ("confidence:\n  high_anomaly_below: -0.2\n", "confidence"),
-        ("split:\n  cv_folds: 1\n", "split"),
+        ("split:\n  cv_folds: 1\n", "split.cv_folds"),
     ],
 )
 def test_a_bad_key_is_named_with_the_file(tmp_path: Path, text: str, key: str) -> None:

@@ -3,6 +3,7 @@
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -11,7 +12,7 @@ import pytest
 from numpy.typing import NDArray
 
 from contracts.dataset import DatasetInfo, write_dataset_info
-from contracts.features import TIMESTAMP, compute_features, feature_columns
+from contracts.features import TIME_FEATURES, TIMESTAMP, compute_features, feature_columns
 from contracts.labels import INCIDENTS_SCHEMA, POINT_LABELS_SCHEMA
 from contracts.layout import INCIDENTS_PATH, POINT_LABELS_PATH, features_path
 from contracts.store import ObjectStore
@@ -25,7 +26,15 @@ from training.pipeline import (
     load_training_data,
     run_training,
 )
-from training.registry import RunDirectory, TrainedRun, load_holdout, load_model
+from training.registry import (
+    REGISTERED_NAMES,
+    RunDirectory,
+    TrainedRun,
+    load_detector,
+    load_holdout,
+    load_model,
+    score_column,
+)
 from training.review_queue import load_reviews
 
 
@@ -53,9 +62,12 @@ def test_run_directory_holds_everything_registration_needs(
         run_dir.report_dir / "xgboost_confusion.png",
     ):
         assert path.exists(), path
-    assert json.loads(run_dir.features.read_text()) == feature_columns(METRICS)
+    inputs = load_detector(run_dir)
+    assert inputs.feature_names == feature_columns(METRICS)
+    assert json.loads(run_dir.features.read_text()) == inputs.input_names
     reference = json.loads(run_dir.reference.read_text())
-    assert set(reference["features"]) == set(feature_columns(METRICS))
+    # Calendar columns say when a row is, not how the fleet behaves: no drift reference.
+    assert set(reference["features"]) == set(feature_columns(METRICS)) - set(TIME_FEATURES)
     assert reference["rows"] == summary.split_sizes["train"]
     report = (run_dir.report_dir / "report.html").read_text()
     assert "isolation forest alone" in report
@@ -76,7 +88,9 @@ def test_summary_reports_labels_budget_and_timings(
     }
     mix = summary.label_mix
     assert mix.anomalies["original"] > 0
-    assert mix.anomalies["isolation_forest"] > 0
+    # humans found anomalies, so every positive label is a human's; the detectors add normals
+    assert mix.anomalies["unsupervised"] == 0
+    assert mix.normals["unsupervised"] > 0
     assert mix.normals["review"] + mix.anomalies["review"] == summary.reviews["simulated"]
     assert mix.labelled + mix.unlabelled == 3240  # train + validation rows only
     budget = summary.label_budget
@@ -84,14 +98,19 @@ def test_summary_reports_labels_budget_and_timings(
     assert set(summary.stage_seconds) >= {"xgboost", "catboost", "evaluate on the test rows"}
 
 
-def test_models_beat_the_isolation_forest_and_pass_the_test_gates(
+def test_models_rank_above_the_isolation_forest_and_the_champion_passes_the_gates(
     trained: tuple[TrainingSummary, RunDirectory],
 ) -> None:
     summary, _ = trained
+    isolation = summary.isolation_forest.pr_auc
+    assert isolation is not None
     for evaluation in summary.evaluations.values():
-        assert evaluation.passed_gates, evaluation.gate_failures
-        assert evaluation.metrics.f1 > summary.isolation_forest.f1
+        assert evaluation.metrics.pr_auc is not None
+        assert evaluation.metrics.pr_auc > isolation, evaluation.kind
         assert evaluation.metrics.rows == 360
+    champion = summary.evaluations["xgboost"]
+    assert champion.passed_gates, champion.gate_failures
+    assert champion.metrics.f1 > summary.isolation_forest.f1
 
 
 def test_labelled_incidents_are_caught(trained: tuple[TrainingSummary, RunDirectory]) -> None:
@@ -100,7 +119,7 @@ def test_labelled_incidents_are_caught(trained: tuple[TrainingSummary, RunDirect
     assert summary.evaluations["catboost"].event_recall == pytest.approx(1.0)
 
 
-def test_threshold_is_chosen_on_validation_and_travels_with_the_run(
+def test_threshold_is_chosen_on_reviewed_rows_and_travels_with_the_run(
     trained: tuple[TrainingSummary, RunDirectory],
 ) -> None:
     summary, run_dir = trained
@@ -111,7 +130,7 @@ def test_threshold_is_chosen_on_validation_and_travels_with_the_run(
         assert 0.0 < threshold < 1.0
         assert evaluation.metrics.threshold == threshold
         assert run.metrics[f"{kind}.threshold"] == threshold
-        # chosen to reach the precision gate on validation, it keeps the gates passable
+        # chosen on the human labels' out-of-fold scores, it keeps the gates passable
         assert evaluation.passed_gates, (kind, evaluation.gate_failures)
 
 
@@ -136,35 +155,43 @@ def test_an_injected_spike_scores_above_the_threshold(
         )
     )
     summary, run_dir = trained
+    detector = load_detector(run_dir)
     for kind in ("xgboost", "catboost"):
-        threshold = summary.thresholds[kind]
-        model = load_model(run_dir, kind)
-        calm = predict_proba(model, _features_of(wide))[100:]
-        spike = predict_proba(model, _features_of(spiked))[100:]
-        assert (calm < threshold).all(), kind
-        assert (spike[:5] >= threshold).all(), kind
+        calm = _served_scores(run_dir, kind, _features_of(wide))[100:]
+        spike = _served_scores(run_dir, kind, _features_of(spiked))[100:]
+        assert (calm < summary.thresholds[kind]).all(), kind
+        assert (spike[:5] >= summary.thresholds[kind]).all(), kind
+    assert detector.feature_names == feature_columns(METRICS)
+
+
+def _served_scores(run_dir: RunDirectory, kind: str, features: NDArray[Any]) -> NDArray[Any]:
+    """The served score of feature rows: detector inputs → the model → the detector's score."""
+    detector = load_detector(run_dir)
+    inputs = detector.inputs(features)
+    probabilities = predict_proba(load_model(run_dir, kind), inputs)
+    return detector.score(REGISTERED_NAMES[kind], probabilities, inputs)
 
 
 def test_row_order_does_not_change_scores(trained: tuple[TrainingSummary, RunDirectory]) -> None:
     _, run_dir = trained
-    features, _ = load_holdout(run_dir, feature_columns(METRICS))
+    features, _ = load_holdout(run_dir, load_detector(run_dir).feature_names)
     order = np.random.default_rng(0).permutation(len(features))
     for kind in ("xgboost", "catboost"):
-        model = load_model(run_dir, kind)
         assert np.array_equal(
-            predict_proba(model, features[order]), predict_proba(model, features)[order]
+            _served_scores(run_dir, kind, features[order]),
+            _served_scores(run_dir, kind, features)[order],
         )
 
 
-def test_saved_models_reproduce_the_test_probabilities(
+def test_saved_models_reproduce_the_test_scores(
     trained: tuple[TrainingSummary, RunDirectory],
 ) -> None:
     _, run_dir = trained
     holdout = pl.read_parquet(run_dir.holdout)
-    features, _ = load_holdout(run_dir, feature_columns(METRICS))
+    features, _ = load_holdout(run_dir, load_detector(run_dir).feature_names)
     for kind in ("xgboost", "catboost"):
-        expected = holdout[f"{kind}_probability"].to_numpy()
-        assert np.array_equal(predict_proba(load_model(run_dir, kind), features), expected)
+        expected = holdout[score_column(kind)].to_numpy()
+        assert np.array_equal(_served_scores(run_dir, kind, features), expected)
 
 
 def test_the_test_rows_never_feed_training(fleet_store: ObjectStore) -> None:
@@ -221,8 +248,8 @@ def test_all_normal_labels_are_a_clear_error(tmp_path: Path) -> None:
     assert not (tmp_path / "run").exists()
 
 
-def test_training_labels_of_a_single_class_are_a_clear_error(tmp_path: Path) -> None:
-    store = write_fleet_store(tmp_path / "store")
+def _store_with_a_late_incident_only(path: Path) -> ObjectStore:
+    store = write_fleet_store(path)
     # Only the test part (the latest 60 minutes) keeps an incident.
     late = {
         "start": START + timedelta(minutes=570),
@@ -237,8 +264,25 @@ def test_training_labels_of_a_single_class_are_a_clear_error(tmp_path: Path) -> 
             [{"instance_id": i, **late} for i in instances], schema=INCIDENTS_SCHEMA
         ),
     )
+    return store
+
+
+def test_training_labels_of_a_single_class_are_a_clear_error(tmp_path: Path) -> None:
+    store = _store_with_a_late_incident_only(tmp_path / "store")
     with pytest.raises(SingleClassError, match="training labels are all normal"):
         run_training(store, small_config(labels={"known_fraction": 1.0}), None, tmp_path / "run")
+
+
+def test_without_a_human_anomaly_the_unsupervised_top_rows_stand_in(tmp_path: Path) -> None:
+    store = _store_with_a_late_incident_only(tmp_path / "store")
+    summary = run_training(
+        store, small_config(labels={"known_fraction": 0.05}), None, tmp_path / "run"
+    )
+    mix = summary.label_mix
+    assert mix.anomalies["original"] == mix.anomalies["review"] == 0
+    # 1 % of the unlabelled trainable rows
+    assert 0 < mix.anomalies["unsupervised"] <= 0.01 * 3240
+    assert any("no human-labelled anomaly" in note for note in summary.notes)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])

@@ -17,9 +17,10 @@ import pandas as pd
 import polars as pl
 import pytest
 import xgboost as xgb
+from contracts.detector_inputs import DetectorInputs
 from mlflow import MlflowClient
 
-from contracts.features import feature_columns
+from contracts.features import TIME_FEATURES, feature_columns
 from contracts.store import ObjectStore
 from tests.training.conftest import METRICS, small_config, write_fleet_store
 from training.pipeline import TrainingSummary, run_training
@@ -27,6 +28,7 @@ from training.registry import (
     RegistrationError,
     RunDirectory,
     drop_duplicate_versions,
+    load_detector,
     load_holdout,
     register_run,
 )
@@ -105,7 +107,7 @@ def test_champion_reloads_by_alias_and_reproduces_the_test_probabilities(
 ) -> None:
     run_path = _copy(runs["strong"], tmp_path, "strong")
     register_run(run_path, tracking_uri)
-    names = feature_columns(METRICS)
+    names = load_detector(RunDirectory(run_path)).input_names
     features, _ = load_holdout(RunDirectory(run_path), names)
     holdout = pl.read_parquet(RunDirectory(run_path).holdout)
 
@@ -147,9 +149,11 @@ def test_run_logs_metrics_params_and_artifacts_for_the_scorer(
     download = Path(
         mlflow.artifacts.download_artifacts(run_id=result.run_id, dst_path=str(tmp_path / "dl"))
     )
-    assert json.loads((download / "features.json").read_text()) == feature_columns(METRICS)
+    inputs = DetectorInputs.model_validate_json((download / "detector_inputs.json").read_text())
+    assert inputs.feature_names == feature_columns(METRICS)
+    assert json.loads((download / "features.json").read_text()) == inputs.input_names
     reference = json.loads((download / "reference_distributions.json").read_text())
-    assert set(reference["features"]) == set(feature_columns(METRICS))
+    assert set(reference["features"]) == set(feature_columns(METRICS)) - set(TIME_FEATURES)
     assert (download / "report" / "report.html").exists()
     assert (download / "report" / "roc.png").exists()
     assert (download / "config.yaml").exists()
@@ -255,9 +259,10 @@ def test_mlflow_restarted_during_registration_loses_nothing(
             ] == [result.run_id]
             assert not RunDirectory(run_path).registration_attempt.exists()
             mlflow.set_tracking_uri(restarted.url)
-            rows, _ = load_holdout(RunDirectory(run_path), feature_columns(METRICS))
+            names = load_detector(RunDirectory(run_path)).input_names
+            rows, _ = load_holdout(RunDirectory(run_path), names)
             champion = mlflow.pyfunc.load_model("models:/xgboost_anomaly@champion")
-            assert len(champion.predict(pd.DataFrame(rows, columns=feature_columns(METRICS))))
+            assert len(champion.predict(pd.DataFrame(rows, columns=names)))
             assert register_run(run_path, restarted.url) == result  # recorded, not redone
         finally:
             os.killpg(restarted.process.pid, signal.SIGTERM)

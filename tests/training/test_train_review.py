@@ -5,8 +5,10 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
+from numpy.typing import NDArray
 
 from contracts.layout import INCIDENTS_PATH
 from contracts.store import ObjectStore
@@ -18,7 +20,6 @@ from training.review_queue import (
     REVIEWS_PATH,
     ReviewImportError,
     import_reviews,
-    label_budget,
     load_queue,
     load_reviews,
     sample_review_queue,
@@ -27,51 +28,53 @@ from training.review_queue import (
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
-def _candidates(buckets: dict[tuple[str, Bucket], int]) -> pl.DataFrame:
-    frames = []
-    for (instance, bucket), count in buckets.items():
-        frames.append(
-            pl.DataFrame(
-                {
-                    "instance_id": [instance] * count,
-                    "timestamp": [T0 + timedelta(minutes=m) for m in range(count)],
-                    "score": [0.0] * count,
-                    "bucket": [bucket.value] * count,
-                }
-            )
+def _candidates(scores: dict[str, NDArray[np.float64]]) -> pl.DataFrame:
+    frames = [
+        pl.DataFrame(
+            {
+                "instance_id": [instance] * len(values),
+                "timestamp": [T0 + timedelta(minutes=m) for m in range(len(values))],
+                "score": values,
+                "bucket": [Bucket.MEDIUM_NORMAL.value] * len(values),
+            }
         )
+        for instance, values in scores.items()
+    ]
     return pl.concat(frames).with_columns(pl.col("timestamp").cast(pl.Datetime("ms", "UTC")))
 
 
-def test_queue_samples_each_reason_at_its_fraction() -> None:
-    candidates = _candidates(
-        {
-            ("web-1", Bucket.LOW_ANOMALY): 100,
-            ("web-2", Bucket.MEDIUM_NORMAL): 400,
-            ("web-3", Bucket.HIGH_NORMAL): 1000,
-            ("web-4", Bucket.MEDIUM_ANOMALY): 50,
-            ("db-1", Bucket.HIGH_ANOMALY): 7,
-            ("db-2", Bucket.MEDIUM_NORMAL): 40,
-        }
-    )
-    queue = sample_review_queue(candidates, ReviewConfig(critical_instances=["db-*"]))
-    counts = dict(queue.group_by("reason").len().iter_rows())
-    # 20 % of low-confidence anomalies, every anomaly of a critical service, 5 % of borderline
-    # normals (critical services' normals are borderline like any other).
-    assert counts == {"low_confidence": 20, "critical_anomaly": 7, "borderline_normal": 22}
+def test_queue_spends_its_budget_on_the_top_scores_and_weights_every_answer() -> None:
+    rng = np.random.default_rng(0)
+    candidates = _candidates({"web-1": rng.random(1000), "web-2": rng.random(1000)})
+    queue = sample_review_queue(candidates, ReviewConfig(), budget=40)
+    assert queue.height == 40
     assert queue["row_id"].n_unique() == queue.height
     assert queue["row_id"][0].count("@") == 1
+    counts = dict(queue.group_by("reason").len().iter_rows())
+    # 30 % of the budget on the top 1 % of scores, 10 % on the bottom 70 %
+    assert counts["top 1%"] == 12
+    assert counts["top 100%"] == 4
+    # inverse inclusion probabilities weigh the answers back to every candidate
+    assert (1 / queue["inclusion"]).sum() == pytest.approx(candidates.height, rel=0.01)
 
-    budget = label_budget(candidates["bucket"], queue)
-    assert (budget.asked, budget.uncertain) == (49, 590)
-    assert budget.reduction == pytest.approx(1 - 49 / 590)
+
+def test_likely_anomalies_of_critical_services_come_first() -> None:
+    scores = np.zeros(1000)
+    scores[:20] = 1.0  # db-1's top rows
+    candidates = _candidates({"db-1": scores, "web-1": np.full(1000, 0.5)})
+    queue = sample_review_queue(candidates, ReviewConfig(critical_instances=["db-*"]), budget=30)
+    critical = queue.filter(pl.col("reason") == "critical_anomaly")
+    assert critical.height == 20
+    assert (critical["instance_id"] == "db-1").all()
+    assert queue.height <= 30
+    assert (critical["inclusion"] == 1.0).all()
 
 
 def test_queue_is_reproducible_for_a_seed() -> None:
-    candidates = _candidates({("a", Bucket.MEDIUM_NORMAL): 500})
-    first = sample_review_queue(candidates, ReviewConfig())
-    assert first.equals(sample_review_queue(candidates, ReviewConfig()))
-    other = sample_review_queue(candidates, ReviewConfig(random_state=7))
+    candidates = _candidates({"a": np.random.default_rng(1).random(500)})
+    first = sample_review_queue(candidates, ReviewConfig(), budget=25)
+    assert first.equals(sample_review_queue(candidates, ReviewConfig(), budget=25))
+    other = sample_review_queue(candidates, ReviewConfig(random_state=7), budget=25)
     assert not first["row_id"].equals(other["row_id"])
 
 

@@ -145,24 +145,23 @@ def test_known_labels_are_revealed_only_on_eligible_rows() -> None:
     assert (known.filter(pl.Series(revealed)) == true.filter(pl.Series(revealed))).all()
 
 
-def test_pseudo_labels_prefer_original_then_review_then_confident_forest() -> None:
-    high_a, high_n, low_a = Bucket.HIGH_ANOMALY, Bucket.HIGH_NORMAL, Bucket.LOW_ANOMALY
+def test_pseudo_labels_prefer_original_then_review_then_unsupervised() -> None:
     pseudo = assign_pseudo_labels(
         pl.Series([0, None, None, None, None], dtype=pl.Int8),
         pl.Series([1, 1, None, None, None], dtype=pl.Int8),
-        pl.Series([high_a, high_n, high_a, high_n, low_a], dtype=pl.String),
+        pl.Series([1, 0, 1, 0, None], dtype=pl.Int8),
     )
     assert pseudo["train_label"].to_list() == [0, 1, 1, 0, None]
     assert pseudo["label_source"].to_list() == [
         "original",
         "review",
-        "isolation_forest",
-        "isolation_forest",
+        "unsupervised",
+        "unsupervised",
         None,
     ]
     mix = label_mix(pseudo)
-    assert mix.anomalies == {"original": 0, "review": 1, "isolation_forest": 1}
-    assert mix.normals == {"original": 1, "review": 0, "isolation_forest": 1}
+    assert mix.anomalies == {"original": 0, "review": 1, "unsupervised": 1}
+    assert mix.normals == {"original": 1, "review": 0, "unsupervised": 1}
     assert mix.unlabelled == 1
     assert mix.labelled == 4
 
@@ -259,31 +258,41 @@ def test_a_run_that_does_not_beat_the_champion_changes_nothing() -> None:
     assert "unchanged" in decision
 
 
-def test_a_better_challenger_replaces_only_the_challenger() -> None:
+def test_a_better_challenger_alone_moves_nothing() -> None:
+    # The arms must read one run's detector: a new challenger beside an old champion would not.
     current = {
         "champion": _holder("xgboost", "1", 0.9),
         "challenger": _holder("catboost", "1", 0.8),
     }
-    target, _ = decide_aliases(
+    target, decision = decide_aliases(
         [_holder("xgboost", "2", 0.85), _holder("catboost", "2", 0.88)], current
     )
-    assert target == {"champion": current["champion"], "challenger": _holder("catboost", "2", 0.88)}
+    assert target == current
+    assert "unchanged" in decision
 
 
-def test_a_new_champion_of_the_other_kind_demotes_the_old_one() -> None:
-    current = {"champion": _holder("xgboost", "1", 0.8)}
-    target, _ = decide_aliases([_holder("catboost", "3", 0.9)], current)
-    assert target == {"champion": _holder("catboost", "3", 0.9), "challenger": current["champion"]}
-
-
-def test_a_new_champion_frees_the_challenger_alias_of_its_own_model() -> None:
+def test_a_new_champion_brings_its_run_mate_as_challenger() -> None:
     current = {
         "champion": _holder("catboost", "1", 0.8),
         "challenger": _holder("xgboost", "1", 0.7),
     }
-    target, _ = decide_aliases([_holder("xgboost", "2", 0.9)], current)
-    # xgboost_anomaly cannot hold both aliases; the old champion (catboost) becomes challenger.
-    assert target == {"champion": _holder("xgboost", "2", 0.9), "challenger": current["champion"]}
+    target, _ = decide_aliases(
+        [_holder("catboost", "2", 0.85), _holder("xgboost", "2", 0.9)], current
+    )
+    assert target == {
+        "champion": _holder("xgboost", "2", 0.9),
+        "challenger": _holder("catboost", "2", 0.85),
+    }
+
+
+def test_a_lone_new_champion_serves_alone() -> None:
+    # Its run mate failed its gates: the old challenger (another run's detector) is dropped.
+    current = {
+        "champion": _holder("xgboost", "1", 0.8),
+        "challenger": _holder("catboost", "1", 0.7),
+    }
+    target, _ = decide_aliases([_holder("catboost", "3", 0.9)], current)
+    assert target == {"champion": _holder("catboost", "3", 0.9), "challenger": None}
 
 
 def test_no_passing_model_means_no_alias() -> None:

@@ -4,7 +4,9 @@
 restricted unpickler), ``interpretation_label/omi-N.txt`` (``start-end:d1,d2,...``) and
 ``interpretation_label/anomaly_type.txt`` (``dataset,anomaly_segment,anomaly_type``). 19
 metrics at 5-minute steps, no timestamps: train rows are laid on the synthetic timeline first
-and test rows right after (see tidy.SYNTHETIC_EPOCH).
+and test rows right after (see tidy.SYNTHETIC_EPOCH). A NaN in a pickle is a missing value,
+imported as a gap (see tidy.py); overlapping segments of different types make one incident
+that keeps both types (see segments.py).
 """
 
 import csv
@@ -22,7 +24,12 @@ from training.datasets.published_files import (
 )
 from training.datasets.safe_pickle import load_numpy_array
 from training.datasets.segments import PublishedSegment, build_incidents, parse_interpretation
-from training.datasets.tidy import TEST_SPLIT, DatasetFrames, split_series_frame
+from training.datasets.tidy import (
+    TEST_SPLIT,
+    DatasetFrames,
+    count_missing,
+    split_series_frame,
+)
 
 ASD_STEP_SECONDS = 300
 ASD_SOURCE = "app"
@@ -82,12 +89,14 @@ def read_asd(source_path: Path, servers: list[str]) -> DatasetFrames:
                 origin=f"{interpretation_path} and {types_path}",
             )
         )
+    combined = pl.concat(telemetry)
     return DatasetFrames(
         name="asd",
         step_seconds=ASD_STEP_SECONDS,
         metrics=metrics,
-        telemetry=pl.concat(telemetry),
+        telemetry=combined,
         incidents=pl.concat(incidents),
+        missing_values=count_missing(combined, metrics),
     )
 
 

@@ -3,6 +3,9 @@
 What lands in the store: metric rows of RAW_SCHEMA, one Parquet file per UTC hour at
 ``raw_partition_path``; point labels and incidents under ``labels/``; and ``dataset.json``
 (DatasetInfo), written last, so a store that has it holds a complete import.
+
+Quirks of the published files (missing values, repeated timestamps, gaps and irregular steps)
+are imported by the rules of ``training.datasets.tidy`` and counted in the ImportSummary.
 """
 
 from collections.abc import Callable
@@ -51,7 +54,13 @@ class StoreNotEmptyError(ValueError):
 
 
 class ImportSummary(BaseModel):
-    """What an import wrote."""
+    """What an import wrote, and how many quirks of the published files it met.
+
+    ``missing_values``: values published empty or NaN, imported as gaps.
+    ``repeated_timestamps``: rows merged into an earlier row of their series with the same
+    timestamp (their mean is kept). ``irregular_steps``: intervals between consecutive rows of
+    an entity other than ``step_seconds`` (gaps, or samples closer together).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -64,6 +73,10 @@ class ImportSummary(BaseModel):
     anomalous_rows: int
     anomaly_fraction: float
     incidents: int
+    step_seconds: int
+    missing_values: int
+    repeated_timestamps: int
+    irregular_steps: int
 
 
 def import_dataset(
@@ -118,6 +131,10 @@ def import_dataset(
         anomalous_rows=anomalous,
         anomaly_fraction=anomalous / labelled if labelled else 0.0,
         incidents=frames.incidents.height,
+        step_seconds=frames.step_seconds,
+        missing_values=frames.missing_values,
+        repeated_timestamps=frames.repeated_timestamps,
+        irregular_steps=irregular_steps(frames.telemetry, frames.step_seconds),
     )
 
 
@@ -163,6 +180,18 @@ def write_raw_partitions(
         if on_partition is not None:
             on_partition(done, len(partitions))
     return rows, len(partitions)
+
+
+def irregular_steps(telemetry: pl.DataFrame, step_seconds: int) -> int:
+    """Intervals between consecutive rows of an entity that are not ``step_seconds`` long."""
+    intervals = (
+        telemetry.select("instance_id", "timestamp")
+        .sort("instance_id", "timestamp")
+        .select(pl.col("timestamp").diff().over("instance_id").dt.total_seconds())
+        .to_series()
+        .drop_nulls()
+    )
+    return int((intervals != step_seconds).sum())
 
 
 def _as_schema(frame: pl.DataFrame, schema: pa.Schema) -> pa.Table:

@@ -1,10 +1,28 @@
-"""Numenta Anomaly Benchmark, realAWSCloudwatch, in its published layout.
+"""Numenta Anomaly Benchmark in its published layout.
 
-``realAWSCloudwatch/*.csv`` (``timestamp,value``, 5-minute steps, read as UTC) and
-``labels/combined_windows.json`` (anomaly windows ``[start, end]`` per file). One entity per
-file, named by the file stem, with the one CloudWatch metric the file holds. NAB has no
-train/test split: every row is in split "test", labelled 1 inside a window and 0 outside, and
-each window is an incident of type "unknown" explained by that metric.
+Every category folder NAB publishes (``NAB_CATEGORIES``: ``realAWSCloudwatch/``,
+``realKnownCause/``, ...), directly under the dataset folder or under its ``data/`` as in
+the NAB repository, holds ``*.csv`` series (``timestamp,value``, read as UTC), and
+``labels/combined_windows.json`` holds the anomaly windows ``[start, end]`` of each series,
+keyed ``category/file.csv``. NAB has no train/test split: every row is in split "test",
+labelled 1 inside a window and 0 outside, and each window is an incident of type "unknown"
+explained by the series' metric.
+
+Naming: one entity per series, named by its file stem in every category (e.g.
+``ec2_cpu_utilization_24ae8d``, ``nyc_taxi``). NAB's stems are unique across categories; a
+layout where two categories hold the same stem is refused rather than guessed.
+
+Metrics: a realAWSCloudwatch series named after a CloudWatch metric (``_METRIC_BY_STEM``)
+holds that metric; any other series (another category, or e.g. ``grok_asg_anomaly``) holds
+the generic metric ``nab_value`` from source ``app``, so that it still has feature columns.
+
+Quirks, by the rules of tidy.py: an empty or NaN value is a missing value; rows repeating a
+timestamp become one row with the mean of their values (NaN left out; an exact repeat, as
+the DST-shifted hour of ec2_disk_write_bytes_1ef3de, changes nothing); gaps and irregular
+steps are kept as published. The dataset's step is the smallest median interval between
+consecutive rows among the imported series (300 s for realAWSCloudwatch), so a series
+imported alone keeps its own step and none is coarsened when several are imported together.
+A row whose timestamp is empty or malformed is refused.
 """
 
 import json
@@ -17,6 +35,7 @@ import polars as pl
 from training.datasets.published_files import (
     DatasetFormatError,
     find_file,
+    parse_numbers,
     read_bytes,
     read_text,
     require_dir,
@@ -27,11 +46,24 @@ from training.datasets.tidy import TEST_SPLIT, TIMESTAMP_TYPE, DatasetFrames
 
 logger = logging.getLogger(__name__)
 
-NAB_STEP_SECONDS = 300
-NAB_SERIES_DIR = "realAWSCloudwatch"
+NAB_STEP_SECONDS = 300  # the step of a dataset whose series have fewer than two rows
+CLOUDWATCH_CATEGORY = "realAWSCloudwatch"
+NAB_CATEGORIES = (
+    "artificialNoAnomaly",
+    "artificialWithAnomaly",
+    CLOUDWATCH_CATEGORY,
+    "realAdExchange",
+    "realKnownCause",
+    "realTraffic",
+    "realTweets",
+)
+DATA_DIR = "data"
 LABELS_DIR = "labels"
 WINDOWS_FILE = "combined_windows.json"
 CSV_SUFFIX = ".csv"
+# Not "value": a metric column must not share a name with a column of RAW_SCHEMA.
+GENERIC_METRIC = "nab_value"
+GENERIC_SOURCE = "app"
 # (stem prefix, stem suffix) -> (CloudWatch metric, source); NAB names files after them.
 _METRIC_BY_STEM = (
     (("ec2_cpu_utilization_", ""), ("CPUUtilization", "ec2")),
@@ -46,50 +78,47 @@ _WINDOW_FORMAT = "%Y-%m-%d %H:%M:%S%.f"
 
 
 def list_nab_series(source_path: Path) -> list[str]:
-    """The file stems of the series, e.g. ``["ec2_cpu_utilization_24ae8d", ...]``."""
-    return stems(source_path / NAB_SERIES_DIR, CSV_SUFFIX)
-
-
-def cloudwatch_metric(stem: str) -> tuple[str, str]:
-    """The (CloudWatch metric, source) a NAB series holds, from its file stem.
+    """The entities of every category, sorted, e.g. ``["ec2_cpu_utilization_24ae8d", ...]``.
 
     Raises:
-        DatasetFormatError: for a series whose metric is not known.
+        DatasetFormatError: no category folder exists, or two categories hold one stem.
     """
-    for (prefix, suffix), metric_and_source in _METRIC_BY_STEM:
-        if stem.startswith(prefix) and stem.endswith(suffix):
-            return metric_and_source
-    raise DatasetFormatError(
-        f"{stem}{CSV_SUFFIX}: no CloudWatch metric is known for this series; "
-        "leave it out with the entities argument"
-    )
+    return sorted(_series_categories(source_path))
+
+
+def series_metric(category: str, stem: str) -> tuple[str, str]:
+    """The (metric, source) a NAB series holds, from its category and file stem."""
+    if category == CLOUDWATCH_CATEGORY:
+        for (prefix, suffix), metric_and_source in _METRIC_BY_STEM:
+            if stem.startswith(prefix) and stem.endswith(suffix):
+                return metric_and_source
+    return GENERIC_METRIC, GENERIC_SOURCE
 
 
 def read_nab(source_path: Path, series: list[str]) -> DatasetFrames:
     """Telemetry, window labels and incidents of ``series``.
 
-    Rows repeated with the same timestamp and value are kept once (NAB's
-    ec2_disk_write_bytes_1ef3de repeats a DST-shifted timestamp); a timestamp repeated with
-    different values raises.
-
     Args:
-        source_path: the folder holding ``realAWSCloudwatch/`` and ``labels/``.
-        series: file stems as listed by list_nab_series.
+        source_path: the folder holding the category folders (or ``data/``) and ``labels/``.
+        series: entities as listed by list_nab_series.
 
     Raises:
         DatasetFormatError: a file is missing or malformed, a series has no entry in the
             windows file, or a window holds no row.
     """
-    series_dir = require_dir(source_path / NAB_SERIES_DIR)
+    categories = _series_categories(source_path)
     windows_path = find_file(require_dir(source_path / LABELS_DIR), WINDOWS_FILE)
     windows = _parse_windows(read_text(windows_path), windows_path)
     telemetry, incidents, metrics = [], [], []
+    missing = repeated = 0
     for stem in series:
-        metric, source = cloudwatch_metric(stem)
-        key = f"{NAB_SERIES_DIR}/{stem}{CSV_SUFFIX}"
+        category = categories[stem]
+        metric, source = series_metric(category, stem)
+        key = f"{category}/{stem}{CSV_SUFFIX}"
         if key not in windows:
             raise DatasetFormatError(f"{windows_path}: no entry for {key}")
-        frame = _read_series(find_file(series_dir, f"{stem}{CSV_SUFFIX}"), metric)
+        path = find_file(_series_root(source_path) / category, f"{stem}{CSV_SUFFIX}")
+        frame, merged = _read_series(path)
         in_window = pl.lit(False)
         for start, end in windows[key]:
             in_window = in_window | pl.col("timestamp").is_between(start, end)
@@ -110,16 +139,48 @@ def read_nab(source_path: Path, series: list[str]) -> DatasetFrames:
             )
         )
         metrics.append(metric)
+        missing += frame["value"].null_count()
+        repeated += merged
     return DatasetFrames(
         name="nab",
-        step_seconds=NAB_STEP_SECONDS,
+        step_seconds=_step_seconds(telemetry),
         metrics=list(dict.fromkeys(metrics)),
         telemetry=pl.concat(telemetry, how="diagonal"),
         incidents=pl.DataFrame(incidents, schema=INCIDENT_COLUMNS, orient="row"),
+        missing_values=missing,
+        repeated_timestamps=repeated,
     )
 
 
-def _read_series(path: Path, metric: str) -> pl.DataFrame:
+def _series_root(source_path: Path) -> Path:
+    """Where the category folders are: ``data/`` (the NAB repository) or the folder itself."""
+    nested = source_path / DATA_DIR
+    return require_dir(nested if nested.is_dir() else source_path)
+
+
+def _series_categories(source_path: Path) -> dict[str, str]:
+    """The category of each series, by stem."""
+    root = _series_root(source_path)
+    found = [c for c in NAB_CATEGORIES if (root / c).is_dir()]
+    if not found:
+        raise DatasetFormatError(
+            f"no NAB category folder ({', '.join(NAB_CATEGORIES)}) found under {root}"
+        )
+    categories: dict[str, str] = {}
+    for category in found:
+        for stem in stems(root / category, CSV_SUFFIX):
+            if stem in categories:
+                raise DatasetFormatError(
+                    f"{root}: {stem}{CSV_SUFFIX} is in both {categories[stem]}/ and "
+                    f"{category}/; keep one"
+                )
+            categories[stem] = category
+    return categories
+
+
+def _read_series(path: Path) -> tuple[pl.DataFrame, int]:
+    """The series with one row per timestamp (value null where missing), and how many rows
+    repeating an earlier timestamp were merged into it (module docstring)."""
     try:
         raw = pl.read_csv(read_bytes(path), infer_schema=False)
     except pl.exceptions.PolarsError as exc:
@@ -132,28 +193,38 @@ def _read_series(path: Path, metric: str) -> pl.DataFrame:
         pl.col("timestamp")
         .str.strptime(pl.Datetime("ms"), _TIMESTAMP_FORMAT, strict=False)
         .dt.replace_time_zone("UTC"),
-        pl.col("value").str.strip_chars().cast(pl.Float64, strict=False),
+        parse_numbers("value"),
     )
     bad = frame.with_row_index("row").filter(
-        pl.col("timestamp").is_null() | ~pl.col("value").is_finite().fill_null(False)
+        pl.col("timestamp").is_null() | pl.col("value").is_null()
     )
     if not bad.is_empty():
         row = int(bad["row"][0])
         raise DatasetFormatError(
-            f"{path}: data row {row + 1} {raw.row(row)} has a malformed timestamp or a "
-            f"missing, non-numeric, NaN or infinite {metric} value"
+            f"{path}: data row {row + 1} {raw.row(row)} has an empty or malformed timestamp, "
+            "or a value that is not a number or is infinite"
         )
-    unique = frame.unique(maintain_order=True)
-    if unique["timestamp"].is_duplicated().any():
-        stamp = unique.filter(pl.col("timestamp").is_duplicated())["timestamp"][0]
-        raise DatasetFormatError(f"{path}: timestamp {stamp} appears with different values")
-    if unique.height < frame.height:
-        logger.warning(
-            "%s: %d repeated rows (same timestamp and value) kept once",
-            path,
-            frame.height - unique.height,
-        )
-    return unique.sort("timestamp").cast({"timestamp": TIMESTAMP_TYPE})
+    merged = (
+        frame.with_columns(pl.col("value").fill_nan(None))
+        .group_by("timestamp")
+        .agg(pl.col("value").mean())
+        .sort("timestamp")
+    )
+    repeated = frame.height - merged.height
+    if repeated:
+        logger.warning("%s: %d rows repeat a timestamp; each kept as the mean", path, repeated)
+    return merged.cast({"timestamp": TIMESTAMP_TYPE}), repeated
+
+
+def _step_seconds(series: list[pl.DataFrame]) -> int:
+    """The smallest median interval between consecutive rows among ``series`` (module
+    docstring), in whole seconds."""
+    medians = [
+        frame.select(pl.col("timestamp").diff().dt.total_seconds().median()).item()
+        for frame in series
+        if frame.height > 1
+    ]
+    return max(1, round(float(min(medians)))) if medians else NAB_STEP_SECONDS
 
 
 def _parse_windows(text: str, path: Path) -> dict[str, list[tuple[datetime, datetime]]]:

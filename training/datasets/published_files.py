@@ -65,11 +65,14 @@ def read_text(path: Path) -> str:
 
 
 def read_number_matrix(path: Path, columns: int) -> NDArray[Any]:
-    """A headerless comma-separated file of finite numbers as a float64 (rows, columns) array.
+    """A headerless comma-separated file of numbers as a float64 (rows, columns) array.
+
+    An empty cell or a NaN is a missing value and comes back as NaN (see tidy.py for how
+    missing values are imported).
 
     Raises:
-        DatasetFormatError: when a row has another number of values, or a value is missing,
-            not a number, NaN or infinite. The message names the file and the row (1-based).
+        DatasetFormatError: when a row has another number of cells, or a value is not a
+            number or infinite. The message names the file and the row (1-based).
     """
     data = read_bytes(path)
     if not data.strip():
@@ -82,14 +85,35 @@ def read_number_matrix(path: Path, columns: int) -> NDArray[Any]:
         ) from exc
     if raw.width != columns:
         raise DatasetFormatError(f"{path}: expected {columns} columns per row, found {raw.width}")
-    # A value that is missing or does not parse becomes null, then NaN, and is reported below.
-    numbers = raw.select(pl.all().str.strip_chars().cast(pl.Float64, strict=False))
+    # The reader fills the cells a short row lacks with nulls, as it reads an empty cell: a
+    # row must have every cell (maybe empty) to tell a missing value from a broken row.
+    for number, line in enumerate(data.splitlines(), start=1):
+        if line.count(b",") != columns - 1:
+            raise DatasetFormatError(
+                f"{path}: row {number} has {line.count(b',') + 1} values, expected {columns}"
+            )
+    numbers = raw.select(parse_numbers(column) for column in raw.columns)
     matrix = numbers.to_numpy().astype(np.float64)
-    bad_rows = np.flatnonzero(~np.isfinite(matrix).all(axis=1))
+    bad_rows = np.flatnonzero(numbers.select(pl.any_horizontal(pl.all().is_null())).to_series())
     if bad_rows.size:
         row = int(bad_rows[0])
         raise DatasetFormatError(
-            f"{path}: row {row + 1} holds a missing, non-numeric, NaN or infinite value "
-            f"({raw.row(row)}); {bad_rows.size} such rows in all"
+            f"{path}: row {row + 1} holds a non-numeric or infinite value ({raw.row(row)}); "
+            f"{bad_rows.size} such rows in all"
         )
     return matrix
+
+
+def parse_numbers(column: str) -> pl.Expr:
+    """A text column as Float64: NaN where a cell is empty or NaN (a missing value), null
+    where it is not a number or is infinite (a malformed value)."""
+    stripped = pl.col(column).str.strip_chars()
+    number = stripped.cast(pl.Float64, strict=False)
+    return (
+        pl.when(stripped.is_null() | (stripped == ""))
+        .then(float("nan"))
+        .when(number.is_infinite())
+        .then(None)
+        .otherwise(number)
+        .alias(column)
+    )

@@ -1,4 +1,11 @@
-"""Anomalous segments: runs of 1s in the labels, and the published files that explain them."""
+"""Anomalous segments: runs of 1s in the labels, and the published files that explain them.
+
+Published segments may overlap (ASD labels some incidents with two segments of different
+types). The labels decide which rows are anomalous, so overlapping segments make one incident
+over the union of their rows; it keeps every type, joined by ``TYPE_SEPARATOR`` in published
+order (e.g. ``metric+temporal``; ``-`` is not used because ``metric-temporal`` is itself a
+published type), and the metrics of every segment.
+"""
 
 import re
 from collections.abc import Sequence
@@ -14,6 +21,7 @@ from training.datasets.published_files import DatasetFormatError
 from training.datasets.tidy import TIMESTAMP_TYPE
 
 UNKNOWN_INCIDENT_TYPE = "unknown"
+TYPE_SEPARATOR = "+"
 INCIDENT_COLUMNS = pl.Schema(
     {
         "instance_id": pl.String(),
@@ -84,7 +92,8 @@ def build_incidents(
     """One incident per run of anomalous test rows, explained by the published segments.
 
     The labels are the row-level truth, so they set each incident's bounds; the published
-    segments overlapping it give its metrics (in published order, merged) and its type.
+    segments overlapping it give its metrics and its types (each in published order, merged;
+    see the module docstring).
 
     Args:
         instance_id: the entity.
@@ -95,8 +104,7 @@ def build_incidents(
         origin: where ``published`` was read, for error messages.
 
     Raises:
-        DatasetFormatError: when a published segment overlaps no anomalous row, or one
-            incident overlaps segments of different types.
+        DatasetFormatError: when a published segment overlaps no anomalous row.
     """
     runs = label_segments(labels)
     bounds = np.array([(s.start, s.end) for s in published], dtype=np.int64).reshape(-1, 2)
@@ -110,16 +118,14 @@ def build_incidents(
         )
     explained_metrics: list[list[str] | None] = []
     incident_types: list[str] = []
-    for run, hits in zip(runs, overlaps, strict=True):
+    for hits in overlaps:
         matched = [published[i] for i in np.flatnonzero(hits)]
         numbers = dict.fromkeys(d for s in matched for d in s.metric_numbers)
         explained_metrics.append([metrics[d - 1] for d in numbers] if numbers else None)
-        types = {s.incident_type for s in matched} - {UNKNOWN_INCIDENT_TYPE}
-        if len(types) > 1:
-            raise DatasetFormatError(
-                f"{origin}: rows {run[0]}-{run[1]} overlap segments of types {sorted(types)}"
-            )
-        incident_types.append(types.pop() if types else UNKNOWN_INCIDENT_TYPE)
+        types = dict.fromkeys(
+            s.incident_type for s in matched if s.incident_type != UNKNOWN_INCIDENT_TYPE
+        )
+        incident_types.append(TYPE_SEPARATOR.join(types) or UNKNOWN_INCIDENT_TYPE)
     return pl.DataFrame(
         {
             "instance_id": [instance_id] * len(runs),

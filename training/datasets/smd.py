@@ -3,7 +3,8 @@
 ``ServerMachineDataset/{train,test,test_label,interpretation_label}/machine-G-N.txt`` (each
 also read as ``.txt.gz``): 38 comma-separated metrics per row, one row per minute, no
 timestamps; one 0/1 per test row; ``start-end:d1,d2,...`` per incident. Train rows are laid on
-the synthetic timeline first and test rows right after (see tidy.SYNTHETIC_EPOCH).
+the synthetic timeline first and test rows right after (see tidy.SYNTHETIC_EPOCH). An empty
+or NaN cell is a missing value, imported as a gap (see tidy.py).
 """
 
 from pathlib import Path
@@ -18,7 +19,12 @@ from training.datasets.published_files import (
     stems,
 )
 from training.datasets.segments import build_incidents, parse_interpretation
-from training.datasets.tidy import TEST_SPLIT, DatasetFrames, split_series_frame
+from training.datasets.tidy import (
+    TEST_SPLIT,
+    DatasetFrames,
+    count_missing,
+    split_series_frame,
+)
 
 SMD_DIR = "ServerMachineDataset"
 SMD_STEP_SECONDS = 60
@@ -119,10 +125,12 @@ def read_smd(source_path: Path, machines: list[str]) -> DatasetFrames:
                 origin=str(interpretation_path),
             )
         )
+    combined = pl.concat(telemetry)
     return DatasetFrames(
         name="smd",
         step_seconds=SMD_STEP_SECONDS,
         metrics=metrics,
-        telemetry=pl.concat(telemetry),
+        telemetry=combined,
         incidents=pl.concat(incidents),
+        missing_values=count_missing(combined, metrics),
     )

@@ -1,4 +1,19 @@
-"""The tidy frames every dataset reader returns: one wide row per (entity, timestamp)."""
+"""The tidy frames every dataset reader returns: one wide row per (entity, timestamp).
+
+Published files have quirks; every reader imports them by the same rules, and the import
+summary counts each:
+
+- Missing values: an empty cell or a NaN is a missing value. Its row is kept with its label,
+  the metric is null there, no raw metric row is written for it, and the feature job treats
+  it as any gap (forward-filled from the entity's last value, see contracts/features.py).
+  Infinite values and text that is not a number are still refused: that is a broken file.
+- Repeated timestamps (NAB): the rows of a series that share a timestamp become one row
+  holding the mean of their values (missing ones left out), so that no value is preferred
+  over another and an exact repeat changes nothing.
+- Gaps and irregular steps (NAB): rows keep their published timestamps. The feature job lays
+  them on the dataset's step grid: samples that share a step are averaged and a step without
+  a sample is a gap, filled as above.
+"""
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +47,10 @@ class DatasetFrames:
             not publish that metric. ``label`` (Int8) is 0/1 on labelled rows and null on
             unlabelled ones; ``split`` is train or test.
         incidents: the anomalous segments, with the columns of INCIDENTS_SCHEMA.
+        missing_values: (entity, timestamp, metric) values published empty or NaN, kept as
+            gaps (see the module docstring).
+        repeated_timestamps: rows merged into an earlier row of their series with the same
+            timestamp (0 for datasets without timestamps).
     """
 
     name: str
@@ -39,6 +58,8 @@ class DatasetFrames:
     metrics: list[str]
     telemetry: pl.DataFrame
     incidents: pl.DataFrame
+    missing_values: int
+    repeated_timestamps: int = 0
 
 
 def split_series_frame(
@@ -57,17 +78,17 @@ def split_series_frame(
         instance_id: the entity, e.g. ``machine-1-2``.
         source: the telemetry source of the entity.
         metrics: one name per column of ``train`` and ``test``.
-        train: (rows, metrics) samples without labels.
+        train: (rows, metrics) samples without labels; NaN where a value is missing.
         test: (rows, metrics) samples that follow ``train`` directly.
         test_labels: one 0/1 per test row.
         step_seconds: time between two samples.
 
     Raises:
-        DatasetFormatError: on a shape that does not match, a non-finite value or a label
+        DatasetFormatError: on a shape that does not match, an infinite value or a label
             other than 0/1; the message names the entity.
     """
     for split, values in ((TRAIN_SPLIT, train), (TEST_SPLIT, test)):
-        _require_finite_matrix(instance_id, split, values, len(metrics))
+        _require_number_matrix(instance_id, split, values, len(metrics))
     labels = _checked_labels(instance_id, test_labels, len(test))
     n_train, n_test = len(train), len(test)
     offsets_ms = np.arange(n_train + n_test, dtype=np.int64) * (step_seconds * 1000)
@@ -92,22 +113,27 @@ def split_series_frame(
                     pl.Series(labels, dtype=pl.Int8),
                 ]
             ).alias("label"),
-            *(pl.Series(name, values[:, i]) for i, name in enumerate(metrics)),
+            *(pl.Series(name, values[:, i], nan_to_null=True) for i, name in enumerate(metrics)),
         ]
     )
 
 
-def _require_finite_matrix(entity: str, split: str, values: NDArray[Any], columns: int) -> None:
+def count_missing(telemetry: pl.DataFrame, metrics: list[str]) -> int:
+    """The null values of ``metrics`` in a telemetry frame whose entities publish them all."""
+    return int(telemetry.select(pl.sum_horizontal(pl.col(metrics).null_count())).item())
+
+
+def _require_number_matrix(entity: str, split: str, values: NDArray[Any], columns: int) -> None:
     if values.ndim != 2 or values.shape[1] != columns:
         raise DatasetFormatError(
             f"{entity} {split}: expected a (rows, {columns}) array, got shape {values.shape}"
         )
     if values.dtype.kind not in "fiu":
         raise DatasetFormatError(f"{entity} {split}: expected numbers, got dtype {values.dtype}")
-    bad_rows = np.flatnonzero(~np.isfinite(values).all(axis=1))
+    bad_rows = np.flatnonzero(np.isinf(values).any(axis=1))
     if bad_rows.size:
         raise DatasetFormatError(
-            f"{entity} {split}: row {int(bad_rows[0]) + 1} holds a NaN or infinite value "
+            f"{entity} {split}: row {int(bad_rows[0]) + 1} holds an infinite value "
             f"({bad_rows.size} such rows in all)"
         )
 

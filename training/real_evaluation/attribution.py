@@ -7,10 +7,7 @@ incident among the held-out rows is attributed three ways:
 - **model**: exact TreeSHAP (XGBoost ``pred_contribs``) of the detector's XGBoost model over the
   incident's held-out rows. A feature's evidence is its positive contribution (what pushed the
   score up) averaged over those rows; a metric's evidence is the sum over the features computed
-  from it. The Isolation Forest score and PCA error inputs belong to no metric and are left out.
-  When too few anomalies were reviewed to train the model, the detector scores with its
-  unsupervised part alone; a surrogate XGBoost regressor of that score, fitted on history and
-  pool only, is explained instead, and the entity says so.
+  from it. The unsupervised input columns belong to no metric and are left out.
 - **deviation** (baseline): metrics by their mean absolute robust z-score over the rows, what an
   engineer sorting by "most unusual metric" would name.
 - **anomaly kind** (ASD publishes metric / temporal / metric-temporal, as defined by
@@ -31,24 +28,26 @@ import numpy as np
 import xgboost as xgb
 from numpy.typing import NDArray
 
+from contracts.detector import PCA_ERROR, UNSUPERVISED_COLUMNS
 from contracts.features import ZSCORE_WINDOW, feature_metrics, metric_slug
 from contracts.layout import INCIDENTS_PATH
 from contracts.store import ObjectStore
 from training.datasets.importer import DatasetName
 from training.datasets.segments import UNKNOWN_INCIDENT_TYPE, label_segments
-from training.real_evaluation.detector import DetectorOptions, rank_scale, robust_normalise
+from training.models import XGBOOST, predict_proba
+from training.pipeline import rank_scale
 from training.real_evaluation.entity_data import EntitySeries, load_entity
 from training.real_evaluation.evaluate import (
     DEFAULT_LABEL_FRACTION,
-    detector_columns,
+    entity_run_path,
     entity_store_path,
     fit_entity,
     select_entities,
 )
+from training.registry import load_model
 
 KIND_QUANTILE = 0.99
 TOP_FEATURES = 10
-SURROGATE_ROUNDS = 100
 
 
 @dataclass(frozen=True)
@@ -83,7 +82,7 @@ class EntityAttribution:
 
     entity: str
     metrics: list[str]
-    explained: str  # "model", or "surrogate" when the detector had no model
+    explained: str  # what was explained: "model"
     incidents: list[IncidentAttribution]
     without_truth: int  # held-out incidents the dataset gives no metrics for
 
@@ -123,12 +122,19 @@ def attribute_dataset(
             store_path = entity_store_path(root, name, entity)
             series = load_entity(name, path, entity, store_path)
             incidents = ObjectStore.from_uri(str(store_path)).read_table(INCIDENTS_PATH)
-            attributions.append(attribute_entity(series, incidents.to_pylist(), label_fraction))
+            attributions.append(
+                attribute_entity(
+                    series,
+                    incidents.to_pylist(),
+                    label_fraction,
+                    entity_run_path(root, name, entity),
+                )
+            )
     return attributions
 
 
 def attribute_entity(
-    series: EntitySeries, incidents: list[dict[str, Any]], label_fraction: float
+    series: EntitySeries, incidents: list[dict[str, Any]], label_fraction: float, run_path: Path
 ) -> EntityAttribution:
     """Fit the entity's detector as ``vigil evaluate`` does and attribute its held-out incidents.
 
@@ -136,23 +142,27 @@ def attribute_entity(
         series: the entity's rows.
         incidents: its published incidents (rows of ``labels/incidents.parquet``).
         label_fraction: the review budget.
+        run_path: where the entity's training run is written.
     """
-    split, _, result = fit_entity(series, label_fraction)
+    fitted = fit_entity(series, label_fraction, run_path)
+    split, labelled = fitted.split, fitted.labelled
     fit_rows = np.sort(np.concatenate([split.history, split.pool]))
-    columns = detector_columns(series.feature_names)
-    state_inputs = result.inputs[:, : len(columns)]
-    model, explained = result.model, "model"
-    if model is None:
-        model, explained = fit_surrogate(state_inputs, fit_rows, result.vigil.scores), "surrogate"
-        explained_inputs = state_inputs
-    else:
-        explained_inputs = result.inputs
-    names = [series.feature_names[c] for c in columns]
+    model = load_model(fitted.run_dir, XGBOOST)
+    assert isinstance(model, xgb.Booster)
+    explained, explained_inputs = "model", labelled.model_inputs
+    scores = predict_proba(model, explained_inputs)
+    columns = np.arange(len(series.feature_names))
+    names = list(series.feature_names)
     owners = feature_metrics(series.metrics)
     input_metric = [owners.get(n) for n in names]
-    baselines = np.median(series.features[fit_rows][:, columns], axis=0)
-    deviation = np.abs(robust_normalise(series.features[:, series.metric_columns], fit_rows))
-    metric_evidence = rank_scale(result.pca.scores, fit_rows)
+    baselines = np.median(series.features[fit_rows], axis=0)
+    detector = labelled.detector
+    position = {column: j for j, column in enumerate(detector.state_columns.tolist())}
+    deviation = np.abs(
+        detector.robust_z(series.features)[:, [position[c] for c in series.metric_columns]]
+    )
+    pca_column = len(names) + UNSUPERVISED_COLUMNS.index(PCA_ERROR)
+    metric_evidence = rank_scale(explained_inputs[:, pca_column].astype(np.float64), fit_rows)
     temporal_evidence = _temporal_evidence(series, fit_rows)
 
     held = np.zeros(len(series.labels), dtype=bool)
@@ -166,15 +176,18 @@ def attribute_entity(
         if truth is None or not truth["metrics"]:
             without_truth += 1
             continue
-        contributions = model.predict(xgb.DMatrix(explained_inputs[rows]), pred_contribs=True)
+        contributions = model.predict(
+            xgb.DMatrix(explained_inputs[rows], feature_names=detector.input_names),
+            pred_contribs=True,
+        )
         evidence = np.clip(contributions[:, : len(columns)], 0.0, None).mean(axis=0)
-        peak = int(rows[np.argmax(result.vigil.scores[rows])])
+        peak = int(rows[np.argmax(scores[rows])])
         explained_incidents.append(
             IncidentAttribution(
                 start=_datetime(series.timestamps[rows[0]]),
                 end=_datetime(series.timestamps[rows[-1]]),
                 rows=len(rows),
-                score=float(np.clip(result.vigil.scores[peak], 0.0, 1.0)),
+                score=float(np.clip(scores[peak], 0.0, 1.0)),
                 true_metrics=list(truth["metrics"]),
                 true_type=str(truth["incident_type"] or UNKNOWN_INCIDENT_TYPE),
                 model_ranking=_metric_ranking(evidence, input_metric),
@@ -199,15 +212,6 @@ def attribute_entity(
     return EntityAttribution(
         series.entity, list(series.metrics), explained, explained_incidents, without_truth
     )
-
-
-def fit_surrogate(
-    inputs: NDArray[Any], fit_rows: NDArray[Any], scores: NDArray[Any]
-) -> xgb.Booster:
-    """An XGBoost regressor of the detector's score, fitted on the rows training may see."""
-    params = {**DetectorOptions().xgb_params, "objective": "reg:squarederror"}
-    matrix = xgb.DMatrix(inputs[fit_rows], scores[fit_rows])
-    return xgb.train(params, matrix, num_boost_round=SURROGATE_ROUNDS)
 
 
 def anomaly_kind(metric_evidence: float, temporal_evidence: float) -> str:

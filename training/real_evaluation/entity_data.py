@@ -1,10 +1,17 @@
 """One entity of a public dataset, through Vigil's own data plane: import → features → rows.
 
 Each entity is imported into a store of its own (``work_dir/<entity>/store``), so that its
-features and models never see another entity. A store that already holds features from an
-earlier run is reused as it is.
+features and models never see another entity. The store is a cache: one that holds
+``dataset.json`` and features is reused as it is. Any other is built in a temporary folder
+beside it and renamed into place only when complete, so a run that aborts (a malformed file,
+an interrupt) leaves nothing that a later run would mistake for a cache or refuse to import
+into (only a killed process leaves its temporary ``.store-*`` folder, which nothing reads).
+A store left incomplete by an earlier version is replaced; one whose import completed keeps
+its import and only gets its features.
 """
 
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,17 +58,13 @@ class EntitySeries:
 def load_entity(
     name: DatasetName, source_path: Path, entity: str, store_path: Path
 ) -> EntitySeries:
-    """Import ``entity`` into the store at ``store_path`` (unless done before), build its
-    features and read them back with the training pipeline's loader.
+    """Import ``entity`` into the store at ``store_path`` and build its features (unless done
+    before, see the module docstring), then read them back with the training pipeline's loader.
 
     Raises:
         ValueError, DatasetFormatError: from the importer (unknown entity, malformed files).
     """
-    store = ObjectStore.from_uri(str(store_path))
-    if not store.exists(DATASET_INFO_PATH):
-        import_dataset(name, source_path, store, [entity])
-    if not store.list_keys(FEATURES_PREFIX, "features.parquet"):
-        build_features(store)
+    store = prepare_entity_store(name, source_path, entity, store_path)
     data = load_training_data(store)
     metrics = read_dataset_info(store).metrics
     splits = pl.DataFrame(
@@ -78,4 +81,39 @@ def load_entity(
         labels=rows[TRUE_LABEL].fill_null(-1).to_numpy().astype(np.int8),
         published_train=(rows["split"] == TRAIN_SPLIT).fill_null(False).to_numpy(),
         timestamps=rows[TIMESTAMP].dt.replace_time_zone(None).to_numpy(),
+    )
+
+
+def prepare_entity_store(
+    name: DatasetName, source_path: Path, entity: str, store_path: Path
+) -> ObjectStore:
+    """The complete store of ``entity`` at ``store_path``, built only if it is not there yet.
+
+    Raises:
+        ValueError, DatasetFormatError: from the importer; ``store_path`` then holds no
+            half-built store.
+    """
+    if _is_complete(store_path):
+        return ObjectStore.from_uri(str(store_path))
+    store_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{store_path.name}-", dir=store_path.parent) as tmp:
+        partial_path = Path(tmp) / store_path.name
+        if (store_path / DATASET_INFO_PATH).is_file():
+            store_path.rename(partial_path)  # a complete import: only its features are missing
+        partial = ObjectStore.from_uri(str(partial_path))
+        if not partial.exists(DATASET_INFO_PATH):
+            import_dataset(name, source_path, partial, [entity])
+        build_features(partial)
+        if store_path.exists():
+            shutil.rmtree(store_path)  # what an aborted run left
+        partial_path.rename(store_path)
+    return ObjectStore.from_uri(str(store_path))
+
+
+def _is_complete(store_path: Path) -> bool:
+    """Whether the store holds an import (dataset.json is written last) and its features."""
+    if not (store_path / DATASET_INFO_PATH).is_file():
+        return False
+    return bool(
+        ObjectStore.from_uri(str(store_path)).list_keys(FEATURES_PREFIX, "features.parquet")
     )

@@ -1,0 +1,1 @@
+"""Telemetry beyond metrics: logs parsed, mined into templates and scored for anomalies."""

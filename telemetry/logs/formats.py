@@ -1,0 +1,369 @@
+"""Line formats: each turns one line into a ``LogRecord``, or None when the line is not its own.
+
+Built in: JSON lines, syslog (RFC 5424, RFC 3164 with or without a relay prefix), Apache and
+Nginx access (common / combined) and error logs, Android logcat, Python ``logging`` defaults,
+``DATE TIME LEVEL [thread] logger: msg`` and any header that ends in a level word (log4j,
+Python, Go, BGL-like), ``[time] program - msg``, and ``time|component|id|msg``. Custom formats
+are a LogPAI header format or a regex with named groups (``custom_format``).
+"""
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from telemetry.logs.fields import FieldRoles, record_from_fields
+from telemetry.logs.records import LogRecord, normalise_level
+from telemetry.logs.timestamps import find_timestamp, timestamp_from_number
+
+# Level words as headers write them: upper case, capitalised, or any case inside brackets.
+_LEVEL_WORDS = (
+    "TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|SEVERE|FATAL|CRITICAL|CRIT|ALERT|EMERG|FAILURE"
+)
+_LEVEL = (
+    rf"(?:{_LEVEL_WORDS}|{_LEVEL_WORDS.title()}|Information|Verbose"
+    rf"|\[(?i:{_LEVEL_WORDS}|information|verbose)\])"
+)
+# One bracketed block, allowing one level of nested brackets (``[QuorumPeer[myid=1]/0:2181]``).
+_BRACKETED = r"\[(?:[^\[\]]|\[[^\[\]]*\])*\]"
+
+
+class LineFormat(Protocol):
+    """A log line format: parses the lines written in it and refuses the others."""
+
+    name: str
+
+    def parse(self, line: str, number: int) -> LogRecord | None:
+        """The record on ``line`` (numbered ``number``), or None when the line is not in this
+        format."""
+
+
+@dataclass(frozen=True)
+class RegexFormat:
+    """A format given by a regex with named groups (see ``fields`` for the group names)."""
+
+    name: str
+    pattern: re.Pattern[str]
+    default_year: int
+    roles: FieldRoles = field(init=False)
+
+    def __post_init__(self) -> None:
+        names = sorted(self.pattern.groupindex, key=self.pattern.groupindex.__getitem__)
+        object.__setattr__(self, "roles", FieldRoles.for_names(names))
+
+    def parse(self, line: str, number: int) -> LogRecord | None:
+        """The record on ``line``, or None when the regex does not match it."""
+        match = self.pattern.match(line)
+        if match is None:
+            return None
+        return record_from_fields(
+            match.groupdict(),
+            self.roles,
+            line=number,
+            format_name=self.name,
+            default_year=self.default_year,
+        )
+
+
+@dataclass(frozen=True)
+class PriorityFormat(RegexFormat):
+    """Syslog: the level comes from the ``<PRI>`` (severity = PRI mod 8) when there is one."""
+
+    def parse(self, line: str, number: int) -> LogRecord | None:
+        """The record on ``line``, its level read from the priority."""
+        record = super().parse(line, number)
+        if record is None or "pri" not in record.metadata or record.level is not None:
+            return record
+        level = normalise_level(int(record.metadata["pri"]) % 8)
+        return _replace_level(record, level)
+
+
+@dataclass(frozen=True)
+class AccessFormat(RegexFormat):
+    """HTTP access logs: the level follows the status (5xx ERROR, 4xx WARN, else INFO)."""
+
+    def parse(self, line: str, number: int) -> LogRecord | None:
+        """The record on ``line``; its message is the request line and the status."""
+        record = super().parse(line, number)
+        if record is None:
+            return None
+        status = record.metadata.get("status", "")
+        level = "ERROR" if status.startswith("5") else "WARN" if status.startswith("4") else "INFO"
+        return LogRecord(
+            line=record.line,
+            message=f"{record.metadata.get('request', '')} {status}",
+            timestamp=record.timestamp,
+            level=level,
+            component=record.component,
+            metadata=record.metadata,
+            format=record.format,
+        )
+
+
+@dataclass(frozen=True)
+class LeveledFormat:
+    """Any header that ends in a level word: ``<time, pid, host...> LEVEL [thread] logger: msg``.
+
+    The header before the level must be empty or hold a digit (a time, a pid), so that a level
+    word inside a sentence does not split it. After the level, a bracketed thread and a
+    ``logger:`` (or ``logger [context]``) are taken off the message; with no logger there, the
+    word just before the level is the component when it is a name (``RAS KERNEL INFO``).
+    """
+
+    default_year: int
+    name: str = "leveled"
+    head: re.Pattern[str] = re.compile(
+        rf"^(?P<prefix>(?:\S+\s+){{0,8}}?)(?P<level>{_LEVEL})[:,]?(?:\s+|$)(?P<rest>.*)$", re.S
+    )
+    tail: re.Pattern[str] = re.compile(
+        rf"^(?:(?P<thread>{_BRACKETED})\s+)?(?:-\s+)?"
+        r"(?:(?P<component>[A-Za-z_$][\w$.\-/#]*(?:\[[^\]\s]*\])?)"
+        rf"(?::\s+|:$|\s+(?P<context>{_BRACKETED})\s+))?(?:-\s+)?(?P<message>.*)$",
+        re.S,
+    )
+    name_token: re.Pattern[str] = re.compile(r"^[A-Za-z_][\w$.\-]*$")
+
+    def parse(self, line: str, number: int) -> LogRecord | None:
+        """The record on ``line``, or None when no level word closes a header."""
+        head = self.head.match(line)
+        if head is None:
+            return None
+        prefix = head["prefix"]
+        if prefix and not any(char.isdigit() for char in prefix):
+            return None
+        tail = self.tail.match(head["rest"])
+        if tail is None:  # the pattern ends in ``.*``: it always matches
+            return None
+        component = tail["component"]
+        if component is None:
+            words = [word for word in prefix.split() if word != "-"]
+            if words and self.name_token.match(words[-1]) and not words[-1].isdigit():
+                component = words[-1]
+        metadata = {"level": head["level"]}
+        if prefix.strip():
+            metadata["header"] = prefix.strip()
+        for key in ("thread", "context"):
+            if tail[key]:
+                metadata[key] = tail[key][1:-1]
+        return LogRecord(
+            line=number,
+            message=tail["message"],
+            timestamp=find_timestamp(prefix, self.default_year) if prefix else None,
+            level=normalise_level(head["level"]),
+            component=component,
+            metadata=metadata,
+            format=self.name,
+        )
+
+
+@dataclass(frozen=True)
+class JsonFormat:
+    """One JSON object per line, under any of the usual key names (``fields``)."""
+
+    default_year: int
+    name: str = "json"
+
+    def parse(self, line: str, number: int) -> LogRecord | None:
+        """The record in the JSON object on ``line``, or None when it is not a JSON object."""
+        if not line.lstrip().startswith("{"):
+            return None
+        try:
+            document = json.loads(line)
+        except ValueError:
+            return None
+        if not isinstance(document, dict):
+            return None
+        flat = _flatten(document)
+        roles = FieldRoles.for_names(list(flat))
+        if roles.message is None and "log" in flat:
+            roles = FieldRoles.for_names([*flat, "log"])
+        text_fields = {key: _as_text(value) for key, value in flat.items()}
+        record = record_from_fields(
+            text_fields, roles, line=number, format_name=self.name, default_year=self.default_year
+        )
+        raw_time = next(
+            (flat[key] for key in flat if key.lower() in ("time", "timestamp", "ts", "@timestamp")),
+            None,
+        )
+        if isinstance(raw_time, int | float) and not isinstance(raw_time, bool):
+            record = _replace_timestamp(record, timestamp_from_number(raw_time))
+        raw_level = flat.get(roles.level) if roles.level else None
+        if isinstance(raw_level, int | float):
+            record = _replace_level(record, normalise_level(raw_level))
+        return record
+
+
+def _flatten(document: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested objects as dotted keys (ECS writes ``{"log": {"level": "info"}}``)."""
+    flat: dict[str, Any] = {}
+    for key, value in document.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _replace_level(record: LogRecord, level: str | None) -> LogRecord:
+    return LogRecord(
+        record.line,
+        record.message,
+        record.timestamp,
+        level,
+        record.component,
+        record.metadata,
+        record.format,
+    )
+
+
+def _replace_timestamp(record: LogRecord, timestamp: Any) -> LogRecord:
+    return LogRecord(
+        record.line,
+        record.message,
+        timestamp,
+        record.level,
+        record.component,
+        record.metadata,
+        record.format,
+    )
+
+
+_SYSLOG_TAG = (
+    r"(?:(?P<program>[\w./@-]+(?:\([^)\s]*\))?)(?:\[(?P<pid>\d+)\])?(?: \([^)]*\))?:(?: |$))?"
+)
+
+
+def builtin_formats(default_year: int) -> list[LineFormat]:
+    """Every built-in format, most specific first (the order breaks detection ties).
+
+    Args:
+        default_year: Year of timestamps written without one (syslog, logcat).
+
+    Returns:
+        The formats, ready to parse lines.
+    """
+
+    def regex(name: str, pattern: str, kind: type[RegexFormat] = RegexFormat) -> RegexFormat:
+        return kind(name, re.compile(pattern, re.S), default_year)
+
+    return [
+        JsonFormat(default_year),
+        regex(
+            "syslog5424",
+            r"^<(?P<pri>\d{1,3})>(?P<version>\d{1,2}) (?P<timestamp>\S+) (?P<host>\S+) "
+            r"(?P<app>\S+) (?P<procid>\S+) (?P<msgid>\S+) "
+            r"(?P<structured_data>-|(?:\[(?:[^\]\\]|\\.)*\])+)(?: \ufeff?(?P<message>.*))?$",
+            PriorityFormat,
+        ),
+        regex(
+            "http_access",
+            r"^(?P<client>\S+) (?P<ident>\S+) (?P<user>\S+) \[(?P<timestamp>[^\]]+)\] "
+            r'"(?P<request>(?:[^"\\]|\\.)*)" (?P<status>\d{3}) (?P<size>\d+|-)'
+            r'(?: "(?P<referer>(?:[^"\\]|\\.)*)" "(?P<agent>(?:[^"\\]|\\.)*)")?(?P<extra>.*)$',
+            AccessFormat,
+        ),
+        regex(
+            "apache_error",
+            r"^\[(?P<timestamp>(?:[A-Z][a-z]{2} ){2}[ \d]\d \d{2}:\d{2}:\d{2}(?:\.\d+)? \d{4})\] "
+            r"\[(?:(?P<component>[\w-]+):)?(?P<level>\w+)\]"
+            r"(?: \[pid (?P<pid>\d+)(?::tid (?P<tid>\d+))?\])?(?: \[client (?P<client>[^\]]+)\])?"
+            r" (?P<message>.*)$",
+        ),
+        regex(
+            "nginx_error",
+            r"^(?P<timestamp>\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}) \[(?P<level>\w+)\] "
+            r"(?P<pid>\d+)#(?P<tid>\d+): (?:\*(?P<connection>\d+) )?(?P<message>.*)$",
+        ),
+        regex(
+            "logcat",
+            r"^(?P<timestamp>\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3})\s+(?P<pid>\d+)\s+(?P<tid>\d+)\s+"
+            r"(?P<level>[VDIWEFA])\s+(?P<component>[^:]*?)\s*: (?P<message>.*)$",
+        ),
+        regex(
+            "syslog3164",
+            r"^(?:<(?P<pri>\d{1,3})>)?(?P<relay>(?:[^\s\[\]]+ ){1,4}?)??"
+            r"(?P<timestamp>[A-Z][a-z]{2} {1,2}\d{1,2} \d{2}:\d{2}:\d{2}(?: \d{4})?) "
+            r"(?P<host>\S+) " + _SYSLOG_TAG + r"(?P<message>.*)$",
+            PriorityFormat,
+        ),
+        regex(
+            "python_basic",
+            r"^(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL):(?P<logger>[^:\s]*):(?P<message>.*)$",
+        ),
+        LeveledFormat(default_year),
+        regex(
+            "bracketed",
+            r"^\[(?P<timestamp>[^\]]*\d[^\]]*)\] (?:(?P<program>[^\s\[\]]+) - )?(?P<message>.*)$",
+        ),
+        regex(
+            "pipe_delimited",
+            r"^(?P<timestamp>[^|\s]*\d[^|]*)\|(?P<component>[^|]+)\|(?:(?P<pid>\d+)\|)?"
+            r"(?P<message>.*)$",
+        ),
+    ]
+
+
+# LogPAI header names the record fields take (case-insensitive); the rest go to metadata.
+_LOGPAI_PLACEHOLDER = re.compile(r"(<[^<>]+>)")
+
+
+def logpai_pattern(log_format: str) -> re.Pattern[str]:
+    """The regex of a LogPAI header format, built as LogPAI's parsers build it.
+
+    Args:
+        log_format: For example ``"<Date> <Time> <Level> <Component>: <Content>"``; the text
+            between placeholders is a regex, and runs of spaces match any whitespace.
+
+    Returns:
+        The compiled regex with one named group per placeholder.
+
+    Raises:
+        ValueError: When the format has no ``<Content>`` placeholder or is not a valid regex.
+    """
+    parts = _LOGPAI_PLACEHOLDER.split(log_format)
+    if "<Content>" not in parts:
+        raise ValueError(f"log format {log_format!r} has no <Content> placeholder")
+    regex = ""
+    for index, part in enumerate(parts):
+        if index % 2 == 0:
+            regex += re.sub(" +", r"\\s+", part)
+        else:
+            regex += f"(?P<{part[1:-1]}>.*?)"
+    try:
+        return re.compile(f"^{regex}$", re.S)
+    except re.error as error:
+        raise ValueError(f"log format {log_format!r} is not a valid pattern: {error}") from error
+
+
+def custom_format(spec: str, default_year: int) -> LineFormat:
+    """The format a user names: a regex with named groups, or a LogPAI header format.
+
+    Args:
+        spec: A regex with at least a ``message`` (or ``content``/``msg``) named group, such as
+            ``(?P<time>\\S+ \\S+) (?P<level>\\w+) (?P<message>.*)``; or a LogPAI format.
+        default_year: Year of timestamps written without one.
+
+    Returns:
+        The format.
+
+    Raises:
+        ValueError: When the spec is not a valid regex or names no message group.
+    """
+    if "(?P<" not in spec:
+        return RegexFormat("logpai", logpai_pattern(spec), default_year)
+    try:
+        pattern = re.compile(spec, re.S)
+    except re.error as error:
+        raise ValueError(f"--log-format {spec!r} is not a valid regex: {error}") from error
+    if FieldRoles.for_names(list(pattern.groupindex)).message is None:
+        raise ValueError(f"--log-format {spec!r} names no message group (message, msg, content)")
+    return RegexFormat("regex", pattern, default_year)
