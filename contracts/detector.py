@@ -21,10 +21,11 @@ fitted is an array in one ``.npz`` file: no pickled estimator.
 5. **Served score**: ``w * q(p) + (1 - w) * U`` where ``p`` is the model's probability, ``q``
    its empirical quantile among the fitted rows and ``w`` the model's weight, one of
    ``MODEL_WEIGHTS`` chosen by training (the best out-of-fold average precision on the human
-   labels; ties go to the lowest weight). The model learns the anomalies the reviewers saw;
-   ``U`` keeps anomaly kinds the review never showed ranked high (on SMD, ASD and NAB the
-   half-and-half stack beat the model alone); where the labels teach everything (the
-   simulated fleet) the model alone wins and is chosen. The score is a rank in [0, 1], not a
+   labels; ties go to the lowest weight), or 0 when no human found an anomaly. The model
+   learns the anomalies the reviewers saw; ``U`` keeps anomaly kinds the review never
+   showed ranked high (on SMD, ASD and NAB the half-and-half stack beat the model alone);
+   where the labels teach everything (the simulated fleet) the model alone wins and is
+   chosen. The score is a rank in [0, 1], not a
    probability; thresholds are chosen on it.
 """
 
@@ -80,6 +81,7 @@ class FittedDetector:
     """The fitted numbers of the detector (see the module docstring)."""
 
     feature_names: list[str]
+    metrics: list[str]  # the dataset's metrics, whose features these are
     state_columns: NDArray[np.int64]  # positions (in feature_names) of machine-state features
     median: NDArray[np.float64]  # per state column
     scale: NDArray[np.float64]  # per state column
@@ -164,9 +166,8 @@ class FittedDetector:
             **{f"weight:{name}": np.array(w) for name, w in self.model_weights.items()},
         }
         buffer = io.BytesIO()
-        np.savez_compressed(
-            buffer, feature_names=np.array(json.dumps(self.feature_names)), **arrays
-        )
+        names = {"feature_names": self.feature_names, "metrics": self.metrics}
+        np.savez_compressed(buffer, names=np.array(json.dumps(names)), **arrays)
         path.write_bytes(buffer.getvalue())
 
     @classmethod
@@ -183,7 +184,7 @@ class FittedDetector:
             raise DetectorError(f"{path} is not a saved detector: {error}") from error
         try:
             return cls(
-                feature_names=list(json.loads(str(arrays.pop("feature_names")))),
+                **json.loads(str(arrays.pop("names"))),
                 state_columns=arrays.pop("state_columns"),
                 median=arrays.pop("median"),
                 scale=arrays.pop("scale"),
@@ -209,6 +210,7 @@ class FittedDetector:
 def fit_detector(
     features: NDArray[Any],
     feature_names: Sequence[str],
+    metrics: Sequence[str],
     fit_rows: NDArray[Any],
     seed: int = 0,
 ) -> FittedDetector:
@@ -217,6 +219,7 @@ def fit_detector(
     Args:
         features: every feature row (float32), columns ``feature_names``.
         feature_names: the contract's columns.
+        metrics: the dataset's metrics (``feature_names`` are theirs).
         fit_rows: positions of the rows training may see (never test rows).
         seed: seed of the row samples.
 
@@ -238,7 +241,15 @@ def fit_detector(
     scale = np.where(scale > 1e-9, scale, 1.0)
     empty = np.zeros((0, 0))
     partial = FittedDetector(
-        list(feature_names), state, median, scale, empty, empty, np.zeros((0, 0), np.float32), empty
+        list(feature_names),
+        list(metrics),
+        state,
+        median,
+        scale,
+        empty,
+        empty,
+        np.zeros((0, 0), np.float32),
+        empty,
     )
     z_sample = partial.robust_z(features[np.sort(sample)])
     pca_mean, components = _principal_components(z_sample.astype(np.float64), PCA_VARIANCE)

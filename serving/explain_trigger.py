@@ -5,9 +5,10 @@ above its model's threshold). The first window of the run with a row above
 ``explain_threshold`` triggers one explanation; later windows of the same run do not. A
 window without a flag ends the incident.
 
-Triggered anomalies go into a bounded queue that one worker thread drains: it computes the
-row's exact TreeSHAP contributions (XGBoost ``pred_contribs``) on the XGBoost alias holder,
-reads the instance's recent log lines, posts ``contracts.explanation.ExplainRequest`` to
+Triggered anomalies go into a bounded queue that one worker thread drains: it names the
+metrics that explain the row (``contracts.attribution``: each metric's deviation from the
+training rows, exact TreeSHAP of the XGBoost alias holder breaking ties), reads the
+instance's recent log lines, posts ``contracts.explanation.ExplainRequest`` to
 ``POST /explain`` and keeps the answer in the store (``serving.explanation_log``). Scoring
 only ever calls ``submit``, which never waits: a full queue drops the anomaly, a slow or down
 explainer only delays the worker, and both are counted.
@@ -28,6 +29,8 @@ import xgboost as xgb
 from numpy.typing import NDArray
 from pydantic import SecretStr
 
+from contracts import attribution
+from contracts.detector import FittedDetector
 from contracts.explanation import MAX_LOG_LINE_CHARS, ExplainRequest, FeatureContribution
 from contracts.layout import raw_partition_path
 from contracts.store import ObjectStore
@@ -97,7 +100,7 @@ class ExplanationDispatcher:
         self,
         url: str,
         metrics: ScorerMetrics,
-        feature_names: list[str],
+        detector: FittedDetector,
         explainer: xgb.Booster | None,
         store: ObjectStore,
         *,
@@ -109,7 +112,7 @@ class ExplanationDispatcher:
     ) -> None:
         self.url = url.rstrip("/") + "/explain"
         self.metrics = metrics
-        self.feature_names = feature_names
+        self.detector = detector
         self.explainer = explainer
         self.store = store
         self.top_features = top_features
@@ -191,20 +194,35 @@ class ExplanationDispatcher:
         self._queue.task_done()
 
     def _top_features(self, row: NDArray[np.float32]) -> list[FeatureContribution]:
-        """The features that pushed the score up most (exact TreeSHAP, log-odds units)."""
-        if self.explainer is None:
+        """The metrics that explain the anomaly, each by its most unusual window feature
+        (``contracts.attribution``: deviation from the training rows, TreeSHAP of the XGBoost
+        model breaking ties)."""
+        detector = self.detector
+        if not detector.metrics:
             return []
-        matrix = xgb.DMatrix(row.reshape(1, -1), feature_names=self.feature_names)
-        contributions = self.explainer.predict(matrix, pred_contribs=True)[0, :-1]  # last: bias
-        order = np.argsort(-contributions)[: self.top_features]
+        state = detector.state_columns
+        contributions = None
+        if self.explainer is not None:
+            matrix = xgb.DMatrix(row.reshape(1, -1), feature_names=detector.input_names)
+            contributions = self.explainer.predict(matrix, pred_contribs=True)[:, state]
+        ranked = attribution.top_features(
+            row[state].reshape(1, -1),
+            [detector.feature_names[j] for j in state],
+            detector.metrics,
+            detector.median,
+            detector.scale,
+            contributions,
+            self.top_features,
+        )
         return [
             FeatureContribution(
-                name=self.feature_names[j],
-                value=float(row[j]),
-                contribution=float(contributions[j]),
+                name=feature.name,
+                value=feature.value,
+                baseline=feature.baseline,
+                contribution=feature.contribution,
             )
-            for j in order
-            if contributions[j] > 0 and np.isfinite(row[j])
+            for feature in ranked
+            if np.isfinite(feature.value)
         ]
 
 

@@ -97,7 +97,7 @@ class Scorer:
             ExplanationDispatcher(
                 settings.explain_url,
                 self.metrics,
-                models.detector.input_names,
+                models.detector,
                 models.explainer,
                 store,
                 queue_size=settings.explain_queue_size,

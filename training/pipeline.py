@@ -111,8 +111,10 @@ ROW_ID = "row_id"
 
 
 # With no human-labelled anomaly, the share of unlabelled trainable rows, by unsupervised
-# score, that stand in as anomalies (see _pseudo_label_buckets).
+# score, that stand in as anomalies (see _pseudo_labels), and the share of trainable rows a
+# model flags (see decision_threshold).
 FALLBACK_ANOMALY_SHARE = 0.01
+NO_ANOMALY_FLAG_SHARE = 0.05
 
 
 class NoTrainingDataError(ValueError):
@@ -363,7 +365,9 @@ def label_rows(
         client,
         config.dask.chunk_rows,
     )
-    detector = fit_detector(data.features, data.feature_names, fit_rows, config.split.random_state)
+    detector = fit_detector(
+        data.features, data.feature_names, data.metrics, fit_rows, config.split.random_state
+    )
     model_inputs = detector.inputs(data.features)
     unsupervised = detector.unsupervised_score(model_inputs)
     known = reveal_known_labels(
@@ -670,10 +674,11 @@ def train_and_write(
         human_weight = labelled.human_weight[human_positions]
         human_unsupervised = labelled.unsupervised[human_positions]
         detector = labelled.detector
-        out_of_fold = {}
+        out_of_fold, thresholds = {}, {}
         for kind, model in fitted.items():
             name = REGISTERED_NAMES[kind]
-            grid = quantile_grid(predict_proba(model.model, labelled.model_inputs[fit_rows]))
+            fitted_probabilities = predict_proba(model.model, labelled.model_inputs[fit_rows])
+            grid = quantile_grid(fitted_probabilities)
             oof = out_of_fold_scores(kind, training_set, human_rows, folds, names, config)
             fitted[kind] = replace(fitted[kind], validation_loss=_log_loss(human_truth, oof))
             weight = model_weight(
@@ -681,10 +686,12 @@ def train_and_write(
             )
             detector = detector.with_model(name, grid, weight)
             out_of_fold[kind] = stack(quantile(grid, oof), human_unsupervised, weight)
-        thresholds = {
-            kind: decision_threshold(human_truth, out_of_fold[kind], human_weight, config)
-            for kind in fitted
-        }
+            fitted_scores = stack(
+                quantile(grid, fitted_probabilities), labelled.unsupervised[fit_rows], weight
+            )
+            thresholds[kind] = decision_threshold(
+                human_truth, out_of_fold[kind], human_weight, fitted_scores, config
+            )
         cross_validation = _fold_metrics(human_truth, out_of_fold[XGBOOST], folds, thresholds)
     with timer.stage("evaluate on the test rows"):
         test = labelled.split.test
@@ -812,9 +819,12 @@ def model_weight(
     learnt: NDArray[Any], unsupervised: NDArray[Any], truth: NDArray[Any], weights: NDArray[Any]
 ) -> float:
     """The model's weight in the served score (``contracts.detector.MODEL_WEIGHTS``): the best
-    weighted average precision of the human labels' out-of-fold served scores; ties, and runs
-    without both classes among the human labels, go to the lowest weight."""
-    if not 0 < int(truth.sum()) < len(truth):
+    weighted average precision of the human labels' out-of-fold served scores; ties go to the
+    lowest weight. Without a human-labelled anomaly the model learnt only the unsupervised
+    score's own top rows: it gets no weight, and the served score is the unsupervised one."""
+    if not truth.any():
+        return 0.0
+    if truth.all():
         return MODEL_WEIGHTS[0]
     precision = [
         average_precision_score(truth, stack(learnt, unsupervised, w), sample_weight=weights)
@@ -824,19 +834,26 @@ def model_weight(
 
 
 def decision_threshold(
-    truth: NDArray[Any], scores: NDArray[Any], weights: NDArray[Any], config: TrainingConfig
+    truth: NDArray[Any],
+    scores: NDArray[Any],
+    weights: NDArray[Any],
+    fitted_scores: NDArray[Any],
+    config: TrainingConfig,
 ) -> float:
-    """The probability at which a model flags a row.
+    """The served score at which a model flags a row.
 
     A number in the config is used as it is. ``reviewed`` maximises the F1 of the human
     labels (known and reviewed rows, weighted back to the trainable population by their
-    inverse inclusion probability) over the models' out-of-fold scores, so the model is never
-    judged on rows it learnt. Without a human-labelled anomaly the threshold sits at 0.5.
+    inverse inclusion probability) over their out-of-fold served scores, so the model is never
+    judged on rows it learnt. Without a human-labelled anomaly there is no F1 to maximise:
+    the threshold sits above every human-labelled row and above the top
+    ``NO_ANOMALY_FLAG_SHARE`` of the trainable rows' scores (``fitted_scores``).
     """
     if not isinstance(config.threshold, str):
         return config.threshold
     if not truth.any():
-        return 0.5
+        top = float(np.quantile(fitted_scores, 1 - NO_ANOMALY_FLAG_SHARE))
+        return float(np.clip(max(top, float(np.max(scores, initial=0.0))), 1e-6, 1 - 1e-6))
     chosen = choose_threshold(truth, scores, weights)
     # A probability threshold outside (0, 1) would flag everything or nothing.
     return float(np.clip(chosen, 1e-6, 1 - 1e-6))
@@ -932,8 +949,9 @@ def _write_run_directory(
     run_dir.features.write_text(json.dumps(input_names, indent=1))
     detector.save(run_dir.detector)
     drifting = [j for j, name in enumerate(data.feature_names) if name not in TIME_FEATURES]
+    trainable = np.sort(np.concatenate([labelled.split.train, labelled.split.validation]))
     reference = reference_distributions(
-        data.features[labelled.split.train][:, drifting],
+        data.features[trainable][:, drifting],
         [data.feature_names[j] for j in drifting],
         config.reference_bins,
     )

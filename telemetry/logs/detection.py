@@ -138,12 +138,4 @@ def _chain(
 
 
 def _continued(record: LogRecord, text: str) -> LogRecord:
-    return LogRecord(
-        line=record.line,
-        message=f"{record.message}\n{text}",
-        timestamp=record.timestamp,
-        level=record.level,
-        component=record.component,
-        metadata=record.metadata,
-        format=record.format,
-    )
+    return record._replace(message=f"{record.message}\n{text}")

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from telemetry.logs.records import LogRecord, normalise_level
-from telemetry.logs.timestamps import find_timestamp
+from telemetry.logs.timestamps import TimestampFinder
 
 # Lower-cased field names per role; the first name present wins.
 MESSAGE_NAMES = ("message", "msg", "content", "log", "text", "@message", "event", "body")
@@ -73,7 +73,7 @@ def record_from_fields(
     *,
     line: int,
     format_name: str,
-    default_year: int,
+    timestamps: TimestampFinder,
 ) -> LogRecord:
     """The record named fields describe.
 
@@ -82,17 +82,17 @@ def record_from_fields(
         roles: Which field is which, from ``FieldRoles.for_names``.
         line: 1-based line number of the record.
         format_name: The format that produced the fields, kept on the record.
-        default_year: Year of timestamps written without one.
+        timestamps: The format's timestamp finder.
 
     Returns:
         The record; fields with no role go to ``metadata`` (the raw level too).
     """
     timestamp = None
     if roles.timestamp and fields.get(roles.timestamp):
-        timestamp = find_timestamp(fields[roles.timestamp] or "", default_year)
+        timestamp = timestamps.find(fields[roles.timestamp] or "")
     if timestamp is None and roles.time_parts:
         text = " ".join(fields[name] or "" for name in roles.time_parts if fields.get(name))
-        timestamp = find_timestamp(text, default_year) if text else None
+        timestamp = timestamps.find(text) if text else None
     raw_level = fields.get(roles.level) if roles.level else None
     used = {roles.message, roles.component, *roles.time_parts}
     return LogRecord(

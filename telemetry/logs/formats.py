@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from telemetry.logs.fields import FieldRoles, record_from_fields
 from telemetry.logs.records import LogRecord, normalise_level
-from telemetry.logs.timestamps import find_timestamp, timestamp_from_number
+from telemetry.logs.timestamps import TimestampFinder, timestamp_from_number
 
 # Level words as headers write them: upper case, capitalised, or any case inside brackets.
 _LEVEL_WORDS = (
@@ -45,7 +45,7 @@ class RegexFormat:
 
     name: str
     pattern: re.Pattern[str]
-    default_year: int
+    timestamps: TimestampFinder
     roles: FieldRoles = field(init=False)
 
     def __post_init__(self) -> None:
@@ -62,7 +62,7 @@ class RegexFormat:
             self.roles,
             line=number,
             format_name=self.name,
-            default_year=self.default_year,
+            timestamps=self.timestamps,
         )
 
 
@@ -76,7 +76,7 @@ class PriorityFormat(RegexFormat):
         if record is None or "pri" not in record.metadata or record.level is not None:
             return record
         level = normalise_level(int(record.metadata["pri"]) % 8)
-        return _replace_level(record, level)
+        return record._replace(level=level)
 
 
 @dataclass(frozen=True)
@@ -90,15 +90,7 @@ class AccessFormat(RegexFormat):
             return None
         status = record.metadata.get("status", "")
         level = "ERROR" if status.startswith("5") else "WARN" if status.startswith("4") else "INFO"
-        return LogRecord(
-            line=record.line,
-            message=f"{record.metadata.get('request', '')} {status}",
-            timestamp=record.timestamp,
-            level=level,
-            component=record.component,
-            metadata=record.metadata,
-            format=record.format,
-        )
+        return record._replace(message=f"{record.metadata.get('request', '')} {status}", level=level)
 
 
 @dataclass(frozen=True)
@@ -111,7 +103,7 @@ class LeveledFormat:
     word just before the level is the component when it is a name (``RAS KERNEL INFO``).
     """
 
-    default_year: int
+    timestamps: TimestampFinder
     name: str = "leveled"
     head: re.Pattern[str] = re.compile(
         rf"^(?P<prefix>(?:\S+\s+){{0,8}}?)(?P<level>{_LEVEL})[:,]?(?:\s+|$)(?P<rest>.*)$", re.S
@@ -149,7 +141,7 @@ class LeveledFormat:
         return LogRecord(
             line=number,
             message=tail["message"],
-            timestamp=find_timestamp(prefix, self.default_year) if prefix else None,
+            timestamp=self.timestamps.find(prefix) if prefix else None,
             level=normalise_level(head["level"]),
             component=component,
             metadata=metadata,
@@ -161,7 +153,7 @@ class LeveledFormat:
 class JsonFormat:
     """One JSON object per line, under any of the usual key names (``fields``)."""
 
-    default_year: int
+    timestamps: TimestampFinder
     name: str = "json"
 
     def parse(self, line: str, number: int) -> LogRecord | None:
@@ -180,17 +172,17 @@ class JsonFormat:
             roles = FieldRoles.for_names([*flat, "log"])
         text_fields = {key: _as_text(value) for key, value in flat.items()}
         record = record_from_fields(
-            text_fields, roles, line=number, format_name=self.name, default_year=self.default_year
+            text_fields, roles, line=number, format_name=self.name, timestamps=self.timestamps
         )
         raw_time = next(
             (flat[key] for key in flat if key.lower() in ("time", "timestamp", "ts", "@timestamp")),
             None,
         )
         if isinstance(raw_time, int | float) and not isinstance(raw_time, bool):
-            record = _replace_timestamp(record, timestamp_from_number(raw_time))
+            record = record._replace(timestamp=timestamp_from_number(raw_time))
         raw_level = flat.get(roles.level) if roles.level else None
         if isinstance(raw_level, int | float):
-            record = _replace_level(record, normalise_level(raw_level))
+            record = record._replace(level=normalise_level(raw_level))
         return record
 
 
@@ -213,30 +205,6 @@ def _as_text(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _replace_level(record: LogRecord, level: str | None) -> LogRecord:
-    return LogRecord(
-        record.line,
-        record.message,
-        record.timestamp,
-        level,
-        record.component,
-        record.metadata,
-        record.format,
-    )
-
-
-def _replace_timestamp(record: LogRecord, timestamp: Any) -> LogRecord:
-    return LogRecord(
-        record.line,
-        record.message,
-        timestamp,
-        record.level,
-        record.component,
-        record.metadata,
-        record.format,
-    )
-
-
 _SYSLOG_TAG = (
     r"(?:(?P<program>[\w./@-]+(?:\([^)\s]*\))?)(?:\[(?P<pid>\d+)\])?(?: \([^)]*\))?:(?: |$))?"
 )
@@ -253,10 +221,10 @@ def builtin_formats(default_year: int) -> list[LineFormat]:
     """
 
     def regex(name: str, pattern: str, kind: type[RegexFormat] = RegexFormat) -> RegexFormat:
-        return kind(name, re.compile(pattern, re.S), default_year)
+        return kind(name, re.compile(pattern, re.S), TimestampFinder(default_year))
 
     return [
-        JsonFormat(default_year),
+        JsonFormat(TimestampFinder(default_year)),
         regex(
             "syslog5424",
             r"^<(?P<pri>\d{1,3})>(?P<version>\d{1,2}) (?P<timestamp>\S+) (?P<host>\S+) "
@@ -299,7 +267,7 @@ def builtin_formats(default_year: int) -> list[LineFormat]:
             "python_basic",
             r"^(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL):(?P<logger>[^:\s]*):(?P<message>.*)$",
         ),
-        LeveledFormat(default_year),
+        LeveledFormat(TimestampFinder(default_year)),
         regex(
             "bracketed",
             r"^\[(?P<timestamp>[^\]]*\d[^\]]*)\] (?:(?P<program>[^\s\[\]]+) - )?(?P<message>.*)$",
@@ -359,11 +327,11 @@ def custom_format(spec: str, default_year: int) -> LineFormat:
         ValueError: When the spec is not a valid regex or names no message group.
     """
     if "(?P<" not in spec:
-        return RegexFormat("logpai", logpai_pattern(spec), default_year)
+        return RegexFormat("logpai", logpai_pattern(spec), TimestampFinder(default_year))
     try:
         pattern = re.compile(spec, re.S)
     except re.error as error:
         raise ValueError(f"--log-format {spec!r} is not a valid regex: {error}") from error
     if FieldRoles.for_names(list(pattern.groupindex)).message is None:
         raise ValueError(f"--log-format {spec!r} names no message group (message, msg, content)")
-    return RegexFormat("regex", pattern, default_year)
+    return RegexFormat("regex", pattern, TimestampFinder(default_year))

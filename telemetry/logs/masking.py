@@ -1,35 +1,39 @@
 """Generic masks: the variable parts of a log message replaced by a typed placeholder.
 
-One regex with one named alternative per kind of value, so a message is scanned once. The
-kinds are generic (no per-system patterns): URLs, e-mail addresses, UUIDs, IPv4/IPv6 addresses
-with optional ports, ``host:port``, file paths (POSIX and Windows), timestamps, dates and
-times, hex values and hashes (with the numbers), identifiers with a numeric tail (``blk_-1608999687919862906``,
-``attempt_1445144423722_0020_m_000000_0``), numbers with a unit (``1.5 MB``, ``250ms``,
-``3 seconds``), durations, the values of ``key=value`` pairs, and plain numbers.
+The kinds are generic (no per-system patterns): URLs, e-mail addresses, UUIDs, IPv4/IPv6
+addresses with optional ports, ``host:port``, file paths (POSIX and Windows), timestamps, dates
+and times, hex values and hashes (with the numbers), identifiers with a numeric tail
+(``blk_-1608999687919862906``, ``attempt_1445144423722_0020_m_000000_0``), numbers glued to a
+unit (``250ms``, ``1.5GB``), durations (``1h2m3s``), the coded or quoted values of
+``key=value`` pairs, and plain numbers.
+
+Masking is per token, which is what makes it fast: only tokens holding a digit or one of
+``/ = \\ @`` can hold a variable, and their masked form is cached (logs repeat their tokens,
+and whole messages: those are cached too).
+The two masks that span spaces, ``Jun 17 07:07:00 2005`` timestamps and quoted ``key="a b"``
+values, run first on the whole message, and only when it holds a ``:`` or a quote.
 """
 
 import re
-from collections.abc import Callable
 
 from drain3.masking import AbstractMaskingInstruction
 
 _MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
-_DAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
 _UNITS = (
     r"(?:[KMGTP]i?B|[KMGTP]B/s|[kKMGT]?bytes?|[kKMG]?B/s|ms|us|µs|ns|s|secs?|seconds?|mins?"
     r"|minutes?|h|hrs?|hours?|days?|%|[kMG]?Hz|[kKMG]b(?:ps)?)"
 )
 _NUMBER = r"[-+]?\d+(?:\.\d+)?"
-# Order matters: the first alternative that matches at a position wins.
-MASKS: tuple[tuple[str, str], ...] = (
+# Masks that span spaces, applied to the whole message.
+SPANNING_MASKS: tuple[tuple[str, str], ...] = (
+    ("TIMESTAMP", rf"{_MONTH} {{1,2}}\d{{1,2}},? \d{{2}}:\d{{2}}:\d{{2}}(?:\.\d+)?(?: \d{{4}})?\b"),
+    ("KV", r"\b(?P<key>[A-Za-z_][\w.-]*)=(?P<value>\"[^\"]*\"|'[^']*')"),
+)
+# Masks applied to one token; order matters: the first alternative that matches wins.
+TOKEN_MASKS: tuple[tuple[str, str], ...] = (
     ("URL", r"\b[a-zA-Z][\w+.-]*://[^\s\"'<>\])]+"),
     ("EMAIL", r"\b[\w.+-]+@[A-Za-z][\w-]*(?:\.[\w-]+)+\b"),
     ("UUID", r"\b[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\b"),
-    (
-        "TIMESTAMP",
-        rf"\b(?:{_DAY},? )?{_MONTH} {{1,2}}\d{{1,2}},? \d{{2}}:\d{{2}}:\d{{2}}(?:\.\d+)?(?: \d{{4}})?\b"
-        r"|\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?",
-    ),
     ("IP", r"(?<![\w.:])(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?(?![\w.]*\w)"),
     ("IP", r"(?<![\w:])(?:[0-9a-fA-F]{1,4}:){2,7}(?::|[0-9a-fA-F]{1,4})(?![\w:])"),
     ("HOST_PORT", r"(?<![\w.-])(?:localhost|[A-Za-z][\w-]*(?:\.[\w-]+)+):\d{1,5}\b"),
@@ -43,12 +47,21 @@ MASKS: tuple[tuple[str, str], ...] = (
     # word stays a token of its own, so the message keeps its token count.
     ("SIZE", rf"(?<![\w.]){_NUMBER}{_UNITS}(?![\w])"),
     ("DURATION", r"(?<![\w.])(?:\d+(?:\.\d+)?(?:h|m|s|ms|us|ns)){2,}(?!\w)"),
-    ("KV", r"\b(?P<key>[A-Za-z_][\w.-]*)=(?P<value>\"[^\"]*\"|'[^']*'|[^\s,;&\"'()\[\]]+)"),
+    # A word value (``user=root``) is left to the miner: few distinct words there are often
+    # what tells two events apart; a coded value holds a digit.
+    (
+        "KV",
+        r"\b(?P<key>[A-Za-z_][\w.-]*)=(?P<value>(?=[^\s,;&\"'()\[\]]*\d)[^\s,;&\"'()\[\]]+)",
+    ),
     ("NUM", rf"(?<!\w)(?<!\d\.){_NUMBER}(?:[.,:]\d+)*(?![\w]|\.\w)"),
 )
+KINDS = tuple(dict.fromkeys(kind for kind, _ in SPANNING_MASKS + TOKEN_MASKS))
+CACHE_SIZE = 65_536
+# Tokens without any of these characters cannot hold a masked value.
+_CANDIDATE = re.compile(r"[\d/=\\@]")
 
 
-def build_mask_pattern(masks: tuple[tuple[str, str], ...] = MASKS) -> re.Pattern[str]:
+def build_mask_pattern(masks: tuple[tuple[str, str], ...]) -> re.Pattern[str]:
     """One regex with a named group ``<KIND>_<n>`` per mask, in order.
 
     Args:
@@ -62,40 +75,80 @@ def build_mask_pattern(masks: tuple[tuple[str, str], ...] = MASKS) -> re.Pattern
 
 
 class GenericMasking(AbstractMaskingInstruction):  # type: ignore[misc]
-    """The masks as one Drain3 masking instruction (Drain3 applies it before mining).
-
-    ``parameters`` collects what the last ``mask`` call replaced, in order, so the miner can
-    give each record its parameter values without a second pass.
-    """
+    """The masks, usable as a Drain3 masking instruction and directly as ``mask_tokens``."""
 
     def __init__(self) -> None:
         super().__init__("*")
-        self.pattern = build_mask_pattern()
-        self.parameters: list[str] = []
+        self._spanning = build_mask_pattern(SPANNING_MASKS)
+        self._token = build_mask_pattern(TOKEN_MASKS)
+        self._cache: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._messages: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
     def mask(self, content: str, mask_prefix: str, mask_suffix: str) -> str:
-        """``content`` with every variable replaced by ``<KIND>`` (key=value keeps the key).
+        """Drain3's interface: ``content`` with its variables masked as ``<KIND>``.
 
         Args:
             content: The message.
-            mask_prefix: Drain3's placeholder prefix, ``<``.
-            mask_suffix: Drain3's placeholder suffix, ``>``.
+            mask_prefix: Drain3's placeholder prefix; the masks always use ``<``.
+            mask_suffix: Drain3's placeholder suffix; the masks always use ``>``.
 
         Returns:
-            The masked message.
+            The masked message, tokens separated by single spaces.
         """
-        self.parameters = []
-        return self.pattern.sub(self._replacer(mask_prefix, mask_suffix), content)
+        return " ".join(self.mask_tokens(content)[0])
 
-    def _replacer(self, prefix: str, suffix: str) -> Callable[[re.Match[str]], str]:
-        parameters = self.parameters
+    def mask_tokens(self, message: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The message's tokens with their variables masked, and the values masked.
 
-        def replace(match: re.Match[str]) -> str:
-            kind = (match.lastgroup or "").rsplit("_", 1)[0]
-            if kind == "KV":
-                parameters.append(match["value"])
-                return f"{match['key']}={prefix}*{suffix}"
-            parameters.append(match.group())
-            return f"{prefix}{kind}{suffix}"
+        Args:
+            message: The message.
 
-        return replace
+        Returns:
+            ``(masked tokens, masked values in order)``; ``key=value`` keeps its key
+            (``uid=<*>``).
+        """
+        cached = self._messages.get(message)
+        if cached is None:
+            cached = self._mask_message(message)
+            if len(self._messages) >= CACHE_SIZE:
+                self._messages.clear()
+            self._messages[message] = cached
+        return cached
+
+    def _mask_message(self, message: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        spanning: list[str] = []
+        if ":" in message or '="' in message or "='" in message:
+            message = self._spanning.sub(lambda match: _placeholder(match, spanning), message)
+        tokens = message.split()
+        values: list[str] = []
+        remaining = iter(spanning)
+        for index, token in enumerate(tokens):
+            if spanning and ("<TIMESTAMP>" in token or "=<*>" in token):
+                values.extend(next(remaining, "") for _ in range(token.count("<")))
+            if _CANDIDATE.search(token):
+                tokens[index] = self._mask_token(token, values)
+        return tuple(tokens), tuple(values)
+
+    def _mask_token(self, token: str, values: list[str]) -> str:
+        cached = self._cache.get(token)
+        if cached is None:
+            if token.isdigit():
+                cached = ("<NUM>", (token,))
+            else:
+                found: list[str] = []
+                masked = self._token.sub(lambda match: _placeholder(match, found), token)
+                cached = (masked, tuple(found))
+            if len(self._cache) >= CACHE_SIZE:
+                self._cache.clear()
+            self._cache[token] = cached
+        values.extend(cached[1])
+        return cached[0]
+
+
+def _placeholder(match: re.Match[str], values: list[str]) -> str:
+    kind = (match.lastgroup or "").rsplit("_", 1)[0]
+    if kind == "KV":
+        values.append(match["value"])
+        return f"{match['key']}=<*>"
+    values.append(match.group())
+    return f"<{kind}>"

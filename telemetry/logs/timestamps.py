@@ -18,6 +18,7 @@ MONTHS = {
 }
 _TIME = r"(?P<H>\d{1,2})[:.](?P<M>\d{2})[:.](?P<S>\d{2})(?:[.,:](?P<f>\d{1,9}))?"
 _ZONE = r"(?:\s?(?P<tz>Z|[+-]\d{2}:?\d{2}|UTC|GMT)\b)?"
+SECONDS_CACHE_SIZE = 4096
 _MONTH_NAME = r"(?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*"
 
 # Most specific first: the first pattern that matches wins.
@@ -54,22 +55,65 @@ PATTERNS = [
 ]
 
 
+class TimestampFinder:
+    """Finds timestamps with ``PATTERNS``, trying first the one that matched last time.
+
+    A log writes every timestamp the same way, so after the first line one search suffices;
+    the time up to the second is cached (many lines share it) and the fraction added.
+    """
+
+    def __init__(self, default_year: int) -> None:
+        """A finder.
+
+        Args:
+            default_year: The year of timestamps written without one (syslog, logcat).
+        """
+        self.default_year = default_year
+        self._patterns = list(PATTERNS)
+        self._seconds: dict[tuple[str | None, ...], datetime | None] = {}
+
+    def find(self, text: str) -> datetime | None:
+        """The first timestamp written anywhere in ``text``, in UTC.
+
+        Args:
+            text: A header, a field or a whole line.
+
+        Returns:
+            The timestamp as an aware UTC datetime, or None when ``text`` holds none (or only
+            an impossible one, such as month 13).
+        """
+        for index, pattern in enumerate(self._patterns):
+            match = pattern.search(text)
+            if match is not None:
+                if index:
+                    self._patterns.insert(0, self._patterns.pop(index))
+                return self._build(match.groupdict())
+        return None
+
+    def _build(self, parts: dict[str, str | None]) -> datetime | None:
+        fraction = parts.pop("f", None)
+        key = tuple(parts.values())
+        if key not in self._seconds:
+            if len(self._seconds) >= SECONDS_CACHE_SIZE:
+                self._seconds.clear()
+            self._seconds[key] = _build(parts, self.default_year)
+        stamp = self._seconds[key]
+        if stamp is None or not fraction:
+            return stamp
+        return stamp.replace(microsecond=_microseconds(fraction))
+
+
 def find_timestamp(text: str, default_year: int) -> datetime | None:
-    """The first timestamp written anywhere in ``text``, in UTC.
+    """The first timestamp written anywhere in ``text``, in UTC (see ``TimestampFinder``).
 
     Args:
         text: A header, a field or a whole line.
         default_year: The year of timestamps written without one (syslog, logcat).
 
     Returns:
-        The timestamp as an aware UTC datetime, or None when ``text`` holds none (or only an
-        impossible one, such as month 13).
+        The timestamp, or None when ``text`` holds none.
     """
-    for pattern in PATTERNS:
-        match = pattern.search(text)
-        if match is not None:
-            return _build(match.groupdict(), default_year)
-    return None
+    return TimestampFinder(default_year).find(text)
 
 
 def _build(parts: dict[str, str | None], default_year: int) -> datetime | None:
@@ -77,9 +121,8 @@ def _build(parts: dict[str, str | None], default_year: int) -> datetime | None:
         if parts.get("epoch"):
             return _from_epoch(parts["epoch"] or "", parts.get("ef"))
         year = _year(parts, default_year)
-        month = (
-            MONTHS[(parts["mon"] or "")[:3].lower()] if parts.get("mon") else int(parts["mo"] or 0)
-        )
+        month = MONTHS[(parts["mon"] or "")[:3].lower()] if parts.get("mon") else int(parts["mo"] or 0)
+        zone = _zone(parts.get("tz"))
         stamp = datetime(
             year,
             month,
@@ -87,12 +130,11 @@ def _build(parts: dict[str, str | None], default_year: int) -> datetime | None:
             int(parts.get("H") or 0),
             int(parts.get("M") or 0),
             int(parts.get("S") or 0),
-            _microseconds(parts.get("f")),
-            tzinfo=_zone(parts.get("tz")),
+            tzinfo=zone,
         )
     except (ValueError, OverflowError, KeyError):
         return None
-    return stamp.astimezone(UTC)
+    return stamp if zone is UTC else stamp.astimezone(UTC)
 
 
 def _year(parts: dict[str, str | None], default_year: int) -> int:
@@ -119,7 +161,7 @@ def _zone(text: str | None) -> timezone:
 
 
 def _from_epoch(seconds_text: str, fraction: str | None) -> datetime:
-    """Epoch seconds (10 digits) or milliseconds (13 digits)."""
+    """Epoch seconds (10 digits, with the fraction in ``ef``) or milliseconds (13 digits)."""
     value = int(seconds_text)
     if len(seconds_text) == 13:
         return datetime.fromtimestamp(value / 1000, UTC)

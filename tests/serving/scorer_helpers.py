@@ -64,7 +64,7 @@ def offline_scorer(store: ObjectStore, feature_names: list[str]) -> Scorer:
     rows = np.random.default_rng(0).random((50, len(feature_names)))
     models = ServedModels(
         arms={CHAMPION: Arm(CHAMPION, XGBOOST_MODEL, 1, 0.5, "run")},
-        detector=fit_detector(rows, feature_names, np.arange(50)),
+        detector=fit_detector(rows, feature_names, [], np.arange(50)),
         reference={"features": {}},
         explainer=None,
     )

@@ -68,7 +68,7 @@ def test_run_directory_holds_everything_registration_needs(
     reference = json.loads(run_dir.reference.read_text())
     # Calendar columns say when a row is, not how the fleet behaves: no drift reference.
     assert set(reference["features"]) == set(feature_columns(METRICS)) - set(TIME_FEATURES)
-    assert reference["rows"] == summary.split_sizes["train"]
+    assert reference["rows"] == summary.split_sizes["train"] + summary.split_sizes["validation"]
     report = (run_dir.report_dir / "report.html").read_text()
     assert "isolation forest alone" in report
     assert "label budget" in report

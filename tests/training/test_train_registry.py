@@ -17,12 +17,13 @@ import pandas as pd
 import polars as pl
 import pytest
 import xgboost as xgb
-from contracts.detector_inputs import DetectorInputs
 from mlflow import MlflowClient
 
+from contracts.detector import FittedDetector
 from contracts.features import TIME_FEATURES, feature_columns
 from contracts.store import ObjectStore
 from tests.training.conftest import METRICS, small_config, write_fleet_store
+from training.models import predict_proba
 from training.pipeline import TrainingSummary, run_training
 from training.registry import (
     RegistrationError,
@@ -31,6 +32,7 @@ from training.registry import (
     load_detector,
     load_holdout,
     register_run,
+    score_column,
 )
 from vigil.processes import free_port, start_mlflow
 
@@ -82,11 +84,14 @@ def test_aliases_move_only_to_better_models_that_pass_their_gates(
 ) -> None:
     client = MlflowClient(tracking_uri)
     weak = register_run(_copy(runs["weak"], tmp_path, "weak"), tracking_uri)
-    assert weak.aliases == {"champion": "catboost_anomaly/1", "challenger": "xgboost_anomaly/1"}
+    # the first passing run takes both aliases, its two models as a pair
+    assert set(weak.aliases) == {"champion", "challenger"}
+    assert set(weak.aliases.values()) == {"catboost_anomaly/1", "xgboost_anomaly/1"}
 
     strong = register_run(_copy(runs["strong"], tmp_path, "strong"), tracking_uri)
-    assert strong.aliases == {"champion": "xgboost_anomaly/2", "challenger": "catboost_anomaly/2"}
-    assert _aliases(client) == strong.aliases  # catboost lost "champion", xgboost "challenger"
+    # the better run's pair replaces the weaker run's pair
+    assert set(strong.aliases.values()) == {"xgboost_anomaly/2", "catboost_anomaly/2"}
+    assert _aliases(client) == strong.aliases
 
     again = register_run(_copy(runs["weak"], tmp_path, "weak-again"), tracking_uri)
     assert again.versions == {"xgboost_anomaly": "3", "catboost_anomaly": "3"}
@@ -107,26 +112,30 @@ def test_champion_reloads_by_alias_and_reproduces_the_test_probabilities(
 ) -> None:
     run_path = _copy(runs["strong"], tmp_path, "strong")
     register_run(run_path, tracking_uri)
-    names = load_detector(RunDirectory(run_path)).input_names
-    features, _ = load_holdout(RunDirectory(run_path), names)
+    detector = load_detector(RunDirectory(run_path))
+    names = detector.input_names
+    features, _ = load_holdout(RunDirectory(run_path), detector.feature_names)
+    inputs = detector.inputs(features)
     holdout = pl.read_parquet(RunDirectory(run_path).holdout)
 
-    champion = mlflow.xgboost.load_model("models:/xgboost_anomaly@champion")
-    assert isinstance(champion, xgb.Booster)
-    assert champion.feature_names == names
-    expected = holdout["xgboost_probability"].to_numpy()
-    assert np.array_equal(champion.predict(xgb.DMatrix(features, feature_names=names)), expected)
+    client = MlflowClient(tracking_uri)
+    for alias, holder in _aliases(client).items():
+        name = holder.split("/")[0]
+        kind = "xgboost" if name == "xgboost_anomaly" else "catboost"
+        flavour = mlflow.xgboost if kind == "xgboost" else mlflow.catboost
+        model = flavour.load_model(f"models:/{name}@{alias}")
+        probabilities = predict_proba(model, inputs)
+        expected = holdout[score_column(kind)].to_numpy()
+        assert np.array_equal(detector.score(name, probabilities, inputs), expected), alias
+        info = mlflow.models.get_model_info(f"models:/{name}@{alias}")
+        assert info.signature.inputs.input_names() == names
 
-    frame = pl.DataFrame(features, schema=names, orient="row").to_pandas()
-    served = mlflow.pyfunc.load_model("models:/xgboost_anomaly@champion").predict(frame)
-    assert np.array_equal(np.asarray(served), expected)
-
-    challenger = mlflow.catboost.load_model("models:/catboost_anomaly@challenger")
-    assert np.array_equal(
-        challenger.predict_proba(features)[:, 1], holdout["catboost_probability"].to_numpy()
-    )
-    for uri in ("models:/xgboost_anomaly@champion", "models:/catboost_anomaly@challenger"):
-        assert mlflow.models.get_model_info(uri).signature.inputs.input_names() == names
+    booster = mlflow.xgboost.load_model("models:/xgboost_anomaly/1")
+    assert isinstance(booster, xgb.Booster)
+    assert booster.feature_names == names
+    frame = pl.DataFrame(inputs, schema=names, orient="row").to_pandas()
+    served = mlflow.pyfunc.load_model("models:/xgboost_anomaly/1").predict(frame)
+    assert np.array_equal(np.asarray(served), predict_proba(booster, inputs))
 
 
 def test_run_logs_metrics_params_and_artifacts_for_the_scorer(
@@ -141,7 +150,7 @@ def test_run_logs_metrics_params_and_artifacts_for_the_scorer(
         summary.evaluations["xgboost"].metrics.f1
     )
     assert run.data.metrics["review.asked"] == summary.label_budget.asked
-    assert run.data.params["xgboost.max_depth"] == "6"
+    assert run.data.params["xgboost.max_depth"] == "4"
     assert run.data.tags["dataset"] == "synthetic"
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.name == "vigil-anomaly-training"
@@ -149,9 +158,9 @@ def test_run_logs_metrics_params_and_artifacts_for_the_scorer(
     download = Path(
         mlflow.artifacts.download_artifacts(run_id=result.run_id, dst_path=str(tmp_path / "dl"))
     )
-    inputs = DetectorInputs.model_validate_json((download / "detector_inputs.json").read_text())
-    assert inputs.feature_names == feature_columns(METRICS)
-    assert json.loads((download / "features.json").read_text()) == inputs.input_names
+    detector = FittedDetector.load(download / "detector.npz")
+    assert detector.feature_names == feature_columns(METRICS)
+    assert json.loads((download / "features.json").read_text()) == detector.input_names
     reference = json.loads((download / "reference_distributions.json").read_text())
     assert set(reference["features"]) == set(feature_columns(METRICS)) - set(TIME_FEATURES)
     assert (download / "report" / "report.html").exists()
@@ -174,7 +183,7 @@ def test_registration_survives_mlflow_being_down(
         register_run(run_path, down)
 
     result = register_run(run_path, tracking_uri)
-    assert result.aliases["champion"] == "xgboost_anomaly/1"
+    assert set(result.aliases.values()) == {"xgboost_anomaly/1", "catboost_anomaly/1"}
     # Registering the same directory again does not log a second run.
     assert register_run(run_path, tracking_uri) == result
 
@@ -191,15 +200,16 @@ def test_a_changed_feature_set_is_refused_unless_replacing(
     assert summary.registration_error is not None
     assert "missing ['latency'" in summary.registration_error
     client = MlflowClient(tracking_uri)
-    assert client.get_registered_model("xgboost_anomaly").aliases == {"champion": "1"}
+    assert set(client.get_registered_model("xgboost_anomaly").aliases.values()) == {"1"}
     assert len(client.search_model_versions("name = 'xgboost_anomaly'")) == 1  # nothing logged
 
     result = register_run(run_path, tracking_uri, replace_on_feature_change=True)
+    cpu_features = feature_columns(["CPUUtilization"])
     assert set(result.aliases.values()) == {"xgboost_anomaly/2", "catboost_anomaly/2"}
     for alias, holder in result.aliases.items():
         name = holder.split("/")[0]
         info = mlflow.models.get_model_info(f"models:/{name}@{alias}")
-        assert info.signature.inputs.input_names() == feature_columns(["CPUUtilization"])
+        assert info.signature.inputs.input_names()[: len(cpu_features)] == cpu_features
 
 
 def test_a_version_duplicated_by_a_retried_create_is_dropped(
@@ -247,10 +257,7 @@ def test_mlflow_restarted_during_registration_loses_nothing(
         restarted = start_mlflow(root, tmp_path, detach=True, port=port)
         try:
             result = registering.result(timeout=600)
-            assert _aliases(client) == {
-                "champion": "xgboost_anomaly/1",
-                "challenger": "catboost_anomaly/1",
-            }
+            assert set(_aliases(client).values()) == {"xgboost_anomaly/1", "catboost_anomaly/1"}
             assert result.aliases == _aliases(client)
             for name in ("xgboost_anomaly", "catboost_anomaly"):
                 assert len(client.search_model_versions(f"name = '{name}'")) == 1
@@ -259,10 +266,11 @@ def test_mlflow_restarted_during_registration_loses_nothing(
             ] == [result.run_id]
             assert not RunDirectory(run_path).registration_attempt.exists()
             mlflow.set_tracking_uri(restarted.url)
-            names = load_detector(RunDirectory(run_path)).input_names
-            rows, _ = load_holdout(RunDirectory(run_path), names)
-            champion = mlflow.pyfunc.load_model("models:/xgboost_anomaly@champion")
-            assert len(champion.predict(pd.DataFrame(rows, columns=names)))
+            detector = load_detector(RunDirectory(run_path))
+            rows, _ = load_holdout(RunDirectory(run_path), detector.feature_names)
+            champion = mlflow.pyfunc.load_model("models:/xgboost_anomaly/1")
+            frame = pd.DataFrame(detector.inputs(rows), columns=detector.input_names)
+            assert len(champion.predict(frame))
             assert register_run(run_path, restarted.url) == result  # recorded, not redone
         finally:
             os.killpg(restarted.process.pid, signal.SIGTERM)

@@ -1,20 +1,17 @@
-"""Which metrics explain each held-out incident of a public dataset, according to the model.
+"""Which metrics explain each held-out incident of a public dataset, according to Vigil.
 
 For ``vigil rag evaluate --dataset``. Each entity's detector is fitted exactly as ``vigil
 evaluate`` fits it (``fit_entity``: same split, label budget and reviewer); then every labelled
-incident among the held-out rows is attributed three ways:
+incident among the held-out rows is explained as the scorer explains an anomaly, from the
+incident's highest-scored row:
 
-- **model**: exact TreeSHAP (XGBoost ``pred_contribs``) of the detector's XGBoost model over the
-  incident's held-out rows. A feature's evidence is its positive contribution (what pushed the
-  score up) averaged over those rows; a metric's evidence is the sum over the features computed
-  from it. The unsupervised input columns belong to no metric and are left out.
-- **deviation** (baseline): metrics by their mean absolute robust z-score over the rows, what an
-  engineer sorting by "most unusual metric" would name.
+- **model**: the metrics ``contracts.attribution.rank_metrics`` names (each metric's window
+  features' deviation from the fitted rows; exact TreeSHAP of the XGBoost model breaking
+  ties), and the top features an ``/explain`` request carries.
+- **deviation** (baseline): metrics by their mean absolute robust z-score of the current value
+  over the incident's rows, what an engineer sorting by "most unusual metric" would name.
 - **anomaly kind** (ASD publishes metric / temporal / metric-temporal, as defined by
-  InterFusion): "metric" evidence is the PCA error's quantile (the relation between metrics
-  broke), "temporal" evidence the quantile of the largest ``zscore_60`` (a metric left its own
-  last hour); both at or above ``KIND_QUANTILE`` is metric-temporal, else the larger wins. The
-  rule was fixed before looking at any label and is never fitted.
+  InterFusion): ``contracts.attribution.incident_kind``, a fixed rule never fitted.
 """
 
 import tempfile
@@ -26,16 +23,14 @@ from typing import Any
 
 import numpy as np
 import xgboost as xgb
-from numpy.typing import NDArray
 
-from contracts.detector import PCA_ERROR, UNSUPERVISED_COLUMNS
-from contracts.features import ZSCORE_WINDOW, feature_metrics, metric_slug
+from contracts import attribution
 from contracts.layout import INCIDENTS_PATH
+from contracts.serving import XGBOOST_MODEL
 from contracts.store import ObjectStore
 from training.datasets.importer import DatasetName
 from training.datasets.segments import UNKNOWN_INCIDENT_TYPE, label_segments
 from training.models import XGBOOST, predict_proba
-from training.pipeline import rank_scale
 from training.real_evaluation.entity_data import EntitySeries, load_entity
 from training.real_evaluation.evaluate import (
     DEFAULT_LABEL_FRACTION,
@@ -46,7 +41,6 @@ from training.real_evaluation.evaluate import (
 )
 from training.registry import load_model
 
-KIND_QUANTILE = 0.99
 TOP_FEATURES = 10
 
 
@@ -146,24 +140,17 @@ def attribute_entity(
     """
     fitted = fit_entity(series, label_fraction, run_path)
     split, labelled = fitted.split, fitted.labelled
-    fit_rows = np.sort(np.concatenate([split.history, split.pool]))
+    detector = labelled.detector
     model = load_model(fitted.run_dir, XGBOOST)
     assert isinstance(model, xgb.Booster)
-    explained, explained_inputs = "model", labelled.model_inputs
-    scores = predict_proba(model, explained_inputs)
-    columns = np.arange(len(series.feature_names))
-    names = list(series.feature_names)
-    owners = feature_metrics(series.metrics)
-    input_metric = [owners.get(n) for n in names]
-    baselines = np.median(series.features[fit_rows], axis=0)
-    detector = labelled.detector
-    position = {column: j for j, column in enumerate(detector.state_columns.tolist())}
+    inputs = labelled.model_inputs
+    scores = detector.score(XGBOOST_MODEL, predict_proba(model, inputs), inputs)
+    state = detector.state_columns
+    state_names = [series.feature_names[j] for j in state]
+    position = {column: j for j, column in enumerate(state.tolist())}
     deviation = np.abs(
         detector.robust_z(series.features)[:, [position[c] for c in series.metric_columns]]
     )
-    pca_column = len(names) + UNSUPERVISED_COLUMNS.index(PCA_ERROR)
-    metric_evidence = rank_scale(explained_inputs[:, pca_column].astype(np.float64), fit_rows)
-    temporal_evidence = _temporal_evidence(series, fit_rows)
 
     held = np.zeros(len(series.labels), dtype=bool)
     held[split.held_out] = True
@@ -176,12 +163,13 @@ def attribute_entity(
         if truth is None or not truth["metrics"]:
             without_truth += 1
             continue
-        contributions = model.predict(
-            xgb.DMatrix(explained_inputs[rows], feature_names=detector.input_names),
-            pred_contribs=True,
-        )
-        evidence = np.clip(contributions[:, : len(columns)], 0.0, None).mean(axis=0)
+        # What the scorer explains: the incident's highest-scored row.
         peak = int(rows[np.argmax(scores[rows])])
+        contributions = model.predict(
+            xgb.DMatrix(inputs[[peak]], feature_names=detector.input_names), pred_contribs=True
+        )[:, state]
+        row = series.features[[peak]][:, state]
+        reference = (row, state_names, series.metrics, detector.median, detector.scale)
         explained_incidents.append(
             IncidentAttribution(
                 start=_datetime(series.timestamps[rows[0]]),
@@ -190,51 +178,25 @@ def attribute_entity(
                 score=float(np.clip(scores[peak], 0.0, 1.0)),
                 true_metrics=list(truth["metrics"]),
                 true_type=str(truth["incident_type"] or UNKNOWN_INCIDENT_TYPE),
-                model_ranking=_metric_ranking(evidence, input_metric),
+                model_ranking=[m for m, _ in attribution.rank_metrics(*reference, contributions)],
                 deviation_ranking=[
                     series.metrics[i] for i in np.argsort(-deviation[rows].mean(axis=0))
                 ],
-                kind=anomaly_kind(
-                    float(metric_evidence[rows].mean()), float(temporal_evidence[rows].mean())
-                ),
+                kind=attribution.incident_kind(*reference),
                 top_features=[
                     FeatureEvidence(
-                        name=names[j],
-                        value=float(series.features[peak, columns[j]]),
-                        baseline=float(baselines[j]),
-                        contribution=float(evidence[j]),
+                        name=feature.name,
+                        value=feature.value,
+                        baseline=feature.baseline,
+                        contribution=feature.contribution or 0.0,
                     )
-                    for j in np.argsort(-evidence)[:TOP_FEATURES]
-                    if evidence[j] > 0
+                    for feature in attribution.top_features(*reference, contributions, TOP_FEATURES)
                 ],
             )
         )
     return EntityAttribution(
-        series.entity, list(series.metrics), explained, explained_incidents, without_truth
+        series.entity, list(series.metrics), "model", explained_incidents, without_truth
     )
-
-
-def anomaly_kind(metric_evidence: float, temporal_evidence: float) -> str:
-    """metric, temporal or metric-temporal from the two evidence quantiles (module docstring)."""
-    if min(metric_evidence, temporal_evidence) >= KIND_QUANTILE:
-        return "metric-temporal"
-    return "metric" if metric_evidence >= temporal_evidence else "temporal"
-
-
-def _metric_ranking(evidence: NDArray[Any], input_metric: list[str | None]) -> list[str]:
-    totals: dict[str, float] = {}
-    for value, metric in zip(evidence, input_metric, strict=True):
-        if metric is not None and value > 0:
-            totals[metric] = totals.get(metric, 0.0) + float(value)
-    return sorted(totals, key=lambda metric: -totals[metric])
-
-
-def _temporal_evidence(series: EntitySeries, fit_rows: NDArray[Any]) -> NDArray[np.float64]:
-    """Quantile (among the fitted rows) of each row's largest |zscore_60| over the metrics."""
-    index = {name: i for i, name in enumerate(series.feature_names)}
-    columns = [index[f"{metric_slug(m)}_zscore_{ZSCORE_WINDOW}"] for m in series.metrics]
-    largest = np.abs(series.features[:, columns]).max(axis=1)
-    return rank_scale(largest, fit_rows)
 
 
 def _incident_at(

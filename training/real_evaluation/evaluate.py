@@ -131,7 +131,7 @@ def evaluate_dataset(
                 documents[entity] = evaluate_entity(
                     series, label_fraction, entity_run_path(root, name, entity)
                 )
-            except (ValueError, OSError) as error:  # DatasetFormatError is a ValueError
+            except Exception as error:
                 failed[entity] = f"{type(error).__name__}: {error}"
                 if progress is not None:
                     progress(f"{name} {entity} failed: {failed[entity]}")
