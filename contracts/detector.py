@@ -278,8 +278,10 @@ def unsupervised_columns(detector: FittedDetector, z: NDArray[np.float32]) -> ND
 def stack(
     learnt: NDArray[np.float64], unsupervised: NDArray[np.float64], weight: float
 ) -> NDArray[np.float64]:
-    """The served score from the model's quantile and the unsupervised score."""
-    return weight * learnt + (1 - weight) * unsupervised
+    """The served score from the model's quantile and the unsupervised score (where the
+    model has no score, NaN, the unsupervised score alone)."""
+    stacked = weight * learnt + (1 - weight) * unsupervised
+    return np.asarray(np.where(np.isnan(learnt), unsupervised, stacked), dtype=np.float64)
 
 
 def quantile_grid(values: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -288,8 +290,10 @@ def quantile_grid(values: NDArray[np.float64]) -> NDArray[np.float64]:
 
 
 def quantile(grid: NDArray[np.float64], values: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Each value's empirical quantile (0..1): the share of the ``grid`` at or below it."""
-    return np.asarray(np.searchsorted(grid, values, side="right") / len(grid), dtype=np.float64)
+    """Each value's empirical quantile (0..1): the share of the ``grid`` at or below it (NaN
+    stays NaN)."""
+    shares = np.searchsorted(grid, values, side="right") / len(grid)
+    return np.asarray(np.where(np.isnan(values), np.nan, shares), dtype=np.float64)
 
 
 def _knn_distance(z: NDArray[np.float32], reference: NDArray[np.float32]) -> NDArray[np.float64]:

@@ -115,6 +115,8 @@ ROW_ID = "row_id"
 # model flags (see decision_threshold).
 FALLBACK_ANOMALY_SHARE = 0.01
 NO_ANOMALY_FLAG_SHARE = 0.05
+# Labelled anomalies of one instance closer than this belong to one incident (see _folds).
+INCIDENT_GAP = np.timedelta64(1, "h")
 
 
 class NoTrainingDataError(ValueError):
@@ -669,7 +671,12 @@ def train_and_write(
     with timer.stage("served scores, out-of-fold scores and thresholds"):
         fit_rows = np.sort(np.concatenate([labelled.split.train, labelled.split.validation]))
         human_positions = _rows_of(labelled)[human_rows]
-        folds = _folds(data.rows[TIMESTAMP].to_numpy()[human_positions], config.split.cv_folds)
+        folds = _folds(
+            data.rows[INSTANCE_ID].to_numpy()[human_positions],
+            data.rows[TIMESTAMP].to_numpy()[human_positions],
+            training_set.labels[human_rows],
+            config.split.cv_folds,
+        )
         human_truth = training_set.labels[human_rows]
         human_weight = labelled.human_weight[human_positions]
         human_unsupervised = labelled.unsupervised[human_positions]
@@ -784,10 +791,30 @@ def _training_set(
     )
 
 
-def _folds(timestamps: NDArray[Any], folds: int) -> NDArray[np.int64]:
-    """The time block (0..folds-1) of each human-labelled row: equal counts, in time order."""
-    rank = np.argsort(np.argsort(timestamps, kind="stable"), kind="stable")
-    return np.asarray(rank * folds // max(len(timestamps), 1), dtype=np.int64)
+def _folds(
+    instances: NDArray[Any], timestamps: NDArray[Any], labels: NDArray[Any], folds: int
+) -> NDArray[np.int64]:
+    """The fold (0..folds-1) of each human-labelled row, whole incidents kept together.
+
+    Labelled anomalies of one instance less than ``INCIDENT_GAP`` apart form one incident; each
+    incident, and each labelled normal row, is a group, and groups are dealt to the folds in
+    time order. A fold's rows are then scored by models that never saw their incident, so the
+    out-of-fold scores measure what matters: finding an incident not reviewed before.
+    """
+    order = np.lexsort((timestamps, instances))
+    anomalous = labels[order] == 1
+    same_instance = np.r_[False, instances[order][1:] == instances[order][:-1]]
+    close = np.r_[False, np.diff(timestamps[order]) < INCIDENT_GAP]
+    continues = same_instance & close & anomalous & np.r_[False, anomalous[:-1]]
+    group = np.cumsum(~continues) - 1
+    if not len(order):
+        return np.empty(0, dtype=np.int64)
+    # rows are in time order inside a group: its first row is its start
+    first_seen = timestamps[order][np.r_[True, group[1:] != group[:-1]]]
+    rank = np.argsort(np.argsort(first_seen, kind="stable"), kind="stable")
+    result = np.empty(len(order), dtype=np.int64)
+    result[order] = rank[group] % folds
+    return result
 
 
 def out_of_fold_scores(
@@ -801,9 +828,9 @@ def out_of_fold_scores(
     """Each human-labelled row's probability from a model fitted without its time block.
 
     Only human labels are held out; pseudo-normals of the block stay in training. A block
-    whose training part lacks an anomaly scores 0 (nothing could be learnt without it).
+    whose training part lacks an anomaly is NaN: nothing could be learnt without it.
     """
-    scores = np.zeros(len(human_rows))
+    scores = np.full(len(human_rows), np.nan)
     for fold in np.unique(folds):
         held = np.zeros(len(training_set.labels), dtype=bool)
         held[human_rows[folds == fold]] = True
@@ -877,6 +904,11 @@ def _fold_metrics(
 
 
 def _log_loss(labels: NDArray[Any], probabilities: NDArray[Any]) -> float:
+    """Mean log loss of the scored rows (NaN when none was scored)."""
+    scored = ~np.isnan(probabilities)
+    if not scored.any():
+        return float("nan")
+    labels, probabilities = labels[scored], probabilities[scored]
     clipped = np.clip(probabilities, 1e-7, 1 - 1e-7)
     return float(-np.mean(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped)))
 

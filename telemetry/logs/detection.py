@@ -6,6 +6,7 @@ is a record of its own (format ``plain``) - unless the file has a header format 
 does not, in which case it continues the record before it (a stack trace, a wrapped message).
 """
 
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ class ParseStats:
 
     records: int = 0
     continuation_lines: int = 0
-    by_format: dict[str, int] = field(default_factory=dict)
+    by_format: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
@@ -92,9 +93,12 @@ class LogParser:
         if self.detected is None:
             self.detected = self.detect([text for _, text in head if text.strip()])
         order = self._order()
+        primary = order[0].parse if order else None
         pending: LogRecord | None = None
         for number, text in _chain(head, numbered):
-            record = self._parse_line(text, number, order)
+            record = primary(text, number) if primary else None
+            if record is None:
+                record = self._parse_line(text, number, order[1:])
             if record is None:
                 if pending is not None and self.detected is not None:
                     pending = _continued(pending, text)
@@ -126,7 +130,7 @@ class LogParser:
 
     def _counted(self, record: LogRecord) -> LogRecord:
         self.stats.records += 1
-        self.stats.by_format[record.format] = self.stats.by_format.get(record.format, 0) + 1
+        self.stats.by_format[record.format] += 1
         return record
 
 

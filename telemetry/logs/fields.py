@@ -35,13 +35,17 @@ TIME_PART_NAMES = frozenset(TIMESTAMP_NAMES) | {"month", "day", "year", "hour"}
 
 @dataclass(frozen=True)
 class FieldRoles:
-    """Which of a format's field names is the message, level, component and time."""
+    """Which of a format's field names is the message, level, component and time.
+
+    ``metadata`` lists the other names, and the level's (its raw value is kept).
+    """
 
     message: str | None
     level: str | None
     component: str | None
     timestamp: str | None
     time_parts: tuple[str, ...]
+    metadata: tuple[str, ...]
 
     @classmethod
     def for_names(cls, names: list[str]) -> "FieldRoles":
@@ -58,12 +62,16 @@ class FieldRoles:
         def first(candidates: tuple[str, ...]) -> str | None:
             return next((by_lower[c] for c in candidates if c in by_lower), None)
 
+        message, component = first(MESSAGE_NAMES), first(COMPONENT_NAMES)
+        time_parts = tuple(name for name in names if name.lower() in TIME_PART_NAMES)
+        used = {message, component, *time_parts}
         return cls(
-            message=first(MESSAGE_NAMES),
+            message=message,
             level=first(LEVEL_NAMES),
-            component=first(COMPONENT_NAMES),
+            component=component,
             timestamp=first(("timestamp", "@timestamp", "ts", "datetime")),
-            time_parts=tuple(name for name in names if name.lower() in TIME_PART_NAMES),
+            time_parts=time_parts,
+            metadata=tuple(name for name in names if name not in used),
         )
 
 
@@ -91,16 +99,15 @@ def record_from_fields(
     if roles.timestamp and fields.get(roles.timestamp):
         timestamp = timestamps.find(fields[roles.timestamp] or "")
     if timestamp is None and roles.time_parts:
-        text = " ".join(fields[name] or "" for name in roles.time_parts if fields.get(name))
+        text = " ".join([fields[name] or "" for name in roles.time_parts if fields.get(name)])
         timestamp = timestamps.find(text) if text else None
     raw_level = fields.get(roles.level) if roles.level else None
-    used = {roles.message, roles.component, *roles.time_parts}
     return LogRecord(
-        line=line,
-        message=(fields.get(roles.message) or "") if roles.message else "",
-        timestamp=timestamp,
-        level=normalise_level(raw_level) if raw_level else None,
-        component=(fields.get(roles.component) or None) if roles.component else None,
-        metadata={name: value for name, value in fields.items() if value and name not in used},
-        format=format_name,
+        line,
+        (fields.get(roles.message) or "") if roles.message else "",
+        timestamp,
+        normalise_level(raw_level) if raw_level else None,
+        (fields.get(roles.component) or None) if roles.component else None,
+        {name: value for name in roles.metadata if (value := fields.get(name))},
+        format_name,
     )

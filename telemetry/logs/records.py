@@ -25,6 +25,13 @@ LEVEL_ALIASES: dict[str, str] = {
     ),
 }
 
+# The same aliases as written in upper case or capitalised: found without normalising the text.
+LEVEL_ALIASES_EXACT = {
+    spelled: level
+    for alias, level in LEVEL_ALIASES.items()
+    for spelled in (alias, alias.upper(), alias.title())
+}
+
 # pino / bunyan numeric levels (JSON loggers for Node.js).
 NUMERIC_LEVELS = {10: "DEBUG", 20: "DEBUG", 30: "INFO", 40: "WARN", 50: "ERROR", 60: "CRITICAL"}
 
@@ -39,6 +46,8 @@ def normalise_level(raw: object) -> str | None:
     Returns:
         DEBUG, INFO, WARN, ERROR or CRITICAL; None for anything else.
     """
+    if isinstance(raw, str) and raw in LEVEL_ALIASES_EXACT:
+        return LEVEL_ALIASES_EXACT[raw]
     if isinstance(raw, bool):
         return None
     if isinstance(raw, int | float):

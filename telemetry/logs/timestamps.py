@@ -36,7 +36,7 @@ PATTERNS = [
         + r"(?: (?P<tz>[+-]\d{4}))?"
     ),
     re.compile(
-        r"(?:\b(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]* )?\b"
+        r"\b"  # a weekday before the month is allowed, and ignored
         + _MONTH_NAME
         + r"\s{1,2}(?P<d>\d{1,2}),? (?:(?P<y0>\d{4}) )?"
         + _TIME
@@ -58,8 +58,9 @@ PATTERNS = [
 class TimestampFinder:
     """Finds timestamps with ``PATTERNS``, trying first the one that matched last time.
 
-    A log writes every timestamp the same way, so after the first line one search suffices;
-    the time up to the second is cached (many lines share it) and the fraction added.
+    A log writes every timestamp the same way, so after the first line one search suffices.
+    Texts already seen are cached, and so is the time up to the second (many lines share it:
+    only the fraction is added).
     """
 
     def __init__(self, default_year: int) -> None:
@@ -71,6 +72,7 @@ class TimestampFinder:
         self.default_year = default_year
         self._patterns = list(PATTERNS)
         self._seconds: dict[tuple[str | None, ...], datetime | None] = {}
+        self._texts: dict[str, datetime | None] = {}
 
     def find(self, text: str) -> datetime | None:
         """The first timestamp written anywhere in ``text``, in UTC.
@@ -82,13 +84,20 @@ class TimestampFinder:
             The timestamp as an aware UTC datetime, or None when ``text`` holds none (or only
             an impossible one, such as month 13).
         """
+        if text in self._texts:
+            return self._texts[text]
+        found = None
         for index, pattern in enumerate(self._patterns):
             match = pattern.search(text)
             if match is not None:
                 if index:
                     self._patterns.insert(0, self._patterns.pop(index))
-                return self._build(match.groupdict())
-        return None
+                found = self._build(match.groupdict())
+                break
+        if len(self._texts) >= SECONDS_CACHE_SIZE:
+            self._texts.clear()
+        self._texts[text] = found
+        return found
 
     def _build(self, parts: dict[str, str | None]) -> datetime | None:
         fraction = parts.pop("f", None)
