@@ -153,10 +153,9 @@ def registered_rows(tracking_uri: str, root: Path, model: str) -> NDArray[np.flo
     summary = run_training(store, config, tracking_uri, run_path, None)
     if summary.registration is None:
         raise SystemExit(f"registration failed: {summary.registration_error}")
-    rows, _ = load_holdout(
-        RunDirectory(run_path), load_detector(RunDirectory(run_path)).input_names
-    )
-    return rows
+    detector = load_detector(RunDirectory(run_path))
+    features, _ = load_holdout(RunDirectory(run_path), detector.feature_names)
+    return detector.inputs(features)  # what the scorer sends: the models' inputs
 
 
 def start_mlflow_serve(

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import typer
 from rich.console import Console
 
-from vigil import data_commands, rag_commands, serving_commands, training_commands
+from vigil import data_commands, logs_commands, rag_commands, serving_commands, training_commands
 from vigil.options import EntitiesOption, split_entities
 
 app = typer.Typer(
@@ -34,6 +34,7 @@ app.command("evaluate")(training_commands.evaluate)
 app.add_typer(training_commands.review_app, name="review")
 app.add_typer(serving_commands.serving_app, name="serving")
 app.add_typer(rag_commands.rag_app, name="rag")
+app.add_typer(logs_commands.logs_app, name="logs")
 
 
 DEFAULT_DEMO_PATH = Path(".vigil/demo")

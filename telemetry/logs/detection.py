@@ -1,21 +1,32 @@
 """Lines to records: pick the format from a sample, fall back per line, join multi-line records.
 
 The format that parses the most lines of the first ``SAMPLE_LINES`` is tried first on every
-line; a line it refuses is offered to the other formats in order, and a line no format takes
-is a record of its own (format ``plain``) - unless the file has a header format and the line
-does not, in which case it continues the record before it (a stack trace, a wrapped message).
+line; a line it refuses is offered to the other formats in order. A line no format takes
+continues the record before it when the file has a header format and the line is indented or
+starts like a stack trace (``Caused by:``, ``java.lang.IllegalStateException: ...``,
+``... 12 more``); otherwise it is a record of its own (format ``plain``).
 """
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import islice
+from itertools import chain, islice
+from pathlib import Path
 
 from telemetry.logs.formats import LineFormat, builtin_formats, custom_format
+from telemetry.logs.reading import ReadStats, read_lines
 from telemetry.logs.records import LogRecord
 
 SAMPLE_LINES = 200
+# Lines that continue a record without being indented: the parts of Java and Python stack
+# traces that start at the margin.
+CONTINUATION = re.compile(
+    r"(?:Caused by|Suppressed|Traceback \(most recent call last\)|During handling of the above"
+    r"|The above exception)|(?:[a-z_$][\w$]*\.)*[A-Z][\w$]*(?:Exception|Error|Throwable)\b"
+    r"|\.\.\. \d+ more$"
+)
 
 
 @dataclass
@@ -93,53 +104,78 @@ class LogParser:
         if self.detected is None:
             self.detected = self.detect([text for _, text in head if text.strip()])
         order = self._order()
-        primary = order[0].parse if order else None
+        primary, others = order[0].parse, order[1:]
+        stats = self.stats
         pending: LogRecord | None = None
-        for number, text in _chain(head, numbered):
-            record = primary(text, number) if primary else None
+        for number, text in chain(head, numbered):
+            record = primary(text, number)
             if record is None:
-                record = self._parse_line(text, number, order[1:])
+                record = _first_parse(text, number, others)
             if record is None:
-                if pending is not None and self.detected is not None:
-                    pending = _continued(pending, text)
-                    self.stats.continuation_lines += 1
-                    continue
                 if not text.strip():
                     continue
-                record = LogRecord(line=number, message=text)
+                if pending is not None and self.detected is not None and _continues(text):
+                    pending = pending._replace(message=f"{pending.message}\n{text}")
+                    stats.continuation_lines += 1
+                    continue
+                record = LogRecord(number, text)
             if pending is not None:
-                yield self._counted(pending)
+                stats.records += 1
+                stats.by_format[pending.format] += 1
+                yield pending
             pending = record
         if pending is not None:
-            yield self._counted(pending)
+            stats.records += 1
+            stats.by_format[pending.format] += 1
+            yield pending
 
     def _order(self) -> list[LineFormat]:
         if self.detected is None:
             return self.formats
         return [self.detected, *(f for f in self.formats if f is not self.detected)]
 
-    @staticmethod
-    def _parse_line(text: str, number: int, order: list[LineFormat]) -> LogRecord | None:
-        if not text.strip():
-            return None
-        for candidate in order:
-            record = candidate.parse(text, number)
-            if record is not None:
-                return record
-        return None
 
-    def _counted(self, record: LogRecord) -> LogRecord:
-        self.stats.records += 1
-        self.stats.by_format[record.format] += 1
-        return record
+def _first_parse(text: str, number: int, formats: list[LineFormat]) -> LogRecord | None:
+    """The record of the first format that takes the line."""
+    for candidate in formats:
+        record = candidate.parse(text, number)
+        if record is not None:
+            return record
+    return None
 
 
-def _chain(
-    head: list[tuple[int, str]], rest: Iterator[tuple[int, str]]
-) -> Iterator[tuple[int, str]]:
-    yield from head
-    yield from rest
+def _continues(text: str) -> bool:
+    """Whether a line no format takes continues the record before it."""
+    return text[:1].isspace() or CONTINUATION.match(text) is not None
 
 
-def _continued(record: LogRecord, text: str) -> LogRecord:
-    return record._replace(message=f"{record.message}\n{text}")
+@dataclass(frozen=True)
+class ParsedLog:
+    """A log file parsed: its records in input order, and what reading and parsing did."""
+
+    records: list[LogRecord]
+    reading: ReadStats
+    parsing: ParseStats
+    format: str
+
+
+def parse_file(path: Path, log_format: str | None = None) -> ParsedLog:
+    """Every record of a log file, in any format (see ``LogParser``).
+
+    Args:
+        path: The log file.
+        log_format: A LogPAI header format or a named-group regex, tried first on each line.
+
+    Returns:
+        The records and the counts of lines skipped, repaired and joined.
+
+    Raises:
+        LogInputError: When the file is empty or binary.
+        ValueError: When ``log_format`` is not a valid format.
+        OSError: When the file cannot be read.
+    """
+    parser = LogParser.build(log_format)
+    reading = ReadStats()
+    records = list(parser.parse(read_lines(path, reading)))
+    detected = parser.detected.name if parser.detected is not None else "plain"
+    return ParsedLog(records, reading, parser.stats, detected)

@@ -20,8 +20,9 @@ from telemetry.logs.timestamps import TimestampFinder, timestamp_from_number
 # Level words as headers write them: upper case, capitalised, or any case inside brackets,
 # maybe followed by ``:`` or ``,``.
 _LEVEL_WORDS = (
-    "TRACE DEBUG INFO NOTICE WARN WARNING ERROR SEVERE FATAL CRITICAL CRIT ALERT EMERG FAILURE"
-).split()
+    *("TRACE", "DEBUG", "INFO", "NOTICE", "WARN", "WARNING", "ERROR", "SEVERE", "FATAL"),
+    *("CRITICAL", "CRIT", "ALERT", "EMERG", "FAILURE"),
+)
 LEVEL_TOKENS = frozenset(
     f"{spelled}{end}"
     for word in (*_LEVEL_WORDS, "INFORMATION", "VERBOSE")
@@ -33,6 +34,7 @@ LEVEL_TOKENS = frozenset(
     for end in ("", ":", ",")
 )
 MAX_HEADER_TOKENS = 9
+_DIGIT = re.compile(r"\d")
 # One bracketed block, allowing one level of nested brackets (``[QuorumPeer[myid=1]/0:2181]``).
 _BRACKETED = r"\[(?:[^\[\]]|\[[^\[\]]*\])*\]"
 
@@ -40,7 +42,9 @@ _BRACKETED = r"\[(?:[^\[\]]|\[[^\[\]]*\])*\]"
 class LineFormat(Protocol):
     """A log line format: parses the lines written in it and refuses the others."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The format's name, kept on each record it parses."""
 
     def parse(self, line: str, number: int) -> LogRecord | None:
         """The record on ``line`` (numbered ``number``), or None when the line is not in this
@@ -98,7 +102,9 @@ class AccessFormat(RegexFormat):
             return None
         status = record.metadata.get("status", "")
         level = "ERROR" if status.startswith("5") else "WARN" if status.startswith("4") else "INFO"
-        return record._replace(message=f"{record.metadata.get('request', '')} {status}", level=level)
+        return record._replace(
+            message=f"{record.metadata.get('request', '')} {status}", level=level
+        )
 
 
 @dataclass(frozen=True)
@@ -107,9 +113,9 @@ class LeveledFormat:
 
     The level is looked for among the first ``MAX_HEADER_TOKENS`` tokens; the header before it
     must be empty or hold a digit (a time, a pid), so that a level word inside a sentence does
-    not split it. After the level, a bracketed thread and a ``logger:`` (or ``logger
-    [context]``) are taken off the message; with no logger there, the word just before the
-    level is the component when it is a name (``RAS KERNEL INFO``).
+    not split it. After the level, a bracketed thread and a ``logger:`` (or ``logger -``, or
+    ``logger [context]``) are taken off the message; with no logger there, the word just
+    before the level is the component when it is a name (``RAS KERNEL INFO``).
     """
 
     timestamps: TimestampFinder
@@ -117,7 +123,7 @@ class LeveledFormat:
     tail: re.Pattern[str] = re.compile(
         rf"^(?:(?P<thread>{_BRACKETED})\s+)?"
         r"(?:(?P<component>[A-Za-z_$][\w$.\-/#]*(?:\[[^\]\s]*\])?)"
-        rf"(?::\s+|:$|\s+(?P<context>{_BRACKETED})\s+))?(?:-\s+)?(?P<message>.*)$",
+        rf"(?::\s+|:$|\s+-\s+|\s+(?P<context>{_BRACKETED})\s+))?(?:-\s+)?(?P<message>.*)$",
         re.S,
     )
     name_token: re.Pattern[str] = re.compile(r"^[A-Za-z_][\w$.\-]*$")
@@ -127,13 +133,16 @@ class LeveledFormat:
         # Splitting and a set lookup per token is several times faster than a regex that
         # tries every level word at every token.
         tokens = line.split(None, MAX_HEADER_TOKENS)
-        for index, token in enumerate(tokens[:MAX_HEADER_TOKENS]):
-            if token in LEVEL_TOKENS:
-                break
-        else:
+        index = next(
+            (i for i, token in enumerate(tokens[:MAX_HEADER_TOKENS]) if token in LEVEL_TOKENS),
+            None,
+        )
+        if index is None:
             return None
+        token = tokens[index]
         header = tokens[:index]
-        if header and not any(char.isdigit() for word in header for char in word):
+        prefix = " ".join(header)
+        if prefix and _DIGIT.search(prefix) is None:
             return None
         rest = line.split(None, index + 1)[index + 1] if len(tokens) > index + 1 else ""
         tail = self.tail.match(rest)
@@ -144,7 +153,6 @@ class LeveledFormat:
             words = [word for word in header if word != "-"]
             if words and self.name_token.match(words[-1]) and not words[-1].isdigit():
                 component = words[-1]
-        prefix = " ".join(header)
         metadata = {"level": token, "header": prefix} if prefix else {"level": token}
         if tail["thread"]:
             metadata["thread"] = tail["thread"][1:-1]

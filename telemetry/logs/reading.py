@@ -2,8 +2,9 @@
 
 Every problem is counted in ``ReadStats`` and costs at most its own line: a line longer than
 ``max_line_bytes`` is skipped without being held in memory, a line of binary (NUL bytes, many
-control bytes, or mostly invalid UTF-8) is skipped, invalid UTF-8 is replaced (U+FFFD) and the line kept. A file that is
-empty, or binary from its first bytes, is refused with a ``LogInputError``.
+control bytes, or mostly invalid UTF-8) is skipped, and invalid UTF-8 in a text line is
+replaced (U+FFFD) and the line kept. A file that is empty, or binary from its first bytes, is
+refused with a ``LogInputError``.
 """
 
 from collections.abc import Iterator
@@ -13,7 +14,8 @@ from typing import BinaryIO
 
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: longer "lines" are dumps, not log records
 BINARY_SAMPLE_BYTES = 8192
-# Control bytes other than tab, CR, LF, FF, VT and ESC (colour codes): many of them mark binary.
+# NUL and the control bytes other than tab, CR, LF, FF, VT and ESC (colour codes): many of
+# them mark binary data.
 _CONTROL_BYTES = bytes(byte for byte in range(32) if byte not in b"\t\n\r\x0b\x0c\x1b")
 
 
@@ -57,10 +59,10 @@ def read_lines(
         head = stream.read(BINARY_SAMPLE_BYTES)
         if not head:
             raise LogInputError(f"{path} is empty: there is no log line to parse")
-        if _looks_binary(head):
+        if _file_looks_binary(head):
             raise LogInputError(
-                f"{path} looks binary (NUL or control bytes in its first {len(head)} bytes); "
-                "expected a text log"
+                f"{path} looks binary (many NUL or control bytes in its first {len(head)} "
+                "bytes); expected a text log"
             )
         stream.seek(0)
         yield from iter_lines(stream, stats, max_line_bytes)
@@ -112,10 +114,17 @@ def _skip_rest_of_line(stream: BinaryIO, chunk_bytes: int) -> None:
             return
 
 
-def _looks_binary(data: bytes) -> bool:
-    """NUL bytes, or more than 10% control bytes (a stray one in a text line is kept)."""
-    if b"\x00" in data:
-        return True
+def _looks_binary(line: bytes) -> bool:
+    """A NUL byte, or more than 10% control bytes (a stray one in a text line is kept)."""
+    return b"\x00" in line or _control_share(line) > 0.1
+
+
+def _file_looks_binary(head: bytes) -> bool:
+    """More than 5% NUL and control bytes in the first block: a binary file, where a text log
+    with a line of garbage in that block stays a text log."""
+    return _control_share(head) > 0.05
+
+
+def _control_share(data: bytes) -> float:
     # translate(None, delete) drops the control bytes: what it dropped is how many there were.
-    controls = len(data) - len(data.translate(None, _CONTROL_BYTES))
-    return controls * 10 > len(data)
+    return (len(data) - len(data.translate(None, _CONTROL_BYTES))) / max(1, len(data))

@@ -19,8 +19,10 @@ LEVEL_ALIASES: dict[str, str] = {
     **dict.fromkeys(["warn", "warning", "wrn", "w", "4"], "WARN"),
     **dict.fromkeys(["error", "err", "eror", "severe", "failure", "fail", "e", "3"], "ERROR"),
     **dict.fromkeys(
-        ["critical", "crit", "fatal", "ftl", "emerg", "emergency", "alert", "panic", "f"]
-        + ["a", "0", "1", "2"],
+        [
+            *("critical", "crit", "fatal", "ftl", "emerg", "emergency", "alert", "panic"),
+            *("f", "a", "0", "1", "2"),
+        ],
         "CRITICAL",
     ),
 }
@@ -81,4 +83,5 @@ class LogRecord(NamedTuple):
     @property
     def first_line(self) -> str:
         """The message without continuation lines: what templates are mined from."""
-        return self.message.partition("\n")[0]
+        message = self.message
+        return message if "\n" not in message else message.partition("\n")[0]

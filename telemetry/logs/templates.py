@@ -24,7 +24,6 @@ from drain3 import TemplateMiner
 from drain3.memory_buffer_persistence import MemoryBufferPersistence
 from drain3.template_miner_config import TemplateMinerConfig
 
-from contracts.store import ObjectStore
 from telemetry.logs.drain import WordAwareDrain
 from telemetry.logs.masking import KINDS, GenericMasking
 from telemetry.logs.records import LogRecord
@@ -115,7 +114,8 @@ class LogTemplateMiner:
         self._masking: GenericMasking = config.masking_instructions[0]
         self._clusters: dict[int, _ClusterSlots] = {}
         self._ids: dict[tuple[int, tuple[str, ...]], int] = {}
-        self._texts: dict[int, tuple[tuple[str, ...], str]] = {}
+        # The template last built for each id, with the cluster tokens it was built from.
+        self._templates: dict[int, tuple[tuple[str, ...], Template]] = {}
         self._seen: dict[str, int] = {}
 
     @property
@@ -169,13 +169,16 @@ class LogTemplateMiner:
         if template_id is None:
             template_id = self._ids[key] = len(self._ids) + 1
         cluster_tokens = self._miner.drain.id_to_cluster[observation.cluster_id].log_template_tokens
-        cached = self._texts.get(template_id)
+        cached = self._templates.get(template_id)
         if cached is None or cached[0] is not cluster_tokens:
             tokens = list(cluster_tokens)
             for position, word in zip(slots.categorical, words, strict=True):
                 tokens[position] = word
-            cached = self._texts[template_id] = (cluster_tokens, " ".join(tokens))
-        return Template(template_id, cached[1])
+            cached = self._templates[template_id] = (
+                cluster_tokens,
+                Template(template_id, " ".join(tokens)),
+            )
+        return cached[1]
 
     def add(self, message: str) -> Template:
         """``learn`` then ``identify``: the template of a message in a stream."""
@@ -203,19 +206,19 @@ class LogTemplateMiner:
         return tuple(parameters)
 
     def _update_slots(
-        self, cluster: _ClusterSlots, template: tuple[str, ...], tokens: list[str]
+        self, cluster: _ClusterSlots, template: tuple[str, ...], tokens: tuple[str, ...]
     ) -> None:
         limit = self.settings.max_slot_words
         changed = False
         for position, template_token in enumerate(template):
             if template_token != WILDCARD:
                 continue
-            seen = cluster.slots.get(position, ())
-            if seen == ():
+            if position not in cluster.slots:
                 # The slot held the first message's token until now: start from it.
                 first = cluster.first_tokens[position]
-                seen = cluster.slots[position] = {first} if SLOT_WORD.match(first) else None
+                cluster.slots[position] = {first} if SLOT_WORD.match(first) else None
                 changed = True
+            seen = cluster.slots[position]
             if seen is None or tokens[position] in seen:
                 continue
             if SLOT_WORD.match(tokens[position]) and len(seen) < limit:
@@ -250,7 +253,9 @@ class LogTemplateMiner:
                 }
                 for cluster_id, slots in self._clusters.items()
             },
-            "ids": [[cluster_id, list(words), tid] for (cluster_id, words), tid in self._ids.items()],
+            "ids": [
+                [cluster_id, list(words), tid] for (cluster_id, words), tid in self._ids.items()
+            ],
         }
         return json.dumps(document).encode("utf-8")
 
@@ -277,12 +282,16 @@ class LogTemplateMiner:
             miner._miner.persistence_handler = buffer
             miner._miner.load_state()
         except (ValueError, KeyError, TypeError) as error:
-            raise ValueError(f"not a template miner state (version {STATE_VERSION}): {error}") from error
+            raise ValueError(
+                f"not a template miner state (version {STATE_VERSION}): {error}"
+            ) from error
         finally:
             if "miner" in locals():
                 miner._miner.persistence_handler = None
         for cluster_id, entry in document["clusters"].items():
-            slots = {int(p): None if seen is None else set(seen) for p, seen in entry["slots"].items()}
+            slots = {
+                int(p): None if seen is None else set(seen) for p, seen in entry["slots"].items()
+            }
             miner._clusters[int(cluster_id)] = _ClusterSlots(
                 tuple(entry["first_tokens"]),
                 slots,
@@ -309,30 +318,3 @@ def mine_records(records: Iterable[LogRecord], miner: LogTemplateMiner) -> list[
         template = miner.identify(observation)
         mined.append(MinedRecord(record, template, miner.parameters(observation, template)))
     return mined
-
-
-def load_miner(store: ObjectStore, key: str, settings: MinerSettings | None = None) -> LogTemplateMiner:
-    """The miner saved at ``key``, or a new one when nothing is saved there yet.
-
-    Args:
-        store: The object store (a local directory or S3).
-        key: The state's key in the store.
-        settings: Settings of a new miner (a saved state keeps its own).
-
-    Returns:
-        The miner.
-    """
-    if store.exists(key):
-        return LogTemplateMiner.from_state(store.read_bytes(key))
-    return LogTemplateMiner(settings)
-
-
-def save_miner(miner: LogTemplateMiner, store: ObjectStore, key: str) -> None:
-    """Save the miner's state at ``key`` (atomically: a reader never sees half a state).
-
-    Args:
-        miner: The miner.
-        store: The object store.
-        key: The state's key.
-    """
-    store.write_bytes(key, miner.state())

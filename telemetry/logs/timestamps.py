@@ -130,7 +130,9 @@ def _build(parts: dict[str, str | None], default_year: int) -> datetime | None:
         if parts.get("epoch"):
             return _from_epoch(parts["epoch"] or "", parts.get("ef"))
         year = _year(parts, default_year)
-        month = MONTHS[(parts["mon"] or "")[:3].lower()] if parts.get("mon") else int(parts["mo"] or 0)
+        month = (
+            MONTHS[(parts["mon"] or "")[:3].lower()] if parts.get("mon") else int(parts["mo"] or 0)
+        )
         zone = _zone(parts.get("tz"))
         stamp = datetime(
             year,

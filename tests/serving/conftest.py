@@ -17,6 +17,7 @@ import xgboost as xgb
 from mlflow import MlflowClient
 from numpy.typing import NDArray
 
+from contracts.detector import FittedDetector
 from contracts.serving import CATBOOST_MODEL, XGBOOST_MODEL
 from contracts.store import ObjectStore
 from serving.ab_config import load_ab_config
@@ -43,8 +44,9 @@ class Registered:
     """Models registered in MLflow by one training run, and that run's holdout rows."""
 
     tracking_uri: str
-    feature_names: list[str]
-    rows: NDArray[np.float32]
+    feature_names: list[str]  # the models' inputs (the detector's input_names)
+    rows: NDArray[np.float32]  # holdout rows as model inputs
+    detector: FittedDetector  # the run's: feature rows → model inputs → served score
     store: ObjectStore  # the fleet the models were trained on: features and incidents
 
 
@@ -68,9 +70,11 @@ def registered(
     run_path = root / "run"
     summary = run_training(store, small_config(gates=NO_GATES), mlflow_server.url, run_path)
     assert summary.registration is not None, summary.registration_error
-    names = load_detector(RunDirectory(run_path)).input_names
-    rows, _ = load_holdout(RunDirectory(run_path), names)
-    return Registered(mlflow_server.url, names, rows, store)
+    detector = load_detector(RunDirectory(run_path))
+    features, _ = load_holdout(RunDirectory(run_path), detector.feature_names)
+    return Registered(
+        mlflow_server.url, detector.input_names, detector.inputs(features), store, detector
+    )
 
 
 @pytest.fixture(scope="session")
@@ -97,6 +101,22 @@ def in_process(registered: Registered, repository: Repository) -> dict[str, Pred
         return np.asarray(catboost.predict_proba(rows)[:, 1], np.float64)
 
     return {XGBOOST_MODEL: predict_xgboost, CATBOOST_MODEL: predict_catboost}
+
+
+@pytest.fixture(scope="session")
+def served_in_process(registered: Registered, in_process: dict[str, Predict]) -> dict[str, Predict]:
+    """Each served model's served score of *feature* rows, computed in this process: the
+    detector's inputs, the model's probability, the detector's score (what the scorer logs)."""
+    detector = registered.detector
+
+    def scorer(model: str) -> Predict:
+        def score(features: NDArray[np.float32]) -> NDArray[np.float64]:
+            inputs = detector.inputs(features)
+            return detector.score(model, in_process[model](inputs), inputs)
+
+        return score
+
+    return {model: scorer(model) for model in in_process}
 
 
 @pytest.fixture(scope="session")

@@ -92,7 +92,7 @@ def test_raw_windows_equal_the_feature_jobs_rows_and_are_scored(
     served: ServedModels,
     triton: ServerProcess,
     triton_ports: TritonPorts,
-    in_process: dict[str, Predict],
+    served_in_process: dict[str, Predict],
     tmp_path: Path,
 ) -> None:
     job_store = _raw_store(tmp_path / "with-features")
@@ -124,17 +124,23 @@ def test_raw_windows_equal_the_feature_jobs_rows_and_are_scored(
             rows.select(INSTANCE_ID, TIMESTAMP)
         )
         assert predictions["error"].null_count() == predictions.height
-        _assert_in_process_probabilities(predictions, rows, names, in_process)
+        _assert_served_scores(predictions, rows, names, served_in_process)
 
 
-def _assert_in_process_probabilities(
-    predictions: pl.DataFrame, rows: pl.DataFrame, names: list[str], in_process: dict[str, Predict]
+def _assert_served_scores(
+    predictions: pl.DataFrame,
+    rows: pl.DataFrame,
+    names: list[str],
+    served_in_process: dict[str, Predict],
 ) -> None:
     scored = predictions.join(rows, on=[INSTANCE_ID, TIMESTAMP], maintain_order="left")
     for (model,), part in scored.group_by("model"):
         features = part.select(names).to_numpy().astype(np.float32)
         np.testing.assert_allclose(
-            part["probability"].to_numpy(), in_process[str(model)](features), rtol=1e-5, atol=1e-6
+            part["probability"].to_numpy(),
+            served_in_process[str(model)](features),
+            rtol=1e-5,
+            atol=1e-6,
         )
 
 
@@ -226,7 +232,7 @@ def _assert_scored_once(
     windows: list[datetime],
     first_tick: datetime,
     samples: Samples,
-    in_process: dict[str, Predict],
+    served_in_process: dict[str, Predict],
 ) -> None:
     """Each window's rows predicted once and answered; metrics count every row once."""
     for start in windows:
@@ -236,7 +242,7 @@ def _assert_scored_once(
             rows.select(INSTANCE_ID, TIMESTAMP)
         )
         assert predictions["error"].null_count() == predictions.height
-        _assert_in_process_probabilities(predictions, rows, live.names, in_process)
+        _assert_served_scores(predictions, rows, live.names, served_in_process)
     assert _total(samples, "model_prediction_total") == live.written.height
     assert _total(samples, "model_latency_seconds_count") == INSTANCES * len(windows)
     # One observation per window scored: the first (empty) tick, the windows with rows and
@@ -250,7 +256,7 @@ def test_the_loop_scores_each_new_window_once_as_it_closes(
     served: ServedModels,
     router_config: RouterConfig,
     ab_router: ServerProcess,
-    in_process: dict[str, Predict],
+    served_in_process: dict[str, Predict],
     tmp_path: Path,
 ) -> None:
     store = ObjectStore.from_uri(str(tmp_path / "live"))
@@ -269,7 +275,7 @@ def test_the_loop_scores_each_new_window_once_as_it_closes(
                 live.add_window(windows[index + 2])
         samples = scrape(url)
     assert ends == sorted(ends)
-    _assert_scored_once(store, live, windows, first_tick, samples, in_process)
+    _assert_scored_once(store, live, windows, first_tick, samples, served_in_process)
     assert _total(samples, "model_inference_errors_total") == 0
 
 
@@ -298,7 +304,7 @@ def test_the_loop_survives_an_unreachable_endpoint_and_scores_the_window_when_it
     registered: Registered,
     served: ServedModels,
     own_router: tuple[RouterConfig, Callable[[], None], Callable[[], None]],
-    in_process: dict[str, Predict],
+    served_in_process: dict[str, Predict],
     tmp_path: Path,
 ) -> None:
     config, stop_router, start_router_again = own_router
@@ -321,7 +327,7 @@ def test_the_loop_survives_an_unreachable_endpoint_and_scores_the_window_when_it
         start_router_again()
         _window_scored(url, windows[-1])
         samples = scrape(url)
-    _assert_scored_once(store, live, windows, first_tick, samples, in_process)
+    _assert_scored_once(store, live, windows, first_tick, samples, served_in_process)
     assert _total(samples, "model_inference_errors_total") >= INSTANCES
 
 
@@ -330,7 +336,7 @@ def test_a_restarted_scorer_scores_the_windows_that_closed_while_it_was_down(
     served: ServedModels,
     router_config: RouterConfig,
     ab_router: ServerProcess,
-    in_process: dict[str, Predict],
+    served_in_process: dict[str, Predict],
     tmp_path: Path,
 ) -> None:
     store = ObjectStore.from_uri(str(tmp_path / "live"))
@@ -358,7 +364,7 @@ def test_a_restarted_scorer_scores_the_windows_that_closed_while_it_was_down(
         assert predictions.select(INSTANCE_ID, TIMESTAMP).equals(
             rows.select(INSTANCE_ID, TIMESTAMP)
         ), start
-        _assert_in_process_probabilities(predictions, rows, live.names, in_process)
+        _assert_served_scores(predictions, rows, live.names, served_in_process)
     # Every row counted once over the two runs: nothing skipped, nothing scored twice.
     counted = _total(first_run, "model_prediction_total") + _total(
         second_run, "model_prediction_total"

@@ -1,0 +1,129 @@
+"""Log parsing throughput and memory: ``telemetry.logs`` (parse + mine) against plain Drain3.
+
+Run: ``.venv/bin/python bench/logs.py [--lines N] [--path shared/data/loghub]``.
+
+The lines: the Loghub samples under ``--path`` (every ``X/X_2k.log``), repeated to ``--lines``
+in all (default 1,000,000, split evenly between the systems). Nine lines in ten are perturbed
+on each repeat: every digit of their message part (the ``Content`` of LogPAI's structured
+CSV) is redrawn from a fixed seed, so numbers, ids and addresses vary as in a live log while
+the headers keep valid timestamps.
+
+Each system's block is a file of its own: both sides start fresh per block, in this process,
+on the same lines in memory, and alternate block by block (the machine's load falls on both).
+
+- **Drain3**: ``TemplateMiner`` with its defaults (no masking), ``add_log_message`` per raw
+  line: it neither parses a header nor masks anything.
+- **ours**: ``LogParser`` (format detection, header, timestamp, level) then
+  ``LogTemplateMiner.add`` (generic masks, Drain3's tree, word slots, template id) per line.
+
+Then each side runs again under ``tracemalloc``, block by block, for its peak of Python memory
+(the largest over the blocks; the timing runs are not traced). Prints the rates and, last,
+``log_parse_lines_per_s_vs_drain3: X`` (our lines per second / Drain3's).
+"""
+
+import sys
+from pathlib import Path
+
+# Run as a script: put the repository root, not bench/, first on the import path.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse  # noqa: E402
+import csv  # noqa: E402
+import random  # noqa: E402
+import re  # noqa: E402
+import time  # noqa: E402
+import tracemalloc  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+from drain3 import TemplateMiner  # noqa: E402
+from drain3.template_miner_config import TemplateMinerConfig  # noqa: E402
+
+from telemetry.logs.detection import LogParser  # noqa: E402
+from telemetry.logs.grouping import loghub_systems  # noqa: E402
+from telemetry.logs.templates import LogTemplateMiner  # noqa: E402
+
+DEFAULT_PATH = Path(__file__).resolve().parents[2] / "shared" / "data" / "loghub"
+PERTURBED_SHARE = 0.9
+SEED = 11
+DIGIT = re.compile(r"\d")
+
+
+def system_lines(path: Path, system: str, count: int, rng: random.Random) -> list[str]:
+    """``count`` lines of one system: its sample repeated, messages' digits redrawn."""
+    raw = (path / system / f"{system}_2k.log").read_text().splitlines()
+    with (path / system / f"{system}_2k.log_structured.csv").open(newline="") as stream:
+        contents = [row["Content"] for row in csv.DictReader(stream)]
+    lines: list[str] = []
+    while len(lines) < count:
+        for line, content in zip(raw, contents, strict=True):
+            if content and line.endswith(content) and rng.random() < PERTURBED_SHARE:
+                header = line[: len(line) - len(content)]
+                line = header + DIGIT.sub(lambda _: str(rng.randrange(10)), content)
+            lines.append(line)
+            if len(lines) == count:
+                break
+    return lines
+
+
+def run_drain3(lines: list[str]) -> None:
+    """Plain Drain3 on raw lines."""
+    miner = TemplateMiner(config=TemplateMinerConfig())
+    for line in lines:
+        miner.add_log_message(line)
+
+
+def run_ours(lines: list[str]) -> None:
+    """Our parser and miner on the same lines, as a stream (``vigil logs detect`` mines so)."""
+    parser = LogParser.build()
+    miner = LogTemplateMiner()
+    for record in parser.parse(enumerate(lines, 1)):
+        miner.add(record.first_line)
+
+
+def seconds(run: Callable[[list[str]], None], lines: list[str]) -> float:
+    start = time.perf_counter()
+    run(lines)
+    return time.perf_counter() - start
+
+
+def peak_bytes(run: Callable[[list[str]], None], lines: list[str]) -> int:
+    tracemalloc.start()
+    try:
+        run(lines)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--lines", type=int, default=1_000_000, help="lines in all")
+    parser.add_argument("--path", type=Path, default=DEFAULT_PATH, help="the Loghub folder")
+    args = parser.parse_args()
+    systems = loghub_systems(args.path)
+    rng = random.Random(SEED)
+    per_system = max(1, args.lines // len(systems))
+    blocks = {system: system_lines(args.path, system, per_system, rng) for system in systems}
+    total = per_system * len(systems)
+    print(f"{total:,} lines: {len(systems)} Loghub systems x {per_system:,}")
+    totals = {"drain3": 0.0, "ours": 0.0}
+    for system, lines in blocks.items():
+        drain3 = seconds(run_drain3, lines)
+        ours = seconds(run_ours, lines)
+        totals["drain3"] += drain3
+        totals["ours"] += ours
+        print(
+            f"{system:>10}: Drain3 {per_system / drain3:>9,.0f} lines/s, "
+            f"ours {per_system / ours:>9,.0f} lines/s"
+        )
+    for name, run in (("drain3", run_drain3), ("ours", run_ours)):
+        peak = max(peak_bytes(run, lines) for lines in blocks.values())
+        print(
+            f"{name:>10}: {total / totals[name]:>9,.0f} lines/s over all, peak Python memory "
+            f"{peak / 2**20:,.1f} MiB (the largest over the blocks)"
+        )
+    print(f"log_parse_lines_per_s_vs_drain3: {totals['drain3'] / totals['ours']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
