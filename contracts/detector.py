@@ -285,15 +285,22 @@ def stack(
 
 
 def quantile_grid(values: NDArray[np.float64]) -> NDArray[np.float64]:
-    """``QUANTILE_POINTS`` evenly spaced quantiles of ``values``: their distribution, kept."""
-    return np.asarray(np.quantile(values, np.linspace(0.0, 1.0, QUANTILE_POINTS)))
+    """``QUANTILE_POINTS`` evenly spaced quantiles of ``values`` (at float32 precision, as
+    servers answer): their distribution, kept."""
+    values32 = np.asarray(values, dtype=np.float32).astype(np.float64)
+    return np.asarray(np.quantile(values32, np.linspace(0.0, 1.0, QUANTILE_POINTS)))
 
 
 def quantile(grid: NDArray[np.float64], values: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Each value's empirical quantile (0..1): the share of the ``grid`` at or below it (NaN
-    stays NaN)."""
-    shares = np.searchsorted(grid, values, side="right") / len(grid)
-    return np.asarray(np.where(np.isnan(values), np.nan, shares), dtype=np.float64)
+    """Each value's empirical quantile (0..1) in the distribution ``grid`` keeps (NaN stays NaN).
+
+    Interpolated between grid points, so it is continuous in the value: a probability that
+    differs in its last float32 bits (Triton's FP32 answer, CatBoost's ONNX twin) moves the
+    score by as little. Values are taken at float32 precision, what every server returns.
+    """
+    values32 = np.asarray(values, dtype=np.float32).astype(np.float64)
+    shares = np.interp(values32, grid, np.linspace(0.0, 1.0, len(grid)))
+    return np.asarray(np.where(np.isnan(values32), np.nan, shares), dtype=np.float64)
 
 
 def _knn_distance(z: NDArray[np.float32], reference: NDArray[np.float32]) -> NDArray[np.float64]:

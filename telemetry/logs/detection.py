@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from itertools import chain, islice
 from pathlib import Path
 
+from telemetry.logs.columns import learn_columns
 from telemetry.logs.formats import LineFormat, builtin_formats, custom_format
 from telemetry.logs.reading import ReadStats, read_lines
 from telemetry.logs.records import LogRecord
@@ -44,10 +45,12 @@ class LogParser:
 
     Attributes:
         formats: Formats in the order they are tried (before detection reorders them).
+        default_year: Year of timestamps written without one.
         detected: The format chosen from the sample; None before ``parse`` has seen lines.
     """
 
     formats: list[LineFormat]
+    default_year: int
     detected: LineFormat | None = None
     stats: ParseStats = field(default_factory=ParseStats)
 
@@ -71,11 +74,14 @@ class LogParser:
         formats = builtin_formats(year)
         if log_format:
             custom = custom_format(log_format, year)
-            return cls([custom, *formats], detected=custom)
-        return cls(formats)
+            return cls([custom, *formats], year, detected=custom)
+        return cls(formats, year)
 
     def detect(self, sample: list[str]) -> LineFormat | None:
         """The format that parses the most sample lines (ties: the more specific format).
+
+        When no format parses half the sample, a header learned from the sample's columns
+        (``columns.learn_columns``) is tried too, and kept when it parses more lines.
 
         Args:
             sample: The first lines of the input.
@@ -88,6 +94,12 @@ class LogParser:
             count = sum(1 for line in sample if candidate.parse(line, 0) is not None)
             if count > best_count:
                 best, best_count = candidate, count
+        if best_count * 2 < len(sample):
+            learned = learn_columns(sample, self.default_year)
+            count = sum(1 for line in sample if learned and learned.parse(line, 0))
+            if learned is not None and count > best_count:
+                self.formats.append(learned)
+                best = learned
         return best
 
     def parse(self, lines: Iterable[tuple[int, str]]) -> Iterator[LogRecord]:

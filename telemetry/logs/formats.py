@@ -127,25 +127,31 @@ class LeveledFormat:
         re.S,
     )
     name_token: re.Pattern[str] = re.compile(r"^[A-Za-z_][\w$.\-]*$")
+    # Where the level was on the last line parsed (a one-item list: the format is frozen).
+    level_index: list[int] = field(default_factory=lambda: [0])
 
     def parse(self, line: str, number: int) -> LogRecord | None:
         """The record on ``line``, or None when no level word closes a header."""
-        # Splitting and a set lookup per token is several times faster than a regex that
-        # tries every level word at every token.
-        tokens = line.split(None, MAX_HEADER_TOKENS)
-        index = next(
-            (i for i, token in enumerate(tokens[:MAX_HEADER_TOKENS]) if token in LEVEL_TOKENS),
-            None,
-        )
-        if index is None:
-            return None
-        token = tokens[index]
-        header = tokens[:index]
+        # A log puts its level at the same token on every line: try where it was last time
+        # with one split, then look for it among the first tokens. Splitting and a set lookup
+        # per token is several times faster than a regex that tries every level word.
+        hint = self.level_index[0]
+        tokens = line.split(None, hint + 1)
+        if len(tokens) <= hint or tokens[hint] not in LEVEL_TOKENS:
+            tokens = line.split(None, MAX_HEADER_TOKENS)
+            for hint in range(min(len(tokens), MAX_HEADER_TOKENS)):
+                if tokens[hint] in LEVEL_TOKENS:
+                    break
+            else:
+                return None
+            self.level_index[0] = hint
+            tokens = line.split(None, hint + 1)
+        level = tokens[hint]
+        header = tokens[:hint]
         prefix = " ".join(header)
         if prefix and _DIGIT.search(prefix) is None:
             return None
-        rest = line.split(None, index + 1)[index + 1] if len(tokens) > index + 1 else ""
-        tail = self.tail.match(rest)
+        tail = self.tail.match(tokens[hint + 1] if len(tokens) > hint + 1 else "")
         if tail is None:  # the pattern ends in ``.*``: it always matches
             return None
         component = tail["component"]
@@ -153,7 +159,7 @@ class LeveledFormat:
             words = [word for word in header if word != "-"]
             if words and self.name_token.match(words[-1]) and not words[-1].isdigit():
                 component = words[-1]
-        metadata = {"level": token, "header": prefix} if prefix else {"level": token}
+        metadata = {"level": level, "header": prefix} if prefix else {"level": level}
         if tail["thread"]:
             metadata["thread"] = tail["thread"][1:-1]
         if tail["context"]:
@@ -162,7 +168,7 @@ class LeveledFormat:
             number,
             tail["message"],
             self.timestamps.find(prefix) if prefix else None,
-            normalise_level(token),
+            normalise_level(level),
             component,
             metadata,
             self.name,

@@ -3,17 +3,18 @@
 The kinds are generic (no per-system patterns): URLs, e-mail addresses, UUIDs, IPv4/IPv6
 addresses with optional ports, ``host:port``, file paths (POSIX and Windows), timestamps, dates
 and times, hex values and hashes (with the numbers), identifiers with a numeric tail
-(``blk_-1608999687919862906``, ``attempt_1445144423722_0020_m_000000_0``), numbers glued to a
-unit (``250ms``, ``1.5GB``), durations (``1h2m3s``), the coded or quoted values of
-``key=value`` pairs, and plain numbers.
+(``blk_-1608999687919862906``, ``attempt_1445144423722_0020_m_000000_0``), numbers with a
+unit, glued or not (``250ms``, ``1.16 KB``, ``<1 sec``), durations (``1h2m3s``), the coded or
+quoted values of ``key=value`` pairs, and plain numbers.
 
 Speed comes from three things. The masks only ever look at digits as "a digit", so a
-message's *shape* (every digit written ``5``) decides what is masked: the
-spans found for a shape are cached and reused for every message of that shape, which is most
-messages (logs repeat their lines with other numbers). Spans are found per token, and only in
-tokens holding a digit or one of ``/ = \\ @``. And each token is matched only against the
-masks whose needed characters it holds (a pattern like ``[\\w.]+@`` would otherwise scan the
-whole token at every position before failing).
+message's *shape* (every digit written ``5``) decides what is masked: the spans found for a
+shape are cached and reused for every message of that shape, which is most messages (logs
+repeat their lines with other numbers). The masks that may span spaces (timestamps, numbers
+with a unit, quoted values) run on the whole message; the others per token, and only on tokens
+holding a digit or one of ``/ = \\ @``. And a text is matched only against the masks whose
+needed characters it holds (a pattern like ``[\\w.]+@`` would otherwise scan the whole token
+at every position before failing).
 """
 
 import re
@@ -21,21 +22,20 @@ import re
 from drain3.masking import AbstractMaskingInstruction
 
 _MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
-_UNITS = (
-    r"(?:[KMGTP]i?B|[KMGTP]B/s|[kKMGT]?bytes?|[kKMG]?B/s|ms|us|µs|ns|s|secs?|seconds?|mins?"
-    r"|minutes?|h|hrs?|hours?|days?|%|[kMG]?Hz|[kKMG]b(?:ps)?)"
-)
+_SIZE_UNITS = r"(?:[KMGTP]?i?B(?:/s)?|[kKMGT]?bytes?|%|[kMG]?Hz|[kKMG]bps)"
+_TIME_UNITS = r"(?:ms|msecs?|us|µs|ns|s|secs?|seconds?|mins?|minutes?|h|hrs?|hours?|days?)"
 _NUMBER = r"[-+]?\d+(?:\.\d+)?"
-# Masks that span spaces, applied to the whole message: ``(kind, pattern, needs)``, where
-# ``needs`` are characters the text must all hold for the pattern to match. Leaving out the
-# patterns that cannot match is what keeps masking fast (a pattern like ``[\w.]+@`` scans a
-# whole token at every position before failing).
+# Masks that may span spaces, applied to the whole message: ``(kind, pattern, needs)``, where
+# ``needs`` are characters the text must all hold for the pattern to match.
 SPANNING_MASKS: tuple[tuple[str, str, str], ...] = (
     (
         "TIMESTAMP",
         rf"{_MONTH} {{1,2}}\d{{1,2}},? \d{{2}}:\d{{2}}:\d{{2}}(?:\.\d+)?(?: \d{{4}})?\b",
         ":",
     ),
+    # A number and its unit, glued or not (``1.16 KB``, ``<1 sec``, ``250ms``): one value.
+    ("SIZE", rf"(?<![\w.]){_NUMBER} ?{_SIZE_UNITS}(?![\w])", ""),
+    ("DURATION", rf"(?<![\w.])[<>~]?{_NUMBER} ?{_TIME_UNITS}(?![\w])", ""),
     ("KV", r"\b(?P<key>[A-Za-z_][\w.-]*)=(?P<value>\"[^\"]*\")", '="'),
     ("KV", r"\b(?P<key>[A-Za-z_][\w.-]*)=(?P<value>'[^']*')", "='"),
 )
@@ -52,11 +52,8 @@ TOKEN_MASKS: tuple[tuple[str, str, str], ...] = (
     ("PATH", r"\b[A-Za-z]:\\(?:[^\\\s]+\\)*[^\\\s]*", ":\\"),
     ("DATE", r"\b\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b", ""),
     # Hex values share the numbers' placeholder: ``0245a2c8`` and ``00106570`` fill one slot.
-    ("NUM", r"\b\d[xX][0-9a-fA-F]+\b|\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{8,}\b", ""),
+    ("NUM", r"\b\d[xX][0-9a-fA-F]+\b|\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{6,}\b", ""),
     ("ID", r"\b[A-Za-z]+_-?\d{3,}(?:_\w+)*\b", "_"),
-    # The unit is masked with the number only when glued to it (``250ms``): a separate unit
-    # word stays a token of its own, so the message keeps its token count.
-    ("SIZE", rf"(?<![\w.]){_NUMBER}{_UNITS}(?![\w])", ""),
     ("DURATION", r"(?<![\w.])(?:\d+(?:\.\d+)?(?:h|m|s|ms|us|ns)){2,}(?!\w)", ""),
     # A word value (``user=root``) is left to the miner: few distinct words there are often
     # what tells two events apart; a coded value holds a digit.
@@ -172,10 +169,9 @@ class GenericMasking(AbstractMaskingInstruction):  # type: ignore[misc]
     def _plan(self, shape: str) -> tuple[_Span, ...]:
         """The spans to mask in messages of this shape, in order."""
         spans: list[_Span] = []
-        if ":" in shape or "=" in shape:
-            pattern = self._spanning.for_text(shape)
-            if pattern is not None:
-                spans.extend(_span(match, 0) for match in pattern.finditer(shape))
+        pattern = self._spanning.for_text(shape)
+        if pattern is not None:
+            spans.extend(_span(match, 0) for match in pattern.finditer(shape))
         taken = iter(spans)
         blocked = next(taken, None)
         found: list[_Span] = []

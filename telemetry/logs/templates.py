@@ -163,7 +163,11 @@ class LogTemplateMiner:
             The template: a word slot shows the message's word, a variable ``<*>``.
         """
         slots = self._clusters[observation.cluster_id]
-        words = tuple(observation.tokens[position] for position in slots.categorical)
+        words = (
+            tuple(observation.tokens[position] for position in slots.categorical)
+            if slots.categorical
+            else ()
+        )
         key = (observation.cluster_id, words)
         template_id = self._ids.get(key)
         if template_id is None:

@@ -73,7 +73,11 @@ def registered(
     detector = load_detector(RunDirectory(run_path))
     features, _ = load_holdout(RunDirectory(run_path), detector.feature_names)
     return Registered(
-        mlflow_server.url, detector.input_names, detector.inputs(features), store, detector
+        tracking_uri=mlflow_server.url,
+        feature_names=detector.input_names,
+        rows=detector.inputs(features),
+        detector=detector,
+        store=store,
     )
 
 

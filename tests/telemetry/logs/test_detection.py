@@ -112,3 +112,23 @@ def test_parse_file_reports_its_counts(tmp_path: Path) -> None:
     parsed = parse_file(path)
     assert (parsed.format, len(parsed.records), parsed.reading.lines) == ("leveled", 3, 9)
     assert parsed.parsing.by_format == {"leveled": 3}
+
+
+def test_a_header_of_plain_columns_is_learned_from_the_sample() -> None:
+    text = "\n".join(
+        f"{134681 + i} node-{i} unix.hw state_change.unavailable {1077804742 + i} 1 "
+        f"Component State Change: Component alt{i} is unavailable"
+        for i in range(10)
+    )
+    parser, records = parse_text(text)
+    assert parser.detected is not None
+    assert parser.detected.name == "columns"
+    assert records[0].message == "Component State Change: Component alt0 is unavailable"
+    assert records[0].timestamp is not None
+    assert records[0].timestamp.year == 2004
+
+
+def test_prose_learns_no_header() -> None:
+    parser, records = parse_text("the quick brown fox\njumps over 3 lazy dogs\nand sleeps\n")
+    assert parser.detected is None
+    assert records[1].message == "jumps over 3 lazy dogs"

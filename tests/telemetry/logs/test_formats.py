@@ -203,6 +203,15 @@ def test_nginx_error_log() -> None:
             "Notification time out: 3200",
             "QuorumPeer[myid=1]/0:0:0:0:0:0:0:0:2181:FastLeaderElection@774",
         ),
+        (  # OpenStack (oslo.log): logger, then a request context in brackets
+            "nova-api.log.1.2017-05-16_13:53:08 2017-05-16 00:00:00.008 25746 INFO "
+            "nova.osapi_compute.wsgi.server [req-38101a0b - - -] 10.11.10.1 "
+            '"GET /v2/servers HTTP/1.1" status: 200',
+            "INFO",
+            "nova.osapi_compute.wsgi.server",
+            '10.11.10.1 "GET /v2/servers HTTP/1.1" status: 200',
+            None,
+        ),
         (  # BGL: the component is the word before the level
             "1117838570 2005.06.03 R02-M1-N0-C:J12-U11 2005-06-03-15.42.50.675872 "
             "R02-M1-N0-C:J12-U11 RAS KERNEL INFO instruction cache parity error corrected",

@@ -26,7 +26,12 @@ from telemetry.logs.masking import GenericMasking
         ("loaded C:\\Windows\\system32\\x.dll", "loaded <PATH>", ["C:\\Windows\\system32\\x.dll"]),
         ("iar 0x1d dear 0245a2c8", "iar <NUM> dear <NUM>", ["0x1d", "0245a2c8"]),
         ("block blk_-1608999687919862906 done", "block <ID> done", ["blk_-1608999687919862906"]),
-        ("took 250ms for 1.5GB", "took <SIZE> for <SIZE>", ["250ms", "1.5GB"]),
+        ("took 250ms for 1.5GB", "took <DURATION> for <SIZE>", ["250ms", "1.5GB"]),
+        (
+            "sent 1190 bytes (1.16 KB), lifetime <1 sec",
+            "sent <SIZE> (<SIZE>), lifetime <DURATION>",
+            ["1190 bytes", "1.16 KB", "<1 sec"],
+        ),
         ("uptime 1h2m3s", "uptime <DURATION>", ["1h2m3s"]),
         ("at Fri Jun 17 07:07:00 2005 ok", "at Fri <TIMESTAMP> ok", ["Jun 17 07:07:00 2005"]),
         ("on 2024-01-05 at 10:11:12", "on <DATE> at <TIME>", ["2024-01-05", "10:11:12"]),
@@ -44,10 +49,10 @@ def test_masks(message: str, tokens: str, values: list[str]) -> None:
 
 def test_messages_of_one_shape_are_masked_alike() -> None:
     masking = GenericMasking()
-    first = masking.mask_tokens("node R02-M1 sent 12 bytes to 10.0.0.1")
-    second = masking.mask_tokens("node R07-M3 sent 98 bytes to 10.9.9.9")
-    assert first[0] == ("node", "R02-M1", "sent", "<NUM>", "bytes", "to", "<IP>")
-    assert second[0] == ("node", "R07-M3", "sent", "<NUM>", "bytes", "to", "<IP>")
+    first = masking.mask_tokens("node R02-M1 sent 12 packets to 10.0.0.1")
+    second = masking.mask_tokens("node R07-M3 sent 98 packets to 10.9.9.9")
+    assert first[0] == ("node", "R02-M1", "sent", "<NUM>", "packets", "to", "<IP>")
+    assert second[0] == ("node", "R07-M3", "sent", "<NUM>", "packets", "to", "<IP>")
     assert second[1] == ("98", "10.9.9.9")
 
 
