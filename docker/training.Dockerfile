@@ -14,14 +14,16 @@ WORKDIR /src
 # torch first from the CPU index: any other resolution pulls a multi-GB CUDA build.
 RUN python -m venv /opt/vigil \
     && /opt/vigil/bin/pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
-COPY requirements.txt pyproject.toml ./
+COPY requirements.txt requirements-no-deps.txt pyproject.toml ./
 RUN /opt/vigil/bin/pip install -r requirements.txt \
+    && /opt/vigil/bin/pip install --no-deps -r requirements-no-deps.txt \
     # The MLflow server's PostgreSQL driver (the backend store in the cluster).
     && /opt/vigil/bin/pip install psycopg2-binary==2.9.10
 COPY contracts/ contracts/
 COPY training/ training/
 COPY serving/ serving/
 COPY rag/ rag/
+COPY telemetry/ telemetry/
 COPY vigil/ vigil/
 RUN /opt/vigil/bin/pip install --no-deps .
 

@@ -50,15 +50,12 @@ def parse(
     from contracts.settings import get_settings
     from telemetry.logs.detection import parse_file
     from telemetry.logs.output import write_rows
-    from telemetry.logs.state import load_miner, save_miner, state_location
-    from telemetry.logs.templates import LogTemplateMiner, mine_records
+    from telemetry.logs.state import persistent_miner
+    from telemetry.logs.templates import mine_records
 
     parsed = parse_file(file, log_format)
-    location = state_location(state, get_settings()) if state else None
-    miner = load_miner(*location) if location else LogTemplateMiner()
-    mined = mine_records(parsed.records, miner)
-    if location:
-        save_miner(miner, *location)
+    with persistent_miner(state, get_settings()) as miner:
+        mined = mine_records(parsed.records, miner)
     if out is None:
         rows = write_rows(mined, output, sys.stdout)
     else:
@@ -149,25 +146,21 @@ def detect(
     from telemetry.logs.anomalies import WindowedRecord
     from telemetry.logs.anomalies import detect as run
     from telemetry.logs.detection import parse_file
-    from telemetry.logs.state import load_miner, save_miner, state_location
-    from telemetry.logs.templates import LogTemplateMiner
+    from telemetry.logs.state import persistent_miner
 
     parsed = parse_file(file, log_format)
-    location = state_location(state, get_settings()) if state else None
-    miner = load_miner(*location) if location else LogTemplateMiner()
+    with persistent_miner(state, get_settings()) as miner:
+        items = [
+            WindowedRecord(record, miner.add(record.first_line).template_id)
+            for record in parsed.records
+        ]
     messages = {record.line: record.first_line for record in parsed.records}
-    items = [
-        WindowedRecord(record, miner.add(record.first_line).template_id)
-        for record in parsed.records
-    ]
     print("line\twindow\ttemplate_id\tlevel\tsignals\tmessage")
     for alert in run(items):
         print(
             f"{alert.line}\t{alert.window_start.isoformat()}\t{alert.template_id}\t"
             f"{alert.level}\t{','.join(alert.signals)}\t{messages[alert.line]}"
         )
-    if location:
-        save_miner(miner, *location)
 
 
 def _cells(values: list[float | None]) -> list[str]:

@@ -80,8 +80,8 @@ class _Rate:
     last_window: int | None = None
 
     def expected(self, window: int, decay: float) -> tuple[float, float]:
-        """Mean and standard deviation at ``window``, silent windows since the last update
-        counted as zeros."""
+        """Mean and standard deviation at ``window``: windows without the count since the
+        last update decay both (close to feeding them as zeros, without a loop)."""
         if self.last_window is None:
             return 0.0, 0.0
         factor = decay ** max(0, window - self.last_window - 1)
@@ -141,51 +141,55 @@ class LogAnomalyDetector:
     def _close(self) -> list[Alert]:
         window = self._window if self._window is not None else 0
         items, self._pending = self._pending, []
-        settings, decay = self.settings, self._decay
         counts = Counter(item.template_id for item in items)
-        signals: dict[int, set[str]] = {index: set() for index in range(len(items))}
+        spiking = self._spiking(counts, window)
+        errors = sum(1 for item in items if item.record.level in ERROR_LEVELS)
+        burst = self._is_burst(errors, window)
+        start = datetime.fromtimestamp(window * self.settings.window, UTC)
+        alerts = []
+        for item in items:
+            signals = set()
+            if self._seen[item.template_id] < self.settings.rare_below:
+                signals.add("new_template")
+            if item.template_id in spiking:
+                signals.add("spike")
+            if burst and item.record.level in ERROR_LEVELS:
+                signals.add("error_burst")
+            if self._previous is not None and (self._previous, item.template_id) not in (
+                self._transitions
+            ):
+                signals.add("sequence_break")
+                self._transitions.add((self._previous, item.template_id))
+            self._previous = item.template_id
+            self._seen[item.template_id] += 1
+            if signals and item.record.level in ALERT_LEVELS:
+                ordered = tuple(name for name in SIGNALS if name in signals)
+                alerts.append(
+                    Alert(item.record.line, start, item.template_id, item.record.level, ordered)
+                )
+        for template_id, count in counts.items():
+            self._rates[template_id].update(window, count, self._decay)
+        self._errors.update(window, errors, self._decay)
+        return alerts
+
+    def _spiking(self, counts: Counter[int], window: int) -> set[int]:
+        """Known templates occurring far more often in the window than their history says."""
         spiking = set()
         for template_id, count in counts.items():
-            mean, deviation = self._rates.setdefault(template_id, _Rate()).expected(window, decay)
+            rate = self._rates.setdefault(template_id, _Rate())
+            mean, deviation = rate.expected(window, self._decay)
             if (
-                self._seen[template_id] >= settings.rare_below
-                and count >= settings.min_spike
-                and count > mean + settings.z * deviation
+                self._seen[template_id] >= self.settings.rare_below
+                and count >= self.settings.min_spike
+                and count > mean + self.settings.z * deviation
             ):
                 spiking.add(template_id)
-        errors = sum(1 for item in items if item.record.level in ERROR_LEVELS)
-        mean, deviation = self._errors.expected(window, decay)
-        burst = errors >= settings.min_burst and errors > mean + settings.z * deviation
-        for index, item in enumerate(items):
-            template_id = item.template_id
-            if self._seen[template_id] < settings.rare_below:
-                signals[index].add("new_template")
-            if template_id in spiking:
-                signals[index].add("spike")
-            if burst and item.record.level in ERROR_LEVELS:
-                signals[index].add("error_burst")
-            if self._previous is not None:
-                transition = (self._previous, template_id)
-                if transition not in self._transitions:
-                    signals[index].add("sequence_break")
-                    self._transitions.add(transition)
-            self._previous = template_id
-            self._seen[template_id] += 1
-        for template_id, count in counts.items():
-            self._rates[template_id].update(window, count, decay)
-        self._errors.update(window, errors, decay)
-        start = datetime.fromtimestamp(window * settings.window, UTC)
-        return [
-            Alert(
-                line=item.record.line,
-                window_start=start,
-                template_id=item.template_id,
-                level=item.record.level,
-                signals=tuple(name for name in SIGNALS if name in signals[index]),
-            )
-            for index, item in enumerate(items)
-            if signals[index] and item.record.level in ALERT_LEVELS
-        ]
+        return spiking
+
+    def _is_burst(self, errors: int, window: int) -> bool:
+        """More error records in the window than the stream's history of them allows."""
+        mean, deviation = self._errors.expected(window, self._decay)
+        return errors >= self.settings.min_burst and errors > mean + self.settings.z * deviation
 
 
 def detect(

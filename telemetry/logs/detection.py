@@ -16,7 +16,8 @@ from itertools import chain, islice
 from pathlib import Path
 
 from telemetry.logs.columns import learn_columns
-from telemetry.logs.formats import LineFormat, builtin_formats, custom_format
+from telemetry.logs.custom import custom_format
+from telemetry.logs.formats import LineFormat, builtin_formats
 from telemetry.logs.reading import ReadStats, read_lines
 from telemetry.logs.records import LogRecord
 
@@ -47,6 +48,7 @@ class LogParser:
         formats: Formats in the order they are tried (before detection reorders them).
         default_year: Year of timestamps written without one.
         detected: The format chosen from the sample; None before ``parse`` has seen lines.
+        stats: Counts of what ``parse`` made of the lines so far.
     """
 
     formats: list[LineFormat]

@@ -4,6 +4,9 @@ Saving goes through ``contracts.store.ObjectStore`` in both cases, so a state fi
 atomically (a reader, or a crash, never sees half of it) on a disk and on S3 alike.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from contracts.settings import Settings
 from contracts.store import ObjectStore
 from telemetry.logs.templates import LogTemplateMiner, MinerSettings
@@ -61,3 +64,26 @@ def save_miner(miner: LogTemplateMiner, store: ObjectStore, key: str) -> None:
         key: The state's key.
     """
     store.write_bytes(key, miner.state())
+
+
+@contextmanager
+def persistent_miner(uri: str | None, settings: Settings) -> Iterator[LogTemplateMiner]:
+    """A miner loaded from a state path, saved back there when the block completes.
+
+    Args:
+        uri: The state path (see ``state_location``); None for a miner that is not kept.
+        settings: Where AWS is reached, for an ``s3://`` path.
+
+    Yields:
+        The miner: the saved one, or a new one when nothing is saved yet (or no path).
+
+    Raises:
+        ValueError: When the path names a folder or holds something that is not a state.
+    """
+    if uri is None:
+        yield LogTemplateMiner()
+        return
+    store, key = state_location(uri, settings)
+    miner = load_miner(store, key)
+    yield miner
+    save_miner(miner, store, key)

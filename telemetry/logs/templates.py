@@ -17,6 +17,7 @@ calls ``add``, which does both at once.
 import base64
 import json
 import re
+import zlib
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
@@ -237,16 +238,10 @@ class LogTemplateMiner:
 
     def state(self) -> bytes:
         """Everything learned, as bytes: Drain3's own snapshot plus slots and template ids."""
-        buffer = MemoryBufferPersistence()
-        self._miner.persistence_handler = buffer
-        try:
-            self._miner.save_state("vigil")
-        finally:
-            self._miner.persistence_handler = None
         document = {
             "version": STATE_VERSION,
             "settings": asdict(self.settings),
-            "drain3": base64.b64encode(buffer.state).decode("ascii"),
+            "drain3": base64.b64encode(self._drain3_state()).decode("ascii"),
             "clusters": {
                 str(cluster_id): {
                     "first_tokens": list(slots.first_tokens),
@@ -281,28 +276,42 @@ class LogTemplateMiner:
             if document.get("version") != STATE_VERSION:
                 raise ValueError(f"version {document.get('version')!r}")
             miner = cls(MinerSettings(**document["settings"]))
-            buffer = MemoryBufferPersistence()
-            buffer.state = base64.b64decode(document["drain3"])
-            miner._miner.persistence_handler = buffer
-            miner._miner.load_state()
-        except (ValueError, KeyError, TypeError) as error:
+            miner._load_drain3_state(base64.b64decode(document["drain3"]))
+            for cluster_id, entry in document["clusters"].items():
+                slots = {
+                    int(p): None if seen is None else set(seen)
+                    for p, seen in entry["slots"].items()
+                }
+                categorical = tuple(p for p, seen in sorted(slots.items()) if seen is not None)
+                miner._clusters[int(cluster_id)] = _ClusterSlots(
+                    tuple(entry["first_tokens"]), slots, categorical
+                )
+            miner._ids = {(cid, tuple(words)): tid for cid, words, tid in document["ids"]}
+        except (ValueError, KeyError, TypeError, AttributeError, zlib.error) as error:
             raise ValueError(
                 f"not a template miner state (version {STATE_VERSION}): {error}"
             ) from error
-        finally:
-            if "miner" in locals():
-                miner._miner.persistence_handler = None
-        for cluster_id, entry in document["clusters"].items():
-            slots = {
-                int(p): None if seen is None else set(seen) for p, seen in entry["slots"].items()
-            }
-            miner._clusters[int(cluster_id)] = _ClusterSlots(
-                tuple(entry["first_tokens"]),
-                slots,
-                tuple(p for p, seen in sorted(slots.items()) if seen is not None),
-            )
-        miner._ids = {(cluster_id, tuple(words)): tid for cluster_id, words, tid in document["ids"]}
         return miner
+
+    def _drain3_state(self) -> bytes:
+        """Drain3's snapshot of its clusters and tree, through its own persistence."""
+        buffer = MemoryBufferPersistence()
+        self._miner.persistence_handler = buffer
+        try:
+            self._miner.save_state("vigil")
+        finally:
+            # Drain3 saves on every change while it has a handler: keep it only for this call.
+            self._miner.persistence_handler = None
+        return bytes(buffer.state)
+
+    def _load_drain3_state(self, state: bytes) -> None:
+        buffer = MemoryBufferPersistence()
+        buffer.state = state
+        self._miner.persistence_handler = buffer
+        try:
+            self._miner.load_state()
+        finally:
+            self._miner.persistence_handler = None
 
 
 def mine_records(records: Iterable[LogRecord], miner: LogTemplateMiner) -> list[MinedRecord]:

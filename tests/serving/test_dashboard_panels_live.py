@@ -87,11 +87,15 @@ def test_prometheus_scrapes_every_service_of_the_stack(live: LiveStack) -> None:
     assert health == dict.fromkeys(["triton", "scorer", "explainer", "prometheus"], "up")
 
 
-def _alerts(prometheus_url: str) -> set[tuple[str, str]]:
-    """Every pending or firing alert: (alert name, its labels)."""
+def _firing(prometheus_url: str) -> set[tuple[str, str]]:
+    """Every firing alert: (alert name, its labels). Pending ones are left out: a condition
+    that turns true during the drill (a slow LLM answer on a busy machine) is not the
+    restart's doing, while a restart that restored alert state wrongly would fire."""
     body = httpx.get(f"{prometheus_url}/api/v1/alerts", timeout=10).json()
     return {
-        (a["labels"]["alertname"], str(sorted(a["labels"].items()))) for a in body["data"]["alerts"]
+        (a["labels"]["alertname"], str(sorted(a["labels"].items())))
+        for a in body["data"]["alerts"]
+        if a["state"] == "firing"
     }
 
 
@@ -114,8 +118,8 @@ def _wait_for_rule_evaluations(prometheus_url: str, count: int, timeout: float =
 def test_a_prometheus_restart_raises_no_new_alert(live: LiveStack, stack_path: Path) -> None:
     """Drill: Prometheus restarts on its own data; no alert appears that was not there."""
     wait_for_panel_data(live.prometheus.url, timeout=240)
-    before = _alerts(live.prometheus.url)
+    before = _firing(live.prometheus.url)
     live.prometheus.stop()
     restarted = start_prometheus(stack_path, live.targets)
     _wait_for_rule_evaluations(restarted.url, 3)
-    assert _alerts(restarted.url) <= before
+    assert _firing(restarted.url) <= before

@@ -4,7 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from telemetry.logs.formats import LineFormat, builtin_formats, custom_format
+from telemetry.logs.custom import custom_format
+from telemetry.logs.formats import LineFormat, builtin_formats
 from telemetry.logs.records import LogRecord, normalise_level
 
 YEAR = 2024

@@ -2,13 +2,15 @@
 
 from pathlib import Path
 
+import boto3
 import pytest
 
 from contracts.settings import Settings
 from contracts.store import ObjectStore
 from telemetry.logs.records import LogRecord
-from telemetry.logs.state import load_miner, save_miner, state_location
+from telemetry.logs.state import load_miner, persistent_miner, save_miner, state_location
 from telemetry.logs.templates import LogTemplateMiner, MinerSettings, mine_records
+from vigil.processes import ServerProcess
 
 MESSAGES = [
     "Invalid user admin from 10.0.0.1",
@@ -76,7 +78,15 @@ def test_a_saved_state_keeps_its_settings() -> None:
     assert LogTemplateMiner.from_state(miner.state()).settings.similarity == 0.5
 
 
-@pytest.mark.parametrize("data", [b"not json", b'{"version": 99}', b"{}"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"not json",
+        b'{"version": 99}',
+        b"{}",
+        b'{"version": 1, "settings": {}, "drain3": "Z2FyYmFnZQ==", "clusters": {}, "ids": []}',
+    ],
+)
 def test_a_state_that_is_not_one_is_refused(data: bytes) -> None:
     with pytest.raises(ValueError, match="not a template miner state"):
         LogTemplateMiner.from_state(data)
@@ -85,3 +95,24 @@ def test_a_state_that_is_not_one_is_refused(data: bytes) -> None:
 def test_a_folder_is_not_a_state_path(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="names a folder"):
         state_location(f"{tmp_path}/", Settings())
+
+
+def test_persistent_miner_saves_back_and_reloads(tmp_path: Path) -> None:
+    path = str(tmp_path / "miner.json")
+    with persistent_miner(path, Settings()) as miner:
+        before = ids_of(miner, MESSAGES)
+    with persistent_miner(path, Settings()) as miner:
+        assert ids_of(miner, MESSAGES) == before
+        assert miner.template_count == len(set(before))
+
+
+@pytest.mark.slow
+def test_state_in_s3_over_the_wire(aws_emulator: ServerProcess) -> None:
+    boto3.client("s3", endpoint_url=aws_emulator.url).create_bucket(Bucket="vigil")
+    settings = Settings(aws_endpoint_url=aws_emulator.url)
+    with persistent_miner("s3://vigil/log-templates/miner.json", settings) as miner:
+        before = ids_of(miner, MESSAGES)
+    store = ObjectStore.from_uri("s3://vigil/log-templates", endpoint_url=aws_emulator.url)
+    assert store.list_keys("", ".json") == ["miner.json"]
+    with persistent_miner("s3://vigil/log-templates/miner.json", settings) as miner:
+        assert ids_of(miner, MESSAGES) == before
