@@ -167,7 +167,7 @@ def test_smd_slice_gives_hit_rates_per_incident(tmp_path: Path) -> None:
     )
     assert document["llm"]["used"] is False
     entity = document["entities"]["machine-1-2"]
-    assert entity["explained"] in ("model", "surrogate")
+    assert entity["explained"] == "model"
     # the slice's test rows hold two incidents; the first lies in the review pool
     assert entity["incidents"] == len(entity["per_incident"]) == 1
     row = entity["per_incident"][0]

@@ -39,7 +39,7 @@ from training.real_evaluation.evaluate import (
     fit_entity,
     select_entities,
 )
-from training.registry import load_model
+from training.registry import load_detector, load_model
 
 TOP_FEATURES = 10
 
@@ -140,7 +140,7 @@ def attribute_entity(
     """
     fitted = fit_entity(series, label_fraction, run_path)
     split, labelled = fitted.split, fitted.labelled
-    detector = labelled.detector
+    detector = load_detector(fitted.run_dir)  # with the models' served-score weights
     model = load_model(fitted.run_dir, XGBOOST)
     assert isinstance(model, xgb.Booster)
     inputs = labelled.model_inputs
