@@ -318,8 +318,12 @@ def _mean_over_entities(summaries: list[dict[str, Any]]) -> dict[str, Any]:
             key: mean([s[source][key] for s in with_incidents])
             for key in (f"hit_rate@{p}%" for p in HIT_RATE_PERCENTS)
         }
-    for key in ("kind_accuracy", "kind_majority_baseline"):
-        overall[key] = mean([s[key] for s in with_incidents])
+    # Kind figures pool every incident of the dataset: the baseline is one constant answer for
+    # the whole dataset (its most common kind), not each entity's own most common kind, which
+    # nobody could know in advance.
+    pooled = _incident_summary([row for s in summaries for row in s["per_incident"]], False)
+    overall["kind_accuracy"] = pooled["kind_accuracy"]
+    overall["kind_majority_baseline"] = pooled["kind_majority_baseline"]
     return overall
 
 
