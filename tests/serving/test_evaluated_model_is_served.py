@@ -17,6 +17,7 @@ from serving.inference import InferenceClient
 from serving.model_repository import build_repository
 from serving.served_models import load_served_models
 from serving.triton import READY_PATH, TritonPorts, triton_argv
+from tests.serving.conftest import SERVED_SCORE_ATOL
 from training.models import CATBOOST, XGBOOST
 from training.real_evaluation.entity_data import load_entity
 from training.real_evaluation.evaluate import FittedEntity, entity_store_path, fit_entity
@@ -81,7 +82,7 @@ def test_served_models_return_the_scores_vigil_evaluate_measured(
     for kind, model in ((XGBOOST, XGBOOST_MODEL), (CATBOOST, CATBOOST_MODEL)):
         answer = client.infer(model, inputs, MACHINE)
         served = models.scores(answer.model, answer.probabilities, inputs)
-        np.testing.assert_allclose(served, fitted.scores[kind], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(served, fitted.scores[kind], rtol=0, atol=SERVED_SCORE_ATOL)
     thresholds = {arm.model: arm.threshold for arm in models.arms.values()}
     assert thresholds[XGBOOST_MODEL] == pytest.approx(fitted.thresholds[XGBOOST])
     # The evaluation found the slice's held-out incident with what is served.

@@ -25,7 +25,7 @@ from serving.scorer_settings import ScorerSettings
 from serving.served_models import ServedModels, load_served_models
 from serving.triton import TritonPorts
 from serving.window_features import read_window_features
-from tests.serving.conftest import Predict, Registered
+from tests.serving.conftest import SERVED_SCORE_ATOL, Predict, Registered
 from tests.serving.scorer_helpers import sample, scrape, serve_in_thread
 from tests.training.conftest import START, write_fleet_store
 from vigil.demo_replay import wait_for_explanations
@@ -156,7 +156,7 @@ def test_metrics_count_every_row_by_answering_model_and_result(
             scored.filter(pl.col("model") == model)["probability"].to_numpy(),
             expected,
             rtol=1e-5,
-            atol=1e-6,
+            atol=SERVED_SCORE_ATOL,
         )
         flagged = int(np.sum(expected >= served.threshold_of(model)))
         assert 0 < flagged < mine.sum()

@@ -31,7 +31,7 @@ from serving.scorer_settings import ScorerSettings
 from serving.served_models import ServedModels, load_served_models
 from serving.triton import TritonPorts
 from serving.window_features import read_window_features
-from tests.serving.conftest import Predict, Registered
+from tests.serving.conftest import SERVED_SCORE_ATOL, Predict, Registered
 from tests.serving.scorer_helpers import scrape, serve_in_thread
 from tests.training.conftest import METRICS, START, fleet_frames
 from tests.training.test_feature_job import write_raw
@@ -140,7 +140,7 @@ def _assert_served_scores(
             part["probability"].to_numpy(),
             served_in_process[str(model)](features),
             rtol=1e-5,
-            atol=1e-6,
+            atol=SERVED_SCORE_ATOL,
         )
 
 
