@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from contracts.attribution import Z_CLIP, robust_reference
 from contracts.features import (
     ERROR_RATIO,
     LOG_COUNT_COLUMNS,
@@ -47,7 +48,6 @@ from contracts.features import (
     TIME_FEATURES,
 )
 
-Z_CLIP = 20.0
 PCA_VARIANCE = 0.9
 KNN_K = 5
 KNN_REFERENCE_ROWS = 2000
@@ -236,10 +236,7 @@ def fit_detector(
     rows = np.asarray(fit_rows)
     sample = rows if len(rows) <= FIT_SAMPLE_ROWS else rng.choice(rows, FIT_SAMPLE_ROWS, False)
     reference = np.asarray(features[np.sort(sample)][:, state], dtype=np.float64)
-    median = np.median(reference, axis=0)
-    scale = 1.4826 * np.median(np.abs(reference - median), axis=0)
-    scale = np.where(scale > 1e-9, scale, reference.std(axis=0))
-    scale = np.where(scale > 1e-9, scale, 1.0)
+    median, scale = robust_reference(reference)
     empty = np.zeros((0, 0))
     partial = FittedDetector(
         list(feature_names),
