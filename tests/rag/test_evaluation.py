@@ -19,7 +19,10 @@ from rag.settings import RUNBOOKS_PATH
 from tests.rag.eval_set_build import OUTPUT_PATH, build_eval_set
 from vigil.processes import ServerProcess
 
-pytestmark = pytest.mark.xdist_group("rag")
+# A busy 2-core machine runs the LLM many times slower than a quiet one: no limit here is one
+# it could trip (the whole suite's budget is the bound that matters).
+PATIENCE_S = 1800
+pytestmark = [pytest.mark.xdist_group("rag"), pytest.mark.timeout(PATIENCE_S + 60)]
 
 VIGIL = str(Path(sys.executable).parent / "vigil")
 SLICES = Path(__file__).resolve().parents[1] / "data"
@@ -29,12 +32,16 @@ MARGIN = 0.15
 
 
 def evaluate(*args: str) -> dict[str, Any]:
+    patient_llm = {
+        "VIGIL_RAG_LLM_TIMEOUT_S": str(PATIENCE_S),
+        "VIGIL_RAG_LLM_DEADLINE_S": str(PATIENCE_S),
+    }
     result = subprocess.run(
         [VIGIL, "rag", "evaluate", *args],
         capture_output=True,
         text=True,
-        timeout=560,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=PATIENCE_S,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **patient_llm},
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
