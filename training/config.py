@@ -78,8 +78,9 @@ class ReviewConfig(_Section):
         description="glob patterns on instance_id naming critical services (e.g. 'db-*')",
     )
     simulate_reviewer: bool = Field(
-        default=True,
-        description="answer the queue from the store's hidden labels (demo, evaluation); "
+        default=False,
+        description="answer the queue from the store's hidden labels (demos only: a real fleet "
+        "has none, and a run must not learn from labels nobody reviewed); "
         "reviews imported with `vigil review import` are used either way",
     )
     random_state: int = 42

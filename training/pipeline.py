@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -232,11 +233,13 @@ def _inside_incidents(keys: pl.DataFrame, incidents: pl.DataFrame) -> NDArray[An
     return (matched["end"].is_not_null() & (matched[TIMESTAMP] <= matched["end"])).to_numpy()
 
 
-def load_training_data(store: ObjectStore) -> TrainingData:
-    """Every feature row in the store, with its true label.
+def load_training_data(store: ObjectStore, since: date | None = None) -> TrainingData:
+    """Every feature row in the store (of the days from ``since`` on, when given), with its
+    true label.
 
     Args:
         store: holds ``processed-logs/*/features.parquet``, ``dataset.json`` and the labels.
+        since: the first UTC day to train on; None: every day.
 
     Returns:
         Rows sorted by (instance_id, timestamp) and their float32 feature matrix.
@@ -252,6 +255,14 @@ def load_training_data(store: ObjectStore) -> TrainingData:
         raise NoTrainingDataError(
             f"no features under {store.uri}/{FEATURES_PREFIX}: run the feature job first"
         )
+    if since is not None:
+        newest = max(_feature_day(key) for key in keys)
+        keys = [key for key in keys if _feature_day(key) >= since]
+        if not keys:
+            raise NoTrainingDataError(
+                f"no features from {since} on under {store.uri}/{FEATURES_PREFIX} "
+                f"(the newest day is {newest})"
+            )
     tables = []
     for key in keys:
         present = set(store.parquet_file(key).schema_arrow.names)
@@ -277,6 +288,11 @@ def load_training_data(store: ObjectStore) -> TrainingData:
     points = _optional_table(store, POINT_LABELS_PATH)
     rows = rows.with_columns(join_labels(rows, incidents, points))
     return TrainingData(rows, np.ascontiguousarray(features), names, info.name, list(info.metrics))
+
+
+def _feature_day(key: str) -> date:
+    """The UTC day of a ``processed-logs/YYYY-MM-DD/features.parquet`` key."""
+    return date.fromisoformat(key.removeprefix(f"{FEATURES_PREFIX}/").split("/")[0])
 
 
 def require_finite(features: NDArray[Any], names: list[str]) -> None:
@@ -571,6 +587,7 @@ def run_training(
     tracking_uri: str | None,
     run_path: Path,
     console: Console | None = None,
+    since: date | None = None,
 ) -> TrainingSummary:
     """``vigil train``: the whole pipeline, from the store's features to MLflow.
 
@@ -580,6 +597,7 @@ def run_training(
         tracking_uri: the MLflow server; None stops after writing the run directory.
         run_path: a new directory for the run's models, holdout, report and summary.
         console: where to show progress and the summary table; None is silent.
+        since: the first UTC day of features to train on; None: every day in the store.
 
     Returns:
         The summary. When registration fails (MLflow down, feature set changed),
@@ -601,7 +619,7 @@ def run_training(
     with progress:
         timer = StageTimer(progress, stages)
         with timer.stage("load features and labels"):
-            data = load_training_data(store)
+            data = load_training_data(store, since)
             reviews = load_reviews(store)
         if config.engine == "dask":
             with dask_client(config.dask) as client:

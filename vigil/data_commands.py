@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from training.quality_job import FileQuality, StoreQuality
 
 console = Console()
+# `vigil features` / `vigil validate` finished but moved unreadable input aside: a scheduler (the
+# CronJob) must see that as a failure, distinct from a rejection (1) or a usage error (2).
+QUARANTINE_EXIT_CODE = 3
 
 InstancesOption = Annotated[int, typer.Option(min=1, help="Instances in the fleet.")]
 HoursOption = Annotated[int, typer.Option(min=1, help="Hours of telemetry to simulate.")]
@@ -181,7 +184,8 @@ def features(
     ] = "polars",
     store: StoreOption = None,
 ) -> None:
-    """Build the feature table of each day: processed-logs/YYYY-MM-DD/features.parquet."""
+    """Build the feature table of each day: processed-logs/YYYY-MM-DD/features.parquet.
+    Exit 3 when an unreadable partition was quarantined (the days are built without it)."""
     from training.feature_job import build_features
 
     target = open_cli_store(store)
@@ -194,6 +198,14 @@ def features(
         )
     for quarantined in summary.quarantined:
         console.print(f"[yellow]quarantined[/yellow] {quarantined}")
+    exit_if_quarantined(len(summary.quarantined))
+
+
+def exit_if_quarantined(count: int) -> None:
+    """Say how many files were quarantined and exit with ``QUARANTINE_EXIT_CODE`` if any."""
+    if count:
+        console.print(f"[yellow]{count} file(s) quarantined[/yellow]: see quarantine/ in the store")
+        raise typer.Exit(QUARANTINE_EXIT_CODE)
 
 
 def validate(
@@ -202,13 +214,15 @@ def validate(
     ] = None,
     store: StoreOption = None,
 ) -> None:
-    """Validate raw partitions and features; reports go beside the data. Exit 1 if rejected."""
+    """Validate raw partitions and features; reports go beside the data. Exit 1 if rejected,
+    3 if an unreadable file was quarantined."""
     target = open_cli_store(store)
     quality = check_store(target, day.date() if day else None)
     if quality.rejected:
         for rejected in quality.rejected:
             console.print(f"[red]rejected[/red] {rejected.key}")
         quality.raise_if_rejected()
+    exit_if_quarantined(len(quality.quarantined))
 
 
 def check_store(store: ObjectStore, day: date | None) -> "StoreQuality":

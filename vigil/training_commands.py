@@ -1,6 +1,6 @@
 """Training commands: train, register, review export / import."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -36,6 +36,14 @@ def train(
     run_dir: Annotated[
         Path | None, typer.Option(help="Where the run's models and report go (default new).")
     ] = None,
+    since: Annotated[
+        datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="First UTC day to train on (default: all)."),
+    ] = None,
+    days: Annotated[
+        int | None,
+        typer.Option(min=1, help="Train on the last N UTC days, today included (a retrain)."),
+    ] = None,
     store: StoreOption = None,
 ) -> None:
     """Train the semi-supervised pipeline on the store's features and register it in MLflow."""
@@ -47,12 +55,22 @@ def train(
         tracking_uri,
         run_dir or new_run_path(),
         console,
+        first_training_day(since, days),
     )
     if tracking_uri is None:
         console.print(f"not registered (no tracking URI); run `vigil register {summary.run_dir}`")
     elif summary.registration_error is not None:
         console.print(f"[red]registration failed[/red]: {summary.registration_error}")
         raise typer.Exit(1)
+
+
+def first_training_day(since: datetime | None, days: int | None) -> date | None:
+    """``--since`` as a day, or the first of the last ``--days`` UTC days; None: every day."""
+    if since is not None and days is not None:
+        raise typer.BadParameter("give --since or --days, not both")
+    if days is not None:
+        return datetime.now(UTC).date() - timedelta(days=days - 1)
+    return since.date() if since is not None else None
 
 
 def register(

@@ -93,6 +93,7 @@ def fleet_store(tmp_path_factory: pytest.TempPathFactory) -> ObjectStore:
 SMALL: dict[str, dict[str, object]] = {
     "isolation_forest": {"n_estimators": 50},
     "labels": {"known_fraction": 0.3},
+    "review": {"simulate_reviewer": True},  # the fixtures' stores hold the true labels
     "xgboost": {"n_estimators": 40},
     "catboost": {"iterations": 40},
     "gates": {"min_f1": 0.6, "min_precision": 0.6},

@@ -29,6 +29,7 @@ from tests.training.test_feature_job import (
 from training.feature_job import build_features
 from training.quality_job import validate_store
 from training.quarantine import QuarantinedFile, read_or_quarantine
+from vigil.data_commands import QUARANTINE_EXIT_CODE
 from vigil.processes import ServerProcess
 
 BROKEN_KEY = raw_partition_path(MIDNIGHT + timedelta(hours=1))
@@ -168,8 +169,10 @@ def test_the_commands_say_what_was_quarantined(store: ObjectStore) -> None:
             timeout=300,
             check=False,
         )
-        assert result.returncode == 0, result.stdout + result.stderr
+        # Done, but not clean: a scheduler must see the quarantine (exit 3, not 0 nor 1).
+        assert result.returncode == QUARANTINE_EXIT_CODE, result.stdout + result.stderr
         output = " ".join(result.stdout.split())
+        assert "1 file(s) quarantined" in output
         assert f"quarantined {BROKEN_KEY} is not readable Parquet" in output, output
         assert "magic bytes not found" in output
         assert "the batch goes on without it" in output

@@ -35,6 +35,13 @@ def test_seed_parameters_are_the_defaults() -> None:
     assert config.split.method == "time"
 
 
+def test_only_the_demo_configs_answer_the_queue_from_hidden_labels() -> None:
+    # A real fleet has no hidden labels: outside a demo, only imported reviews teach the model.
+    assert TrainingConfig().review.simulate_reviewer is False
+    for demo in ("demo.yaml", "demo-dataset.yaml"):
+        assert load_training_config(DEFAULT_CONFIG_PATH.with_name(demo)).review.simulate_reviewer
+
+
 def test_a_partial_file_keeps_the_other_defaults(tmp_path: Path) -> None:
     path = tmp_path / "train.yaml"
     path.write_text("engine: dask\nxgboost:\n  max_depth: 6\n")

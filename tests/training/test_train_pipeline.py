@@ -207,6 +207,23 @@ def test_the_test_rows_never_feed_training(fleet_store: ObjectStore) -> None:
     assert labelled.labels["train_label"].gather(trainable).equals(truth)
 
 
+def test_since_trains_on_the_days_from_it_on_and_names_the_newest_day_when_none(
+    tmp_path: Path,
+) -> None:
+    store = write_fleet_store(tmp_path / "store")
+    *_, last_key = sorted(store.list_keys("processed-logs", "features.parquet"))
+    last = pl.DataFrame(store.read_table(last_key))
+    newest = last[TIMESTAMP].min().date()
+    everything = load_training_data(store).rows
+
+    recent = load_training_data(store, since=newest).rows
+    assert recent.height == last.height < everything.height
+    assert recent[TIMESTAMP].min() == last[TIMESTAMP].min()
+    later = newest + timedelta(days=1)
+    with pytest.raises(NoTrainingDataError, match=f"from {later} on .*newest day is {newest}"):
+        load_training_data(store, since=later)
+
+
 def test_only_true_labels_are_evaluated(tmp_path: Path) -> None:
     store = write_fleet_store(tmp_path / "store")
     data = load_training_data(store)

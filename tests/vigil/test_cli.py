@@ -129,6 +129,17 @@ def test_train_with_an_unknown_config_key_names_it(tmp_path: Path, fleet_store: 
     assert "Traceback" not in result.stderr
 
 
+def test_train_days_names_the_newest_day_when_the_window_is_empty(fleet_store: Path) -> None:
+    result = vigil("train", "--days", "7", "--store", str(fleet_store))  # data of 2024-01-01
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    message = " ".join(result.stderr.split())
+    assert "newest day is 2024-01-01" in message
+    both = vigil("train", "--days", "7", "--since", "2024-01-01", "--store", str(fleet_store))
+    assert both.returncode == 2
+    assert "--since or --days" in both.stderr
+
+
 def test_register_a_missing_run_directory_is_a_clear_error(tmp_path: Path) -> None:
     result = vigil("register", str(tmp_path / "nope"), "--tracking-uri", "http://127.0.0.1:9")
     assert result.returncode == 1
