@@ -85,7 +85,9 @@ def synthetic_data(rows: int, features: int) -> TrainingData:
 
 def run_pipeline(data: TrainingData, engine: str, out: Path) -> dict[str, object]:
     # The synthetic rows carry their true labels: the simulated reviewer answers the queue.
-    config = TrainingConfig.model_validate({"engine": engine, "review": {"simulate_reviewer": True}})
+    config = TrainingConfig.model_validate(
+        {"engine": engine, "review": {"simulate_reviewer": True}}
+    )
     reviews = pl.DataFrame(REVIEWS_SCHEMA.empty_table())
     if engine == "dask":
         with dask_client(config.dask) as client:
