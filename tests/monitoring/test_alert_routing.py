@@ -1,7 +1,8 @@
 """Alertmanager routing and the retrain relay, with real Alertmanager and the real relay.
 
 GitHub, Slack and PagerDuty cannot be reached from here: one recording HTTP server on loopback
-stands in for all three, so the test sees exactly what each would have received.
+stands in for all three, so the test sees exactly what each would have received. The relay
+requires its API key, which Alertmanager reads from the Secret's file as in production.
 """
 
 import json
@@ -19,6 +20,7 @@ import httpx
 import pytest
 import yaml
 
+from contracts.auth import SECRET_KEY
 from vigil.local_stack import alertmanager_argv
 from vigil.processes import ServerProcess, free_port, start_server
 
@@ -26,6 +28,8 @@ ALERTMANAGER_CONFIG = (
     Path(__file__).resolve().parents[2] / "monitoring" / "alertmanager" / "alertmanager.yml"
 )
 SECRETS = "/etc/alertmanager/secrets/vigil-alertmanager/"
+API_KEY_FILE = "/etc/alertmanager/secrets/vigil-api-key/api-key"
+RELAY_API_KEY = "relay-key-4d2a"
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("alertmanager")]
 
@@ -74,6 +78,7 @@ def relay(recorder: Recorder, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "VIGIL_RELAY_GITHUB_REPOSITORY": "vigil-platform/vigil",
         "VIGIL_RELAY_GITHUB_TOKEN": "test-token",
         "VIGIL_RELAY_GITHUB_API_URL": f"{recorder.url}/github",
+        "VIGIL_RELAY_API_KEY": RELAY_API_KEY,
     }
     argv = [
         "env",
@@ -102,7 +107,9 @@ def alertmanager(
     for channel in ("incidents", "ml-ops", "anomaly-alerts"):
         (secrets / f"slack-{channel}-url").write_text(f"{recorder.url}/slack/{channel}")
     (secrets / "pagerduty-routing-key").write_text("test-routing-key")
-    config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text().replace(SECRETS, f"{secrets}/"))
+    (secrets / "api-key").write_text(RELAY_API_KEY + "\n")  # as `kubectl create secret` may
+    text = ALERTMANAGER_CONFIG.read_text().replace(SECRETS, f"{secrets}/")
+    config = yaml.safe_load(text.replace(API_KEY_FILE, str(secrets / "api-key")))
     for route in [config["route"], *config["route"]["routes"]]:
         route["group_wait"] = "1s"  # the production waits would only slow the test down
     for receiver in config["receivers"]:
@@ -166,27 +173,82 @@ def test_critical_alert_pages_and_posts_to_incidents_without_a_retrain(
     assert sum(p.endswith("/dispatches") for p in recorder.paths()) == dispatches_before
 
 
-def test_relay_dispatches_a_repeated_alert_once_per_cooldown(relay: ServerProcess) -> None:
-    webhook = {
+def _webhook(*alerts: dict[str, object]) -> dict[str, object]:
+    """A notification shaped exactly as Alertmanager 0.25 posts it."""
+    return {
         "version": "4",
         "groupKey": "g",
+        "truncatedAlerts": 0,
         "status": "firing",
+        "receiver": "retrain-relay",
+        "groupLabels": {},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager",
         "alerts": [
             {
                 "status": "firing",
-                "labels": {"alertname": "ModelAccuracyDegraded", "model": "catboost_anomaly"},
+                "annotations": {},
+                "startsAt": "2026-03-02T10:00:00Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus",
+                "fingerprint": "f",
+                **alert,
             }
+            for alert in alerts
         ],
     }
-    first = httpx.post(f"{relay.url}/alerts", json=webhook, timeout=10).json()
-    again = httpx.post(f"{relay.url}/alerts", json=webhook, timeout=10).json()
+
+
+def test_relay_dispatches_a_repeated_alert_once_per_cooldown(relay: ServerProcess) -> None:
+    webhook = _webhook(
+        {"labels": {"alertname": "ModelAccuracyDegraded", "model": "catboost_anomaly"}}
+    )
+    headers = {"Authorization": f"Bearer {RELAY_API_KEY}"}
+    first = httpx.post(f"{relay.url}/alerts", json=webhook, headers=headers, timeout=10).json()
+    again = httpx.post(f"{relay.url}/alerts", json=webhook, headers=headers, timeout=10).json()
     assert first["dispatched"] == ["ModelAccuracyDegraded"]
     assert again == {"dispatched": [], "skipped": ["ModelAccuracyDegraded"]}
 
 
 def test_relay_rejects_a_malformed_notification(relay: ServerProcess) -> None:
-    response = httpx.post(f"{relay.url}/alerts", json={"version": "3", "alerts": []}, timeout=10)
+    headers = {"X-API-Key": RELAY_API_KEY}
+    response = httpx.post(
+        f"{relay.url}/alerts", json={"version": "3", "alerts": []}, headers=headers, timeout=10
+    )
     assert response.status_code == 422
+
+
+def test_relay_rejects_a_forged_alert_without_its_key(
+    relay: ServerProcess, recorder: Recorder
+) -> None:
+    dispatches_before = sum(p.endswith("/dispatches") for p in recorder.paths())
+    forged = _webhook({"labels": {"alertname": "DataDriftDetected", "feature": "forged"}})
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"X-API-Key": "wrong"}):
+        response = httpx.post(f"{relay.url}/alerts", json=forged, headers=headers, timeout=10)
+        assert response.status_code == 401, headers
+    assert sum(p.endswith("/dispatches") for p in recorder.paths()) == dispatches_before
+
+
+def test_config_is_valid_and_sends_the_relay_its_key() -> None:
+    """amtool accepts the shipped file as is, and the relay's webhook carries the key from the
+    mounted Secret (``contracts.auth.SECRET_KEY`` inside it) as a Bearer token."""
+    check = subprocess.run(
+        ["amtool", "check-config", str(ALERTMANAGER_CONFIG)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+    (relay,) = [r for r in config["receivers"] if r["name"] == "retrain-relay"]
+    (webhook,) = relay["webhook_configs"]
+    authorization = webhook["http_config"]["authorization"]
+    assert authorization["credentials_file"] == API_KEY_FILE
+    assert API_KEY_FILE.endswith(f"/{SECRET_KEY}")
+    assert authorization.get("type", "Bearer") == "Bearer"  # what contracts.auth reads
+    assert "credentials" not in authorization  # the key itself never lives in the file
 
 
 def test_relay_refuses_to_start_without_a_token(tmp_path: Path) -> None:
