@@ -17,12 +17,12 @@ system-deps: ## install the Debian packages the stack needs (skipped when all pr
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-$(STAMP): requirements.txt requirements-no-deps.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt requirements-no-deps.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, from the CPU wheel on disk: any other version pulls a multi-GB CUDA build
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q -r requirements-dev.txt
 	$(PY) -m pip install -q --no-deps -r requirements-no-deps.txt
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)

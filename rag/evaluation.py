@@ -35,6 +35,7 @@ from rag.explainer import Explainer, Retrieved
 from rag.llm import LLMAnswer, extract_json, parse_answer
 from rag.prompts import SYSTEM_PROMPT, build_prompt
 
+EVAL_SET_PATH = Path(__file__).with_name("eval_set.json")  # package data: installs read it
 RETRIEVAL_K = 5
 _NOT_WORD = re.compile(r"[^0-9a-z]+")
 
@@ -52,7 +53,7 @@ class EvalCase(BaseModel):
 
 
 class EvalSet(BaseModel):
-    """The committed evaluation set (``tests/rag/eval_set.json``)."""
+    """The committed evaluation set (``rag/eval_set.json``, package data)."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -21,6 +21,7 @@ from contracts.explanation import ExplainRequest, FeatureContribution
 from rag.analysis import detect_analysis_type
 from rag.embeddings import load_embedder
 from rag.evaluation import (
+    EVAL_SET_PATH,
     answer_rates,
     ask_llm,
     evaluate_set,
@@ -43,7 +44,6 @@ from training.real_evaluation.attribution import (
 )
 from vigil.processes import free_port, start_server, wait_for_ok
 
-EVAL_SET_PATH = Path(__file__).resolve().parents[1] / "tests" / "rag" / "eval_set.json"
 Progress = Callable[[str], None]
 NAMED_METRICS = (
     "the metrics of the model's exact TreeSHAP contributions (xgboost pred_contribs) over the "

@@ -65,7 +65,7 @@ def evaluate(
     entities: EntitiesOption = None,
     eval_set: Annotated[
         Path | None,
-        typer.Option("--set", help="Evaluation set JSON (default tests/rag/eval_set.json)."),
+        typer.Option("--set", help="Evaluation set JSON (default: rag/eval_set.json)."),
     ] = None,
     llm: Annotated[
         bool | None,
@@ -90,9 +90,9 @@ def evaluate(
     interpretation HitRate on SMD / ASD. One JSON document on stdout, a table on stderr."""
     import json
 
+    from rag.evaluation import EVAL_SET_PATH
     from rag.settings import get_rag_settings
     from vigil.explanation_evaluation import (
-        EVAL_SET_PATH,
         dataset_table,
         evaluate_dataset_explanations,
         evaluate_small_set,

@@ -1,4 +1,4 @@
-"""Build ``tests/rag/eval_set.json``, the small set of ``vigil rag evaluate``, from the simulator.
+"""Build ``rag/eval_set.json``, the small set of ``vigil rag evaluate``, from the simulator.
 
 Run from the repository root (deterministic: the same simulation gives the same file):
 
@@ -24,7 +24,6 @@ resource — memory is "memory", CPU and disk are "performance").
 
 import json
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,9 +32,10 @@ import polars as pl
 from contracts.features import TIME_FEATURES, compute_features, feature_columns, to_wide
 from contracts.labels import INCIDENT_TYPES
 from contracts.telemetry import FLEET_METRICS
+from rag.evaluation import EVAL_SET_PATH
 from training.simulator import SimulationConfig, simulate_fleet, simulated_incidents
 
-OUTPUT_PATH = Path(__file__).with_name("eval_set.json")
+OUTPUT_PATH = EVAL_SET_PATH
 CONFIG = SimulationConfig(instances=40, duration=timedelta(days=1), seed=11, incident_rate=0.05)
 PER_TYPE = 4
 BASELINE = timedelta(hours=2)
