@@ -11,8 +11,13 @@ addresses. What the rendered nginx does:
 - ``/ab/assignment``: the same decision as JSON, for gRPC clients (the model name is in the
   protobuf body, out of nginx's reach): they ask here, then call that model by name on the
   gRPC listener, which passes KServe v2 gRPC through to the Triton pool.
-- Health (``/v2/health/*``), server and model metadata, and Triton's ``/metrics`` pass through;
-  inference routes are rate limited per client address (429 past the burst).
+- Only the A/B endpoint's routes are exposed (``templates/ab_routes.conf.j2``, the list the
+  chart's per-pod sidecar serves too): ``POST /v2/models/anomaly/infer``, ``GET
+  /v2/models/anomaly`` (metadata) and ``/v2/health/{ready,live}``, plus ``/ab/assignment`` and
+  Triton's ``/metrics`` here; any other path (``/v2/repository/*``, ``/v2/logging``, a model
+  by its own name, ...) is answered 404. The gRPC listener passes only inference, metadata
+  and health RPCs (403 otherwise). Inference routes are rate limited per client address (429
+  past the burst).
 - Keepalive pools of Triton servers; a failed request is replayed on the next server.
 - An access log (``logs/access.log``, JSON lines) with the arm, model and upstream timings.
 
@@ -22,6 +27,9 @@ Run in the foreground (stop with ``kill -QUIT``; a weight change is a re-render 
     python -m serving.nginx --weights-from helm/vigil/values.yaml --repository DIR \
         --upstream 127.0.0.1:8000 --grpc-upstream 127.0.0.1:8001 \
         --metrics-upstream 127.0.0.1:8002 --port 8080 --grpc-port 8081 --prefix DIR
+
+After a change to ``templates/ab_routes.conf.j2``, ``vigil serving router
+--write-chart-routes`` rewrites the chart's copy (tests fail until it matches).
 """
 
 import argparse
@@ -57,6 +65,24 @@ if TYPE_CHECKING:
     from serving.model_repository import RepositorySummary
 
 TEMPLATE = "nginx.conf.j2"
+ROUTES_TEMPLATE = "ab_routes.conf.j2"
+# The chart's copy of the A/B routes (a Go template partial the sidecar's ConfigMap includes),
+# written by write_chart_routes and drift-checked by tests/ops/test_chart.py.
+CHART_ROUTES_PATH = (
+    Path(__file__).resolve().parents[1] / "helm/vigil/templates/triton/_ab_routes.tpl"
+)
+CHART_ROUTES_DEFINE = "vigil.abRoutes"
+CHART_PATHS_DEFINE = "vigil.abRoutePaths"  # the same routes' paths, for the Ingress rules
+# KServe v2 gRPC methods the gRPC listener passes (inference, metadata, health); the
+# repository, config, statistics, trace, logging and shared-memory RPCs are refused.
+GRPC_METHODS = (
+    "ModelInfer",
+    "ModelMetadata",
+    "ModelReady",
+    "ServerLive",
+    "ServerReady",
+    "ServerMetadata",
+)
 CONF_FILE = "nginx.conf"
 PID_FILE = "nginx.pid"
 ACCESS_LOG = "logs/access.log"
@@ -117,13 +143,8 @@ def render_nginx_conf(config: RouterConfig) -> str:
     # split_clients: explicit percentages, then "*" for the rest (exactly 100 in total).
     split_lines = [f"{arm_weight}% {arm};" for arm, _, arm_weight in arms if arm_weight > 0]
     split_lines[-1] = f"* {weighted[-1]};"
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,  # nginx.conf, not HTML; every value is validated by RouterConfig
-    )
-    return environment.get_template(TEMPLATE).render(
+    template = _environment().get_template(TEMPLATE)
+    return template.render(
         worker_processes=config.worker_processes or "auto",
         ab_model=AB_MODEL,
         arm_header=ARM_HEADER,
@@ -145,7 +166,38 @@ def render_nginx_conf(config: RouterConfig) -> str:
         host=config.host,
         http_port=config.http_port,
         grpc_port=config.grpc_port,
+        grpc_methods=GRPC_METHODS,
     )
+
+
+def render_chart_routes() -> str:
+    """The chart's partial ``_ab_routes.tpl``: the A/B routes of ``templates/ab_routes.conf.j2``
+    as a Go-template ``define``, which the sidecar's nginx.conf includes in both arm listeners
+    (each sets ``$vigil_arm`` / ``$vigil_model`` to its arm first), and their exact paths as a
+    YAML list, the Ingress rules."""
+    module = _environment().get_template(ROUTES_TEMPLATE).module
+    routes = str(module.ab_routes(AB_MODEL, "triton", ARM_HEADER, MODEL_HEADER, [])).strip()  # type: ignore[attr-defined]
+    paths = "\n".join(f"- {path}" for path in exposed_paths(routes))
+    return (
+        "{{- /*\n"
+        f"Generated from serving/templates/{ROUTES_TEMPLATE} (vigil serving router\n"
+        "--write-chart-routes): the routes the local router serves too. Do not edit;\n"
+        "tests/ops/test_chart.py fails on drift.\n"
+        "*/}}\n"
+        f'{{{{- define "{CHART_ROUTES_DEFINE}" -}}}}\n{routes}\n{{{{- end }}}}\n\n'
+        f'{{{{- define "{CHART_PATHS_DEFINE}" -}}}}\n{paths}\n{{{{- end }}}}\n'
+    )
+
+
+def exposed_paths(conf: str) -> list[str]:
+    """The exact paths (``location = PATH``) an nginx config serves, in order."""
+    return re.findall(r"^\s*location = (/\S*) \{", conf, flags=re.MULTILINE)
+
+
+def write_chart_routes(path: Path = CHART_ROUTES_PATH) -> Path:
+    """Write ``render_chart_routes()`` to the chart (after a change to the routes template)."""
+    path.write_text(render_chart_routes())
+    return path
 
 
 def write_nginx_conf(config: RouterConfig, prefix: Path) -> Path:
@@ -222,6 +274,15 @@ def _master(prefix: Path) -> psutil.Process:
         raise RuntimeError(f"no nginx runs under {prefix} ({pid_path}: {error})") from error
 
 
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # nginx.conf, not HTML; every value is validated by RouterConfig
+    )
+
+
 def _matches(pattern: str, value: str) -> bool:
     return re.fullmatch(pattern, value) is not None
 
@@ -238,9 +299,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--champion-model", help="instead of --repository")
     parser.add_argument("--challenger-model", help="instead of --repository")
     parser.add_argument(
+        "--write-chart-routes",
+        action="store_true",
+        help=f"only write the A/B routes into the chart ({CHART_ROUTES_PATH.name}) and exit",
+    )
+    parser.add_argument(
         "--upstream",
         action="append",
-        required=True,
+        default=[],
         help="Triton HTTP host:port (repeat for a pool)",
     )
     parser.add_argument(
@@ -255,8 +321,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_HTTP_PORT)
     parser.add_argument("--grpc-port", type=int, help="gRPC listener (with --grpc-upstream)")
-    parser.add_argument("--prefix", type=Path, required=True, help="nginx's working folder")
+    parser.add_argument("--prefix", type=Path, help="nginx's working folder")
     args = parser.parse_args(argv)
+    if args.write_chart_routes:
+        print(write_chart_routes())
+        return 0
+    if not args.upstream or args.prefix is None:
+        parser.error("--upstream and --prefix are required")
     if args.repository:
         from serving.model_repository import read_summary
 

@@ -20,11 +20,14 @@ artifact with XGBoost or ONNX Runtime. Consequences:
   dtypes, empty or oversized batches and unknown models are refused by Triton's core, the
   same in both.)
 - Only a local repository directory is served (production reads ``s3://`` directly).
+- Triton's admin APIs are open unless an admin key is given (``--admin-key-env``), as
+  benchmarks read statistics here; the chart always restricts them, with the same
+  ``restricted_api_args`` (a test checks they agree).
 
 Run as a process, as tests and the demo do (stop it with SIGTERM to its PID)::
 
     python -m serving.triton --repository DIR --http-port 8000 --grpc-port 8001 \
-        --metrics-port 8002
+        --metrics-port 8002 [--admin-key-env VIGIL_TRITON_ADMIN_KEY]
 """
 
 import argparse
@@ -51,6 +54,21 @@ PYTHON_MODEL = Path(__file__).with_name("triton_python_model.py")
 READY_PATH = "/v2/health/ready"
 # Seconds Triton waits for in-flight requests when asked to stop.
 EXIT_TIMEOUT_SECONDS = 5
+# Triton's API categories that answer only requests carrying the admin key: everything but
+# health, metadata and inference (loading and unloading models, configs, statistics, trace,
+# logging, shared-memory registration).
+RESTRICTED_APIS = (
+    "model-repository",
+    "model-config",
+    "statistics",
+    "trace",
+    "logging",
+    "shared-memory",
+)
+# The HTTP header of the admin key; over gRPC Triton expects it as the metadata key
+# ``triton-grpc-protocol-<header>``.
+ADMIN_KEY_HEADER = "vigil-triton-admin"
+GRPC_ADMIN_KEY_HEADER = f"triton-grpc-protocol-{ADMIN_KEY_HEADER}"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -63,10 +81,24 @@ class TritonPorts:
     metrics: int = TRITON_METRICS_PORT
 
 
+def restricted_api_args(admin_key: str) -> list[str]:
+    """tritonserver options restricting ``RESTRICTED_APIS`` to requests whose
+    ``ADMIN_KEY_HEADER`` is ``admin_key``, over HTTP and gRPC (the chart passes the same,
+    with ``$(TRITON_ADMIN_KEY)`` expanded by Kubernetes from a Secret)."""
+    restriction = f"{','.join(RESTRICTED_APIS)}:{ADMIN_KEY_HEADER}={admin_key}"
+    return [f"--http-restricted-api={restriction}", f"--grpc-restricted-protocol={restriction}"]
+
+
 def triton_argv(
-    repository: Path, ports: TritonPorts, host: str = "127.0.0.1", threads: int = 1
+    repository: Path,
+    ports: TritonPorts,
+    host: str = "127.0.0.1",
+    threads: int = 1,
+    admin_key_env: str | None = None,
 ) -> list[str]:
-    """The command that runs the local Triton as a process (for ``vigil.processes``)."""
+    """The command that runs the local Triton as a process (for ``vigil.processes``); with
+    ``admin_key_env``, the admin APIs need the key held by that environment variable."""
+    admin = ["--admin-key-env", admin_key_env] if admin_key_env else []
     return [
         sys.executable,
         "-m",
@@ -83,6 +115,7 @@ def triton_argv(
         str(ports.metrics),
         "--threads",
         str(threads),
+        *admin,
     ]
 
 
@@ -124,9 +157,14 @@ def prepare_launch_repository(repository: Path, models_dir: Path, threads: int =
 
 
 def run_triton(
-    repository: Path, ports: TritonPorts, host: str = "127.0.0.1", threads: int = 1
+    repository: Path,
+    ports: TritonPorts,
+    host: str = "127.0.0.1",
+    threads: int = 1,
+    admin_key: str | None = None,
 ) -> int:
-    """Serve ``repository`` until SIGTERM or SIGINT; returns tritonserver's exit code."""
+    """Serve ``repository`` until SIGTERM or SIGINT; returns tritonserver's exit code. With
+    ``admin_key``, the admin APIs (``RESTRICTED_APIS``) answer only requests carrying it."""
     with tempfile.TemporaryDirectory(prefix="vigil-triton-") as tmp:
         launch = Path(tmp)
         prepare_launch_repository(repository, launch / "models", threads)
@@ -146,6 +184,7 @@ def run_triton(
             f"--metrics-port={ports.metrics}",
             "--disable-auto-complete-config",
             f"--exit-timeout-secs={EXIT_TIMEOUT_SECONDS}",
+            *(restricted_api_args(admin_key) if admin_key else []),
         ]
         server = subprocess.Popen(argv, env=triton_environment(), preexec_fn=_die_with_parent)
 
@@ -226,9 +265,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--grpc-port", type=int, default=TRITON_GRPC_PORT)
     parser.add_argument("--metrics-port", type=int, default=TRITON_METRICS_PORT)
     parser.add_argument("--threads", type=int, default=1, help="threads per model instance")
+    parser.add_argument(
+        "--admin-key-env",
+        help="environment variable holding the key Triton's admin APIs require (default: open)",
+    )
     args = parser.parse_args(argv)
+    admin_key = None
+    if args.admin_key_env:
+        admin_key = os.environ.get(args.admin_key_env)
+        if not admin_key:
+            parser.error(f"--admin-key-env: ${args.admin_key_env} is not set")
     ports = TritonPorts(args.http_port, args.grpc_port, args.metrics_port)
-    return run_triton(args.repository, ports, args.host, args.threads)
+    return run_triton(args.repository, ports, args.host, args.threads, admin_key)
 
 
 if __name__ == "__main__":

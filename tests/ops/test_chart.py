@@ -1,9 +1,11 @@
 """The helm/vigil chart: valid Kubernetes objects for every values file, lint-clean, secure
 defaults, the flows it promises, and one source of truth for what it shares with the code."""
 
+import base64
 import functools
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +18,18 @@ import yaml
 from kubernetes_validate import utils as kubernetes_schemas
 from referencing import Registry, Resource
 
+from contracts.auth import SECRET_KEY
 from contracts.serving import TRITON_GRPC_PORT, TRITON_HTTP_PORT, TRITON_METRICS_PORT
-from serving.ab_config import load_ab_config
-from serving.nginx import RouterConfig, render_nginx_conf
+from serving.ab_config import AB_MODEL, load_ab_config
+from serving.nginx import (
+    CHART_ROUTES_PATH,
+    LIVE_PATH,
+    RouterConfig,
+    exposed_paths,
+    render_chart_routes,
+    render_nginx_conf,
+)
+from serving.triton import READY_PATH, RESTRICTED_APIS, restricted_api_args
 from tests.ops.conftest import (
     CHART_PATH,
     REPO_PATH,
@@ -201,9 +212,216 @@ def test_each_arm_reaches_its_own_model(rendered: dict[str, list[Manifest]]) -> 
     ):
         service = find(manifests, "Service", f"vigil-ab-{arm}")
         assert service["spec"]["ports"][0]["targetPort"] == arm
-        block = config.split(f"listen {port};")[1].split("server {")[0]
-        assert f"/v2/models/{model}$1 break;" in block
-        assert f"X-Vigil-Arm {arm}" in block
+        block = _sidecar_server(config, port)
+        assert f"set $vigil_arm {arm};" in block
+        assert f"set $vigil_model {model};" in block
+        assert "rewrite ^ /v2/models/$vigil_model/infer break;" in block
+
+
+# --- exposure: only the A/B routes ----------------------------------------------------------
+
+# What the A/B endpoint serves, by exact path: the A/B model's inference and metadata (the
+# load test and clients read the feature count there), and health.
+AB_PATHS = [f"/v2/models/{AB_MODEL}/infer", f"/v2/models/{AB_MODEL}", READY_PATH, LIVE_PATH]
+
+
+def _sidecar_server(config: str, port: int) -> str:
+    """The server block of the sidecar's listener on ``port``."""
+    return config.split(f"listen {port};")[1].split("    server {")[0]
+
+
+def _locations(block: str) -> list[str]:
+    return re.findall(r"^\s*location (.+?) \{", block, flags=re.MULTILINE)
+
+
+def test_chart_routes_are_the_local_routers() -> None:
+    """The sidecar's routes are generated from the local router's template (one list)."""
+    assert CHART_ROUTES_PATH.read_text() == render_chart_routes(), (
+        "helm/vigil/templates/triton/_ab_routes.tpl is stale: vigil serving router "
+        "--write-chart-routes"
+    )
+
+
+@pytest.mark.parametrize("values_file", ["defaults", "ci/champion-only-values.yaml"])
+def test_sidecar_serves_only_the_ab_routes(
+    rendered: dict[str, list[Manifest]], values_file: str
+) -> None:
+    config = find(rendered[values_file], "ConfigMap", "vigil-ab-router")["data"]["nginx.conf"]
+    values = yaml.safe_load((CHART_PATH / "values.yaml").read_text())["triton"]["abRouter"]
+    for port in (values["championPort"], values["challengerPort"]):
+        block = _sidecar_server(config, port)
+        assert _locations(block) == [
+            "= /nginx-health",
+            *(f"= {path}" for path in AB_PATHS),
+            "/",  # the catch-all, which refuses
+        ]
+        catch_all = block.split("location / {")[1].split("}")[0]
+        assert catch_all.strip().startswith("return 404 ")
+        assert "proxy_pass" not in catch_all
+        infer = block.split(f"location = /v2/models/{AB_MODEL}/infer {{")[1]
+        assert infer.split("}")[0].split("{")[0].strip() == "limit_except POST"
+    assert "/v2/repository" not in config
+    assert "/v2/models/xgboost_anomaly" not in config  # no model by its own name
+
+
+@pytest.mark.parametrize("values_file", ["defaults", "values-prod.yaml"])
+def test_ingress_exposes_only_the_ab_routes(
+    rendered: dict[str, list[Manifest]], values_file: str
+) -> None:
+    local = render_nginx_conf(
+        RouterConfig(
+            ab=load_ab_config(),
+            champion_model="xgboost_anomaly",
+            challenger_model="catboost_anomaly",
+            http_upstreams=["127.0.0.1:8000"],
+        )
+    )
+    # The local router adds its own /ab/assignment (and /metrics when given a metrics pool).
+    assert [p for p in exposed_paths(local) if p != "/ab/assignment"] == AB_PATHS
+    ingresses = [m for m in rendered[values_file] if m["kind"] == "Ingress"]
+    assert len(ingresses) == 2
+    for ingress in ingresses:
+        (rule,) = ingress["spec"]["rules"]
+        paths = rule["http"]["paths"]
+        assert [(p["path"], p["pathType"]) for p in paths] == [(p, "Exact") for p in AB_PATHS]
+
+
+def test_triton_admin_apis_need_the_admin_key(rendered: dict[str, list[Manifest]]) -> None:
+    """Triton restricts its admin APIs with the same options the local Triton is tested with
+    (tests/serving/test_triton_restricted_api.py), the key coming from a Secret."""
+    manifests = rendered["defaults"]
+    container = pod_spec(find(manifests, "Deployment", "vigil-triton"))["containers"][0]  # type: ignore[index]
+    restricted = [a for a in container["args"] if "restricted" in a]
+    assert restricted == restricted_api_args("$(TRITON_ADMIN_KEY)")
+    assert set(RESTRICTED_APIS) >= {
+        "model-repository",
+        "logging",
+        "trace",
+        "shared-memory",
+        "statistics",
+    }
+    env = {e["name"]: e for e in container["env"]}
+    reference = env["TRITON_ADMIN_KEY"]["valueFrom"]["secretKeyRef"]
+    assert reference == {"name": "vigil-triton-admin", "key": "admin-key"}
+    secret = find(manifests, "Secret", "vigil-triton-admin")
+    assert len(base64.b64decode(secret["data"]["admin-key"])) == 40
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    existing = render({"triton": {"adminKey": {"existingSecret": "ops-triton-admin"}}})
+    container = pod_spec(find(existing, "Deployment", "vigil-triton"))["containers"][0]  # type: ignore[index]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["TRITON_ADMIN_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "ops-triton-admin"
+    assert not [m for m in existing if m["kind"] == "Secret" and "triton" in m["metadata"]["name"]]
+
+
+# --- the API key of the write endpoints -------------------------------------------------------
+
+# Every service that guards a write endpoint or calls one, and the env vars it reads the key
+# from (serving/scorer_settings.py, rag/settings.py, vigil/retrain_relay.py).
+API_KEY_READERS = {
+    "vigil-scorer": {"VIGIL_SCORER_API_KEY", "VIGIL_SCORER_EXPLAIN_API_KEY"},
+    "vigil-explainer": {"VIGIL_RAG_API_KEY"},
+    "vigil-retrain-relay": {"VIGIL_RELAY_API_KEY"},
+}
+
+
+def _secret_refs(manifests: list[Manifest], deployment: str) -> dict[str, dict[str, str]]:
+    container = pod_spec(find(manifests, "Deployment", deployment))["containers"][0]  # type: ignore[index]
+    return {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in container["env"]
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+
+
+def test_every_write_service_reads_the_one_api_key_by_default(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    manifests = rendered["defaults"]
+    secret = find(manifests, "Secret", "vigil-api-key")
+    assert list(secret["data"]) == [SECRET_KEY]
+    token = base64.b64decode(secret["data"][SECRET_KEY]).decode()
+    assert re.fullmatch(r"[A-Za-z0-9]{40}", token)
+    # An upgrade reads the token back (lookup) and an uninstall leaves it in place.
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    template = (CHART_PATH / "templates" / "_helpers.tpl").read_text()
+    assert 'lookup "v1" "Secret"' in template
+    for deployment, names in API_KEY_READERS.items():
+        refs = _secret_refs(manifests, deployment)
+        for name in names:
+            assert refs[name] == {"name": "vigil-api-key", "key": SECRET_KEY}, (deployment, name)
+
+
+def test_an_upgrade_keeps_the_generated_token(tmp_path: Path) -> None:
+    """On upgrade the chart reads the live Secret back (``lookup``) instead of drawing a new
+    token. Offline rendering has no cluster, so a copy of the chart answers the lookup from
+    the values instead; the rest of the template is the chart's own."""
+    chart = tmp_path / "vigil"
+    shutil.copytree(CHART_PATH, chart)
+    (chart / "values.schema.json").unlink()  # the fake live objects are not chart values
+    helpers = chart / "templates" / "_helpers.tpl"
+    call = 'lookup "v1" "Secret" .root.Release.Namespace .name'
+    assert call in helpers.read_text()
+    helpers.write_text(helpers.read_text().replace(call, "index .root.Values.live .name"))
+    live = base64.b64encode(b"k" * 40).decode()
+    loaded = helm_python.Chart.load(str(chart))
+    try:
+        rendered = loaded.render(
+            {"live": {"vigil-api-key": {"data": {SECRET_KEY: live}}}},
+            name="vigil",
+            namespace="vigil",
+        )
+    finally:
+        loaded.close()
+    secrets = {
+        doc["metadata"]["name"]: doc
+        for doc in yaml.safe_load_all(rendered["vigil/templates/secrets.yaml"])
+        if doc
+    }
+    assert secrets["vigil-api-key"]["data"] == {SECRET_KEY: live}
+    # No live Secret: a new token.
+    assert len(base64.b64decode(secrets["vigil-triton-admin"]["data"]["admin-key"])) == 40
+
+
+def test_an_existing_secret_replaces_the_generated_one() -> None:
+    manifests = render({"apiKey": {"existingSecret": "ops-vigil-api-key"}})
+    assert not [m for m in manifests if m["metadata"]["name"] == "vigil-api-key"]
+    for deployment, names in API_KEY_READERS.items():
+        refs = _secret_refs(manifests, deployment)
+        for name in names:
+            assert refs[name] == {"name": "ops-vigil-api-key", "key": SECRET_KEY}
+
+
+def test_the_per_service_key_values_are_gone() -> None:
+    """One source: the old per-service Secret values are refused, not silently ignored."""
+    with pytest.raises(helm_python.HelmValuesError, match="explainApiKeySecret"):
+        render({"scorer": {"explainApiKeySecret": ""}})
+    with pytest.raises(helm_python.HelmValuesError, match="apiKeySecret"):
+        render({"explainer": {"apiKeySecret": ""}})
+
+
+def test_no_token_value_in_the_values() -> None:
+    """values.yaml names Secrets, never holds a key or token: every value under a key that
+    mentions a key, token, secret or password is empty or a lowercase Kubernetes name (the
+    chart's tokens are 40 mixed-case characters)."""
+    values = yaml.safe_load((CHART_PATH / "values.yaml").read_text())
+    assert values["apiKey"] == {"existingSecret": ""}
+
+    def leaves(node: Any, path: str) -> list[tuple[str, Any]]:
+        if isinstance(node, dict):
+            return [leaf for k, v in node.items() for leaf in leaves(v, f"{path}.{k}")]
+        if isinstance(node, list):
+            return [leaf for i, v in enumerate(node) for leaf in leaves(v, f"{path}[{i}]")]
+        return [(path, node)]
+
+    sensitive = [
+        (path, value)
+        for path, value in leaves(values, "")
+        if re.search(r"key|token|secret|password", path, re.IGNORECASE)
+    ]
+    assert len(sensitive) >= 5  # the scan does look at something
+    for path, value in sensitive:
+        name = re.fullmatch(r"[a-z0-9]([a-z0-9./-]{0,61}[a-z0-9])?", str(value))
+        assert value in ("", None) or name, (path, value)
 
 
 def test_triton_ports_are_the_serving_contract(rendered: dict[str, list[Manifest]]) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from numpy.typing import NDArray
+from tritonclient.utils import InferenceServerException
 
 from contracts.serving import CHALLENGER, CHAMPION, INPUT_TENSOR, OUTPUT_TENSOR
 from serving.ab_config import (
@@ -156,6 +157,68 @@ def test_health_metadata_and_metrics_pass_through(ab_router: ServerProcess) -> N
     assert metadata["inputs"][0]["name"] == INPUT_TENSOR
     metrics = _request(ab_router.url, "/metrics").body.decode()
     assert "nv_inference_request_success" in metrics
+
+
+# Triton routes the A/B endpoint must not expose (Triton's admin APIs, other views of the
+# model): answered 404 by the router itself, never passed to Triton.
+REFUSED_ROUTES = [
+    ("POST", "/v2/repository/index"),
+    ("POST", "/v2/repository/models/xgboost_anomaly/unload"),
+    ("POST", "/v2/repository/models/xgboost_anomaly/load"),
+    ("GET", "/v2/logging"),
+    ("POST", "/v2/logging"),
+    ("GET", "/v2/trace/setting"),
+    ("GET", "/v2/systemsharedmemory/status"),
+    ("GET", "/v2/cudasharedmemory/status"),
+    ("GET", "/v2/models/anomaly/stats"),
+    ("GET", "/v2/models/anomaly/config"),
+    ("GET", "/v2/models/stats"),
+    ("GET", "/v2"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), REFUSED_ROUTES)
+def test_triton_admin_and_other_routes_are_refused(
+    ab_router: ServerProcess, method: str, path: str
+) -> None:
+    reply = httpx.request(method, ab_router.url + path, timeout=10)
+    assert reply.status_code == 404, (path, reply.text)
+    assert "not served here" in reply.json()["error"]  # nginx's answer, not Triton's
+
+
+def test_models_by_their_own_name_bypass_no_split(
+    ab_router: ServerProcess, router_config: RouterConfig, body: bytes
+) -> None:
+    """Only the A/B model is served: a client cannot pick the champion (or the challenger)
+    by name, nor read its metadata; the A/B route itself still answers."""
+    for model in (router_config.champion_model, router_config.challenger_model):
+        direct = _request(
+            ab_router.url, f"/v2/models/{model}/infer", body, {"Content-Type": "application/json"}
+        )
+        assert direct.status == 404, direct.body
+        assert _request(ab_router.url, f"/v2/models/{model}").status == 404
+        versioned = _request(ab_router.url, f"/v2/models/{model}/versions/1/infer", body)
+        assert versioned.status == 404
+    assert _infer(ab_router.url, body).status == 200
+    # The A/B route takes POST only (403 from the router's limit_except).
+    assert _request(ab_router.url, AB_INFER).status == 403
+
+
+def test_grpc_admin_rpcs_are_refused(ab_router: ServerProcess, router_config: RouterConfig) -> None:
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{router_config.grpc_port}")
+    assert client.is_server_ready()
+    for call in (
+        client.get_model_repository_index,
+        lambda: client.unload_model(router_config.champion_model),
+        client.get_log_settings,
+        client.get_trace_settings,
+        client.get_system_shared_memory_status,
+        lambda: client.get_inference_statistics(router_config.champion_model),
+        lambda: client.get_model_config(router_config.champion_model),
+    ):
+        with pytest.raises(InferenceServerException, match="PERMISSION_DENIED"):
+            call()
+    assert client.is_model_ready(router_config.champion_model)  # nothing was unloaded
 
 
 def test_grpc_through_the_router_scores_on_the_assigned_model(

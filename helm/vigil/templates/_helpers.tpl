@@ -168,3 +168,50 @@ affinity:
     - port: 443
       protocol: TCP
 {{- end }}
+
+{{/*
+The API key of the write endpoints (contracts/auth.py): the Secret named by
+apiKey.existingSecret, else the one the chart generates (templates/secrets.yaml).
+*/}}
+{{- define "vigil.apiKeySecretName" -}}
+{{- .Values.apiKey.existingSecret | default (include "vigil.componentName" (dict "root" . "component" "api-key")) }}
+{{- end }}
+
+{{/* An env var holding the API key: (dict "root" $ "name" "VIGIL_RAG_API_KEY"). */}}
+{{- define "vigil.apiKeyEnv" -}}
+- name: {{ .name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "vigil.apiKeySecretName" .root }}
+      # contracts.auth.SECRET_KEY
+      key: api-key
+{{- end }}
+
+{{/* The key of Triton's restricted (admin) APIs: triton.adminKey.existingSecret or the chart's. */}}
+{{- define "vigil.tritonAdminSecretName" -}}
+{{- .Values.triton.adminKey.existingSecret | default (include "vigil.componentName" (dict "root" . "component" "triton-admin")) }}
+{{- end }}
+
+{{/*
+A Secret holding one random 40-character token under .key, generated on install:
+(dict "root" $ "name" NAME "key" KEY "component" COMPONENT). An upgrade reads the token back
+(lookup), so clients keep their key; helm.sh/resource-policy keep leaves the Secret in place on
+uninstall, so a reinstall keeps it too. `helm template` has no cluster to look up: each render
+draws a new token (GitOps renderers should name an existing Secret instead).
+*/}}
+{{- define "vigil.generatedTokenSecret" -}}
+{{- $existing := lookup "v1" "Secret" .root.Release.Namespace .name | default dict }}
+{{- $token := dig "data" .key "" $existing }}
+apiVersion: v1
+kind: Secret
+metadata:
+  name: {{ .name }}
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- include "vigil.componentLabels" (dict "root" .root "component" .component) | nindent 4 }}
+  annotations:
+    helm.sh/resource-policy: keep
+type: Opaque
+data:
+  {{ .key }}: {{ $token | default (randAlphaNum 40 | b64enc) | quote }}
+{{- end }}
