@@ -46,6 +46,7 @@ lint: setup ## ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy bench  # the benchmarks are scripts, checked all the same
 
 format: setup ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff check --fix .
@@ -60,8 +61,9 @@ bench: setup ## run the benchmarks (they print ratios against a baseline)
 	$(PY) bench/loadtest.py
 	$(PY) bench/rag.py
 
-helm-sync: setup ## copy monitoring rules and dashboards into the Helm chart (tests fail on drift)
+helm-sync: setup ## copy monitoring rules, dashboards and the A/B routes into the Helm chart (tests fail on drift)
 	$(PY) helm/sync_monitoring.py
+	$(VENV)/bin/vigil serving router --write-chart-routes
 
 # checkov pins an old boto3, so it gets a venv of its own.
 CHECKOV_VENV := .venv-checkov

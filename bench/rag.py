@@ -51,13 +51,12 @@ from contracts.layout import raw_partition_path  # noqa: E402
 from rag.chunking import Chunk  # noqa: E402
 from rag.documents import list_runbooks, parse_runbook, runbook_chunks  # noqa: E402
 from rag.embeddings import Embedder, load_embedder  # noqa: E402
-from rag.evaluation import load_eval_set  # noqa: E402
+from rag.evaluation import EVAL_SET_PATH, load_eval_set  # noqa: E402
 from rag.knowledge_base import KnowledgeBase, open_knowledge_base  # noqa: E402
 from rag.llm_server import HEALTH_PATH, llama_server_command  # noqa: E402
 from rag.log_history import incident_windows, log_chunks  # noqa: E402
 from rag.settings import RUNBOOKS_PATH, RagSettings  # noqa: E402
 from training.simulator import SimulationConfig, simulate_fleet, simulated_incidents  # noqa: E402
-from vigil.explanation_evaluation import EVAL_SET_PATH  # noqa: E402
 from vigil.processes import free_port, start_server, venv_tool, wait_for_ok  # noqa: E402
 
 CHUNKS = 10_000

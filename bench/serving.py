@@ -70,7 +70,8 @@ from numpy.typing import NDArray  # noqa: E402
 
 from contracts.serving import INPUT_TENSOR, XGBOOST_MODEL  # noqa: E402
 from contracts.store import ObjectStore  # noqa: E402
-from serving.inference import InferenceClient  # noqa: E402
+from serving.ab_config import AB_MODEL  # noqa: E402
+from serving.inference import InferenceClient, assigned_model  # noqa: E402
 from tests.training.conftest import small_config, write_fleet_store  # noqa: E402
 from training.config import load_training_config  # noqa: E402
 from training.feature_job import build_features  # noqa: E402
@@ -263,11 +264,23 @@ def json_tensor_predict(url: str) -> Predict:
     return post_predict(client, f"/v2/models/{XGBOOST_MODEL}/infer", JSON_TYPE, encode)
 
 
-def triton_predict(client: InferenceClient) -> Predict:
+def triton_predict(
+    client: InferenceClient, model: str = XGBOOST_MODEL, key: str = "bench"
+) -> Predict:
     def predict(rows: NDArray[np.float32]) -> object:
-        return client.infer(XGBOOST_MODEL, rows, "bench").probabilities
+        return client.infer(model, rows, key).probabilities
 
     return predict
+
+
+def champion_key(router_url: str) -> str:
+    """An A/B key the router sends to the XGBoost champion: over HTTP the router serves only
+    the A/B model, so the benchmark pins its requests to the arm it compares."""
+    with httpx.Client(base_url=f"http://{router_url}", timeout=10) as router:
+        for n in range(200):
+            if assigned_model(router, f"bench-{n}") == XGBOOST_MODEL:
+                return f"bench-{n}"
+    raise SystemExit(f"no key of 200 is assigned to {XGBOOST_MODEL}")
 
 
 def triton_stats(http_url: str) -> Stats:
@@ -412,8 +425,10 @@ def main() -> None:
             direct_http = InferenceClient(triton_http, "http", 60)
             clients = [grpc, http, direct_grpc, direct_http]
             expected = booster.inplace_predict(batch)
-            for name, client in (("gRPC", grpc), ("HTTP", http)):
-                answer = client.infer(XGBOOST_MODEL, batch, "bench").probabilities
+            key = champion_key(router)
+            routed = {"gRPC": triton_predict(grpc), "HTTP": triton_predict(http, AB_MODEL, key)}
+            for name, predict in routed.items():
+                answer = np.asarray(predict(batch))
                 if not np.allclose(answer, expected, atol=1e-5):
                     raise SystemExit(f"Triton over {name} answers differently from in-process")
             shape = f"{rows.shape[1]} features, {booster.num_boosted_rounds()} trees"
@@ -427,7 +442,7 @@ def main() -> None:
                 print(f"{PEER} at batch {size:,}, median per request format: {described}")
             best = {size: next(iter(timings)) for size, timings in formats.items()}
             peer, peer_two_workers = (mlflow_serve_predict(p.url, names, best) for p in peers)
-            ours, ours_http = triton_predict(grpc), triton_predict(http)
+            ours, ours_http = routed["gRPC"], routed["HTTP"]
 
             sequential = {IN_PROCESS: booster.inplace_predict, PEER: peer, OURS: ours}
             for name, predict in (sequential | {OURS_HTTP: ours_http}).items():

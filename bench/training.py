@@ -80,7 +80,7 @@ def synthetic_data(rows: int, features: int) -> TrainingData:
     ).with_columns(pl.col("timestamp").dt.replace_time_zone("UTC"))
     frame = ids.with_columns(row_id_expr().alias("row_id"), pl.Series(TRUE_LABEL, labels))
     names = [f"feature_{j:03d}" for j in range(features)]
-    return TrainingData(frame, matrix, names, "synthetic")
+    return TrainingData(frame, matrix, names, "synthetic", metrics=[])  # no metric owns them
 
 
 def run_pipeline(data: TrainingData, engine: str, out: Path) -> dict[str, object]:
@@ -91,9 +91,9 @@ def run_pipeline(data: TrainingData, engine: str, out: Path) -> dict[str, object
     reviews = pl.DataFrame(REVIEWS_SCHEMA.empty_table())
     if engine == "dask":
         with dask_client(config.dask) as client:
-            summary = train_and_write(data, config, reviews, out / "run", client)
+            summary, _ = train_and_write(data, config, reviews, out / "run", client)
     else:
-        summary = train_and_write(data, config, reviews, out / "run")
+        summary, _ = train_and_write(data, config, reviews, out / "run")
     return {
         "stages": summary.stage_seconds,
         "f1": {kind: e.metrics.f1 for kind, e in summary.evaluations.items()},
