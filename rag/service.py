@@ -5,13 +5,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from rag.api import router
+from rag.api import ReadinessProbes, router
 from rag.embeddings import load_embedder
 from rag.explainer import Explainer
 from rag.knowledge_base import open_knowledge_base
@@ -41,7 +42,12 @@ def create_app(settings: RagSettings | None = None, explainer: Explainer | None 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = explainer is None
         app.state.explainer = explainer or build_explainer(settings)
+        # /explain's own threads: a burst of slow explanations waits here, not in the pool
+        # every other route shares (rag.api).
+        app.state.explain_limiter = anyio.CapacityLimiter(settings.explain_concurrency)
+        app.state.probes = ReadinessProbes.of(app.state.explainer)
         yield
+        app.state.probes.close()
         if owned:
             app.state.explainer.kb.client.close()
 

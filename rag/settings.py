@@ -51,7 +51,18 @@ class RagSettings(BaseSettings):
     )
     runbooks_path: Path = Field(default=RUNBOOKS_PATH)
     api_key: SecretStr | None = Field(
-        default=None, description="When set, /explain requires it in the X-API-Key header."
+        default=None,
+        description="When set, /explain requires it (X-API-Key or Authorization: Bearer).",
+    )
+    explain_concurrency: int = Field(
+        default=8,
+        ge=1,
+        description="Explanations worked on at once (threads); more wait, probes never do.",
+    )
+    readiness_timeout_s: float = Field(
+        default=0.8,
+        gt=0,
+        description="/readyz waits this long for each check (under Kubernetes' 1 s default).",
     )
     max_request_bytes: int = Field(default=256 * 1024, ge=1024)
 
