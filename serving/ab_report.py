@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from scipy.stats import chi2_contingency
 
 from contracts.serving import CHALLENGER, CHAMPION
-from contracts.store import ObjectStore
+from contracts.store import ObjectStore, write_file_atomically
 from serving.prediction_log import read_feedback, read_predictions
 from serving.served_models import ServedModels
 
@@ -210,11 +210,15 @@ def promote_challenger(tracking_uri: str) -> dict[str, str]:
 
 
 def write_ab_report(report: ABReport, directory: Path) -> tuple[Path, Path]:
-    """Write ``ab_report.json`` and a self-contained ``ab_report.html``; returns both paths."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write ``ab_report.json`` and a self-contained ``ab_report.html``; returns both paths.
+
+    Each file is replaced atomically (``contracts.store.write_file_atomically``): a crash or
+    a failed write leaves the previous report whole, never a torn one that ``--apply`` or a
+    reader would act on.
+    """
     json_path, html_path = directory / REPORT_JSON, directory / REPORT_HTML
-    json_path.write_text(report.model_dump_json(indent=2))
-    html_path.write_text(_html(report))
+    write_file_atomically(json_path, report.model_dump_json(indent=2).encode())
+    write_file_atomically(html_path, _html(report).encode())
     return json_path, html_path
 
 

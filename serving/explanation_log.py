@@ -3,8 +3,11 @@
 ``scorer/explanations/YYYY-MM-DD/HHMMSS_<instance>.json``: one file per answered
 ``POST /explain`` (an instance is explained at most once per window, so a replay of the same
 range overwrites rather than duplicates), holding the request the scorer sent and the
-service's answer as it came. The answer is kept unvalidated: a reader checks it
-against ``contracts.explanation.ExplainResponse`` and decides what to do with one that fails.
+service's answer as it came. ``<instance>`` is the instance id through
+``contracts.store.encode_key_segment``: the id comes from outside (a CloudWatch log-stream
+name), so ``../../models/champion`` becomes one harmless segment instead of a path. The
+answer is kept unvalidated: a reader checks it against
+``contracts.explanation.ExplainResponse`` and decides what to do with one that fails.
 """
 
 import json
@@ -14,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from contracts.explanation import ExplainRequest
-from contracts.store import ObjectStore
+from contracts.store import ObjectStore, encode_key_segment
 
 EXPLANATIONS_PREFIX = "scorer/explanations"
 
@@ -29,7 +32,8 @@ class LoggedExplanation(BaseModel):
 def write_explanation(store: ObjectStore, request: ExplainRequest, response: dict[str, Any]) -> str:
     """Keep one answered request; returns the key written."""
     start = request.window_start
-    key = f"{EXPLANATIONS_PREFIX}/{start:%Y-%m-%d}/{start:%H%M%S}_{request.instance_id}.json"
+    instance = encode_key_segment(request.instance_id)
+    key = f"{EXPLANATIONS_PREFIX}/{start:%Y-%m-%d}/{start:%H%M%S}_{instance}.json"
     record = LoggedExplanation(request=request, response=response)
     store.write_bytes(key, record.model_dump_json().encode())
     return key

@@ -8,6 +8,14 @@ then do the streams that completed the hour advance their high-water marks. A cr
 therefore followed by a rerun that refetches what was not checkpointed and drops what the
 partition already has: no gap, no duplicate, never a half-written file.
 
+One exporter writes at a time: a run holds the store's export lease (``contracts.store.Lease``
+on ``EXPORT_LEASE_PATH``) from before it reads the checkpoint until after it writes it, and
+renews it before each partition and checkpoint write. A second exporter (the CronJob and a
+manual ``vigil export``) waits for it, then reads what the first wrote and adds only what is
+missing; one that waits longer than ``lease_wait`` stops with a clear message and writes
+nothing. A crashed exporter's lease is taken over once its ``lease_ttl`` has passed, or at
+once when it died on the same machine (a killed ``vigil export`` rerun by hand).
+
 Memory holds one page plus the keys of one hour, and only the keys of rows at or after the
 earliest window start of that hour (the rows a refetch can repeat), so the usual five-minute run
 keeps almost nothing.
@@ -32,9 +40,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from botocore.utils import parse_timestamp
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from contracts.layout import raw_partition_path
+from contracts.layout import EXPORT_LEASE_PATH, raw_partition_path
 from contracts.settings import Settings
-from contracts.store import ObjectStore
+from contracts.store import Lease, LeaseBusyError, ObjectStore
 from contracts.telemetry import LOG_LEVELS, RAW_SCHEMA
 from training.cloudwatch_layout import CloudWatchLayout
 from training.export_checkpoint import (
@@ -81,6 +89,17 @@ class ExportConfig(BaseModel):
         default=8, ge=1, description="Attempts per API call, the first included (throttling, 5xx)."
     )
     retry_mode: Literal["standard", "adaptive"] = "standard"
+    lease_ttl: timedelta = Field(
+        default=timedelta(minutes=10),
+        gt=timedelta(0),
+        description="How long the export lease outlives its last renewal: a crashed "
+        "exporter blocks the others this long.",
+    )
+    lease_wait: timedelta = Field(
+        default=timedelta(minutes=5),
+        ge=timedelta(0),
+        description="How long a run waits for another exporter to finish before giving up.",
+    )
 
 
 class ExportSummary(BaseModel):
@@ -216,6 +235,10 @@ def export(
     Raises:
         ExportError: some stream windows kept failing; they are recorded in the checkpoint
             file, their streams' marks stay before them and the other streams went on.
+        LeaseBusyError: another exporter kept the store's export lease for ``lease_wait``;
+            nothing was written.
+        LeaseLostError: this run stalled past ``lease_ttl`` and another exporter took over;
+            it stopped before its next write (what it wrote before is consistent).
         ValueError: bad start or end, a period that does not divide an hour, or a partition
             or checkpoint that is not the exporter's.
     """
@@ -230,19 +253,45 @@ def export(
         start = _whole_second(_require_aware(start, "start"))
         if start >= end:
             raise ValueError(f"start {start.isoformat()} is not before end {end.isoformat()}")
+    lease = Lease(store, EXPORT_LEASE_PATH, config.lease_ttl)
+    try:
+        lease.acquire(config.lease_wait)
+    except LeaseBusyError as error:
+        raise LeaseBusyError(
+            f"another exporter is running ({error}); this run exported nothing and left the "
+            "checkpoint as it was: a later run exports the same window"
+        ) from error
+    with lease:
+        clients = (logs_client, cloudwatch_client)
+        return _export_leased(store, clients, layout, lease, start, end, config, progress)
+
+
+def _export_leased(
+    store: ObjectStore,
+    clients: tuple[BaseClient, BaseClient],
+    layout: CloudWatchLayout,
+    lease: Lease,
+    start: datetime | None,
+    end: datetime,
+    config: ExportConfig,
+    progress: Callable[[int, int], None] | None,
+) -> ExportSummary:
+    """The export itself, once the lease is held: everything read here was written by
+    exporters that held it before."""
     checkpoint = read_checkpoint(store)
     streams = _streams(layout)
     origins = {stream: _origin(stream, start, checkpoint, end, config) for stream in streams}
     if start is not None and _mark_unmarked(checkpoint, streams, start):
         # Kept before any hour: a first run from an explicit start killed before it completed
         # an hour resumes from that start, not from the initial lookback.
+        lease.renew()
         write_checkpoint(store, checkpoint)
     metric_end = _floor(end, timedelta(seconds=layout.period_seconds))
     stream_ends = {s: end if s.kind == "log" else metric_end for s in streams}
     hours = _hours(min(origins.values()), end)
 
     summary = ExportSummary(end=end)
-    fetcher = _Fetcher(logs_client, cloudwatch_client, layout, config, summary)
+    fetcher = _Fetcher(*clients, layout, config, summary)
     blocked: set[str] = set()
     for hours_done, hour in enumerate(hours, start=1):
         windows = {
@@ -252,12 +301,13 @@ def export(
         }
         windows = {stream: (a, b) for stream, (a, b) in windows.items() if a < b}
         if windows:
-            completed, failures = _export_hour(store, hour, windows, fetcher, summary)
+            completed, failures = _export_hour(store, hour, windows, fetcher, summary, lease)
             for stream in completed:
                 _advance(checkpoint, stream.key, *windows[stream])
             blocked.update(failure.stream for failure in failures)
             summary.failures.extend(failures)
             checkpoint.failures = list(summary.failures)
+            lease.renew()
             write_checkpoint(store, checkpoint)
         if progress is not None:
             progress(hours_done, len(hours))
@@ -512,9 +562,11 @@ def _export_hour(
     windows: dict[_Stream, tuple[datetime, datetime]],
     fetcher: _Fetcher,
     summary: ExportSummary,
+    lease: Lease,
 ) -> tuple[list[_Stream], list[StreamFailure]]:
     """Fetch every window of one hour into its partition; the streams that completed it and
-    the failures of the others."""
+    the failures of the others. The partition is replaced only while this run still holds
+    the lease (renewed right before), so an exporter that took over is never overwritten."""
     key = raw_partition_path(hour)
     keys = _read_hour_keys(store, key, since=min(start for start, _ in windows.values()))
     completed: list[_Stream] = []
@@ -524,6 +576,7 @@ def _export_hour(
             try:
                 for table in fetcher.tables(stream, start, end, keys):
                     partition.write(table)
+                    lease.renew_if_due()  # a LeaseLostError is no stream failure: it stops
             except (ClientError, BotoCoreError, _MetricQueryError) as error:
                 fetcher.count_failed_call(error)
                 failures.append(
@@ -533,6 +586,8 @@ def _export_hour(
                 )
             else:
                 completed.append(stream)
+        if partition.opened:
+            lease.renew()  # raising here discards the new file: the old one stays
     if partition.opened:
         summary.partitions_written.append(key)
     return completed, failures

@@ -4,6 +4,10 @@ A stream is one log group (``logs:<group>``) or one metric namespace (``metrics:
 Its high-water mark means "every event before this instant is in the raw partitions"; it only
 ever moves forward, and only once the partition holding the window is in place. The failures
 of the latest run are kept beside the marks so that an operator (or an alert) can see them.
+
+Only the exporter holding the store's export lease (``contracts.layout.EXPORT_LEASE_PATH``,
+taken by ``training.cloudwatch.export``) reads and writes it, so two exporters never replace
+each other's marks.
 """
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError

@@ -46,6 +46,7 @@ from contracts.serving import (
     THRESHOLD_TAG,
     XGBOOST_MODEL,
 )
+from contracts.store import write_file_atomically
 from training.evaluation import ModelEvaluation, classification_metrics
 from training.models import CATBOOST, XGBOOST, Model, predict_proba
 
@@ -140,6 +141,17 @@ class RunDirectory:
 
     def model_path(self, kind: str) -> Path:
         return self.path / "models" / ("xgboost.json" if kind == XGBOOST else "catboost.cbm")
+
+    def save_registration(self, result: RegistrationResult) -> None:
+        """Keep what registration did, atomically: a half-written file would be returned by
+        every later ``register_run`` (or break it) instead of registering again."""
+        write_file_atomically(self.registration, result.model_dump_json(indent=2).encode())
+
+    def save_attempt(self, tracking_uri: str, run_id: str) -> None:
+        """Record the MLflow run a registration logs into, atomically: a torn record would
+        make every retry fail to read it, and the previous one must survive a failed write."""
+        attempt = {"tracking_uri": tracking_uri, "run_id": run_id}
+        write_file_atomically(self.registration_attempt, json.dumps(attempt).encode())
 
 
 def save_model(run_dir: RunDirectory, kind: str, model: Model) -> Path:
@@ -284,7 +296,7 @@ def register_run(
                 raise RegistrationError(
                     f"registration in MLflow failed ({error}); {retry}"
                 ) from error
-    run_dir.registration.write_text(result.model_dump_json(indent=2))
+    run_dir.save_registration(result)
     run_dir.registration_attempt.unlink(missing_ok=True)
     return result
 
@@ -346,8 +358,7 @@ def _register(
     )
     versions: dict[str, str] = {}
     with mlflow.start_run(run_id=_unfinished_run(run_dir, client, tracking_uri)) as active:
-        attempt = {"tracking_uri": tracking_uri, "run_id": active.info.run_id}
-        run_dir.registration_attempt.write_text(json.dumps(attempt))
+        run_dir.save_attempt(tracking_uri, active.info.run_id)
         # Models first: MLflow 3 copies every metric already logged onto each logged model,
         # one request per metric, which doubled the registration time.
         for kind, evaluation in run.evaluations.items():

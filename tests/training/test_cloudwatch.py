@@ -11,6 +11,7 @@ moto behaviour these tests rely on or work around (moto 5.2, checked by hand):
 - list_metrics pages at 500 metrics.
 """
 
+import contextlib
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -29,9 +30,9 @@ import pytest
 from botocore.client import BaseClient
 from botocore.stub import ANY, Stubber
 
-from contracts.layout import CHECKPOINT_PATH, raw_partition_path
+from contracts.layout import CHECKPOINT_PATH, EXPORT_LEASE_PATH, raw_partition_path
 from contracts.settings import Settings
-from contracts.store import TMP_MARKER, ObjectStore
+from contracts.store import TMP_MARKER, Lease, LeaseBusyError, LeaseLostError, ObjectStore
 from contracts.telemetry import RAW_SCHEMA
 from training.cloudwatch import (
     ExportConfig,
@@ -621,3 +622,149 @@ def test_export_to_s3_through_the_same_code_path(clients, published, aws_emulato
     ]
     assert _content(_rows(store)) == published
     assert set(read_checkpoint(store).high_water_marks.values()) == {END}
+
+
+# --- two exporters on one store ----------------------------------------------------------------
+
+
+def _either_store(kind: str, tmp_path: Path, emulator: ServerProcess) -> ObjectStore:
+    if kind == "local":
+        return _store(tmp_path, "store")
+    boto3.client("s3", endpoint_url=emulator.url, region_name="us-east-1").create_bucket(
+        Bucket="vigil"
+    )
+    return ObjectStore.from_uri("s3://vigil/exports", endpoint_url=emulator.url)
+
+
+def _run_in_thread(work: Callable[[], object]) -> tuple[threading.Thread, list[BaseException]]:
+    """Start ``work`` in a thread; the list receives what it raised."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as error:
+            raised.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, raised
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_two_concurrent_exporters_over_the_same_hours_lose_nothing(
+    tmp_path, aws_emulator, published, kind
+):
+    # Intent: the CronJob and a manual `vigil export` running at once both rebuild the same
+    # hourly files and the same checkpoint. Each exporter here takes half of the streams, so a
+    # file one of them replaced without the other's rows would show as missing rows. Both are
+    # held after their first API call until the other has made one too (when they run side by
+    # side, as before the lease): each has read the hour before either writes it.
+    store = _either_store(kind, tmp_path, aws_emulator)
+    halves = [
+        LAYOUT.model_copy(update={"metric_namespaces": {}}),
+        LAYOUT.model_copy(update={"log_groups": {}}),
+    ]
+    both_called = threading.Barrier(2)
+
+    def exporter(layout: CloudWatchLayout) -> Callable[[], object]:
+        clients = make_cloudwatch_clients(Settings(aws_endpoint_url=aws_emulator.url), SMALL_PAGES)
+        first = {"call": True}
+
+        def hold(**_: object) -> None:
+            if first.pop("call", False):
+                with contextlib.suppress(threading.BrokenBarrierError):
+                    both_called.wait(timeout=3)  # alone (the other waits for the lease): go on
+
+        for client in clients:
+            client.meta.events.register("after-call", hold)
+        return lambda: export(store, *clients, layout, start=START, end=END, config=SMALL_PAGES)
+
+    runs = [_run_in_thread(exporter(layout)) for layout in halves]
+    for thread, _ in runs:
+        thread.join(timeout=120)
+    assert [raised for _, raised in runs] == [[], []]
+
+    rows = _rows(store)
+    assert _content(rows) == published  # every row of both
+    assert len(rows) == len(published)  # none twice
+    checkpoint = read_checkpoint(store)
+    assert len(checkpoint.high_water_marks) == len(LAYOUT.log_groups) + len(
+        LAYOUT.metric_namespaces
+    )
+    assert set(checkpoint.high_water_marks.values()) == {END}
+    assert not store.exists(EXPORT_LEASE_PATH)  # given back
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_stalled_exporter_loses_its_lease_and_writes_nothing_more(
+    tmp_path, aws_emulator, published, kind
+):
+    # Intent: an exporter that stalls past its lease ttl (a long GC pause, a frozen pod) is
+    # taken over; when it wakes up it must not replace the hour files behind the new holder.
+    store = _either_store(kind, tmp_path, aws_emulator)
+    stalled_config = SMALL_PAGES.model_copy(update={"lease_ttl": timedelta(seconds=1)})
+    stalled_clients = make_cloudwatch_clients(
+        Settings(aws_endpoint_url=aws_emulator.url), SMALL_PAGES
+    )
+    running, taken_over = threading.Event(), threading.Event()
+
+    def stall(**_: object) -> None:
+        if not running.is_set():
+            running.set()
+            taken_over.wait(timeout=60)
+
+    for client in stalled_clients:
+        client.meta.events.register("after-call", stall)
+    thread, raised = _run_in_thread(
+        lambda: export(store, *stalled_clients, LAYOUT, start=START, end=END, config=stalled_config)
+    )
+    assert running.wait(timeout=30)
+    waiting = SMALL_PAGES.model_copy(update={"lease_wait": timedelta(seconds=30)})
+    summary = export(
+        store,
+        *make_cloudwatch_clients(Settings(aws_endpoint_url=aws_emulator.url), SMALL_PAGES),
+        LAYOUT,
+        start=START,
+        end=END,
+        config=waiting,
+    )
+    taken_over.set()
+    thread.join(timeout=60)
+
+    assert len(raised) == 1
+    assert isinstance(raised[0], LeaseLostError)
+    assert "taken over" in str(raised[0])
+    assert summary.log_rows + summary.metric_rows == len(published)
+    rows = _rows(store)
+    assert _content(rows) == published
+    assert len(rows) == len(published)
+
+
+def test_exporter_that_cannot_get_the_lease_stops_with_a_clear_message(tmp_path):
+    store = _store(tmp_path, "s")
+    other = Lease(store, EXPORT_LEASE_PATH, timedelta(minutes=10), holder="cronjob-pod pid 7")
+    other.acquire()
+    config = SMALL_PAGES.model_copy(update={"lease_wait": timedelta(0)})
+    with pytest.raises(LeaseBusyError) as raised:
+        export(store, *_offline_clients(), LAYOUT, start=START, end=END, config=config)
+    message = str(raised.value)
+    assert "another exporter is running" in message
+    assert "cronjob-pod pid 7" in message
+    assert "exported nothing" in message
+    assert isinstance(raised.value, OSError)  # the command line prints it without a traceback
+    assert store.list_keys("raw-logs") == [EXPORT_LEASE_PATH]  # nothing written, not even marks
+    other.release()
+
+
+@pytest.mark.slow
+def test_crashed_exporters_lease_is_taken_over_after_its_ttl(tmp_path, clients, published):
+    store = _store(tmp_path, "store")
+    # A lease whose holder died without giving it back (never released, never renewed).
+    Lease(store, EXPORT_LEASE_PATH, timedelta(seconds=1), holder="crashed pid 1").acquire()
+    config = SMALL_PAGES.model_copy(update={"lease_wait": timedelta(seconds=30)})
+    export(store, *clients, LAYOUT, start=START, end=END, config=config)
+    assert _content(_rows(store)) == published
+    assert not store.exists(EXPORT_LEASE_PATH)
