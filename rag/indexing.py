@@ -1,7 +1,9 @@
 """``index_knowledge``: bring the collection in line with the runbooks and the raw store.
 
 Every point carries the key of the file it came from and that file's content hash, so a
-re-index embeds only new or changed files and removes the points of files that are gone.
+re-index embeds only new or changed files and removes the points of files that are gone. A
+file is skipped only when its points are one committed version (``KnowledgeBase.replace_file``
+commits last), so a run killed half-way through a file reindexes that file the next time.
 """
 
 import hashlib
@@ -118,7 +120,7 @@ def _sync(
     files: dict[str, Loader],
     report: IndexReport,
 ) -> None:
-    indexed = kb.file_hashes(prefix)
+    indexed = kb.indexed_files(prefix)  # None: half-written, never equal to a content hash
     gone = sorted(set(indexed) - set(files))
     kb.delete_files(gone)
     report.deleted.extend(gone)

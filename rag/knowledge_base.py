@@ -1,4 +1,10 @@
-"""The Qdrant collection holding log history and runbooks: write by file, search by kind."""
+"""The Qdrant collection holding log history and runbooks: write by file, search by kind.
+
+A file is written crash-safe (``replace_file``): its new points go in under a fresh version,
+flagged ``pending``, which every search skips; one batch of updates then clears the flag and
+deletes the file's other versions. An indexer killed half-way leaves the previous version
+searchable and whole, and ``indexed_files`` reports the file as needing a reindex.
+"""
 
 import threading
 import time
@@ -18,9 +24,12 @@ from rag.metrics import QDRANT_COLLECTION_SIZE, QDRANT_SEARCH_LATENCY
 from rag.settings import RagSettings
 
 # Payload fields that searches filter on, indexed on a Qdrant server.
-_KEYWORD_FIELDS = ("kind", "file_key", "service", "document", "section")
+_KEYWORD_FIELDS = ("kind", "file_key", "service", "document", "section", "version")
+_PENDING = "pending"  # True on the points of a version not committed yet
 _UPSERT_BATCH = 256
 _POINT_NAMESPACE = uuid.UUID("6f1c2a51-4c0e-4f4e-9b8e-0a8f5d7c2e11")
+# Points without the flag (written before versions existed) count as committed.
+_UNCOMMITTED = models.FieldCondition(key=_PENDING, match=models.MatchValue(value=True))
 
 
 def open_qdrant(settings: RagSettings) -> QdrantClient:
@@ -76,36 +85,51 @@ class KnowledgeBase:
                 self.collection, name, models.PayloadSchemaType.KEYWORD
             )
         self.client.create_payload_index(self.collection, "ts", models.PayloadSchemaType.FLOAT)
+        self.client.create_payload_index(self.collection, _PENDING, models.PayloadSchemaType.BOOL)
 
     def exists(self) -> bool:
         with self._lock:
             return bool(self.client.collection_exists(self.collection))
 
     def count(self) -> int:
-        """Points in the collection (0 when it does not exist); updates the size gauge."""
+        """Points in the collection, a write in progress included (0 when it does not exist);
+        updates the size gauge."""
         with self._lock:
             size = self.client.count(self.collection).count if self.exists() else 0
         QDRANT_COLLECTION_SIZE.set(size)
         return int(size)
 
-    def file_hashes(self, key_prefix: str) -> dict[str, str]:
-        """``file_key -> content_hash`` of every indexed file whose key starts with the prefix."""
-        hashes: dict[str, str] = {}
+    def indexed_files(self, key_prefix: str) -> dict[str, str | None]:
+        """Every file with points whose key starts with the prefix: ``file_key -> content_hash``
+        when its points are one committed version, else None (a write that did not finish, or
+        points from before versions, which cannot be shown complete): reindex those."""
+        versions: dict[str, set[tuple[str | None, str, bool]]] = {}
         offset: Any = None
         while True:
             records, offset = self.client.scroll(
                 self.collection,
                 limit=1024,
                 offset=offset,
-                with_payload=["file_key", "content_hash"],
+                with_payload=["file_key", "content_hash", "version", _PENDING],
             )
             for record in records:
                 payload = record.payload or {}
                 key = str(payload.get("file_key", ""))
                 if key.startswith(key_prefix):
-                    hashes[key] = str(payload.get("content_hash", ""))
+                    version = payload.get("version")
+                    state = (
+                        version,
+                        str(payload.get("content_hash", "")),
+                        bool(payload.get(_PENDING)),
+                    )
+                    versions.setdefault(key, set()).add(state)
             if offset is None:
-                return hashes
+                break
+        files: dict[str, str | None] = {}
+        for key, states in versions.items():
+            (version, content_hash, pending), *others = states
+            files[key] = content_hash if version and not pending and not others else None
+        return files
 
     def replace_file(
         self,
@@ -114,11 +138,16 @@ class KnowledgeBase:
         chunks: Sequence[Chunk],
         vectors: npt.NDArray[np.float32],
     ) -> None:
-        """Make the file's points exactly ``chunks`` (removing what an older version left)."""
-        self.delete_files([file_key])
+        """Make the file's searchable points exactly ``chunks``, crash-safe (module docstring).
+
+        Until the final batch of updates, searches see the previous version, whole; after it,
+        the new one, whole. A crash before it leaves pending points that searches skip and the
+        next ``replace_file`` of the file deletes.
+        """
+        version = uuid.uuid4().hex
         points = [
             models.PointStruct(
-                id=str(uuid.uuid5(_POINT_NAMESPACE, f"{file_key}#{i}")),
+                id=str(uuid.uuid5(_POINT_NAMESPACE, f"{file_key}#{version}#{i}")),
                 vector=vector.tolist(),
                 payload={
                     **chunk.payload,
@@ -126,12 +155,35 @@ class KnowledgeBase:
                     "file_key": file_key,
                     "content_hash": content_hash,
                     "chunk": i,
+                    "version": version,
+                    _PENDING: True,
                 },
             )
             for i, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True))
         ]
         for start in range(0, len(points), _UPSERT_BATCH):
             self.client.upsert(self.collection, points[start : start + _UPSERT_BATCH])
+        of_file = models.FieldCondition(key="file_key", match=models.MatchValue(value=file_key))
+        this_version = models.FieldCondition(key="version", match=models.MatchValue(value=version))
+        # Commit, then drop the rest (older versions, leftovers of a crashed write) in one
+        # request: a crash between the two would only leave two whole versions, which
+        # indexed_files reports for a reindex.
+        self.client.batch_update_points(
+            self.collection,
+            [
+                models.SetPayloadOperation(
+                    set_payload=models.SetPayload(
+                        payload={_PENDING: False},
+                        filter=models.Filter(must=[of_file, this_version]),
+                    )
+                ),
+                models.DeleteOperation(
+                    delete=models.FilterSelector(
+                        filter=models.Filter(must=[of_file], must_not=[this_version])
+                    )
+                ),
+            ],
+        )
 
     def delete_files(self, file_keys: Sequence[str]) -> None:
         if not file_keys:
@@ -182,7 +234,7 @@ class KnowledgeBase:
             response = self.client.query_points(
                 self.collection,
                 query=vector.tolist(),
-                query_filter=models.Filter(must=must),
+                query_filter=models.Filter(must=must, must_not=[_UNCOMMITTED]),
                 limit=limit,
                 with_payload=True,
             )
@@ -200,7 +252,8 @@ class KnowledgeBase:
                         models.FieldCondition(
                             key="document", match=models.MatchValue(value=document)
                         ),
-                    ]
+                    ],
+                    must_not=[_UNCOMMITTED],
                 ),
                 limit=256,
                 with_payload=["section", "text", "chunk"],

@@ -1,14 +1,18 @@
 """Indexing into real Qdrant local mode with the real embedding model: payloads, content
-hashes that skip unchanged files, and removal of deleted files."""
+hashes that skip unchanged files, removal of deleted files, and recovery from an indexer
+killed in the middle of a file."""
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
+from qdrant_client import QdrantClient, models
 
 from contracts.layout import INCIDENTS_PATH, raw_partition_path
 from contracts.store import ObjectStore
 from rag.chunking import LOG_CHUNK_CHARS
+from rag.documents import parse_runbook, runbook_chunks
 from rag.embeddings import Embedder
 from rag.indexing import INCIDENTS_KEY, index_knowledge
 from rag.knowledge_base import KnowledgeBase, open_knowledge_base
@@ -93,5 +97,159 @@ def test_missing_runbook_folder_is_a_clear_error(tmp_path: Path, embedder: Embed
     try:
         with pytest.raises(FileNotFoundError, match="runbook folder"):
             index_knowledge(kb, embedder, runbooks_path=tmp_path / "nope")
+    finally:
+        kb.client.close()
+
+
+class InjectedCrashError(RuntimeError):
+    """Stands for the indexer being killed."""
+
+
+class CrashingQdrant(QdrantClient):
+    """Real Qdrant local mode whose upserts store their first ``keep`` points and then raise:
+    the collection as an indexer killed in the middle of writing a file leaves it."""
+
+    def __init__(self, path: Path, keep: int = 2) -> None:
+        super().__init__(path=str(path))
+        self.keep = keep
+
+    def upsert(self, collection_name: str, points: Any, *args: Any, **kwargs: Any) -> Any:
+        super().upsert(collection_name, list(points)[: self.keep], *args, **kwargs)
+        raise InjectedCrashError(f"killed after {self.keep} points")
+
+
+def _runbooks(tmp_path: Path, *names: str) -> Path:
+    path = tmp_path / "runbooks"
+    path.mkdir()
+    for name in names:
+        shutil.copy(RUNBOOKS_PATH / name, path / name)
+    return path
+
+
+def _points(kb: KnowledgeBase, file_key: str) -> list[dict[str, Any]]:
+    """Every point of the file, searchable or not."""
+    records, _ = kb.client.scroll(
+        kb.collection,
+        scroll_filter=models.Filter(
+            must=[models.FieldCondition(key="file_key", match=models.MatchValue(value=file_key))]
+        ),
+        limit=1000,
+    )
+    return [record.payload or {} for record in records]
+
+
+def _visible(kb: KnowledgeBase, embedder: Embedder, document: str) -> list[str]:
+    """What searches return of the runbook (every kind asked, far more than it holds)."""
+    hits = kb.search(embedder.encode([f"{document} runbook"])[0], ["runbook", "log"], 1000)
+    return sorted(h.payload["text"] for h in hits if h.payload["document"] == document)
+
+
+def _expected_texts(runbooks: Path, name: str) -> list[str]:
+    chunks = runbook_chunks(parse_runbook(name, (runbooks / name).read_bytes()))
+    return [chunk.text for chunk in chunks]
+
+
+ESCALATION = "\n## Escalation\n- Page the JVM team.\n"
+
+
+def test_a_crash_mid_file_keeps_the_old_version_and_the_rerun_completes_it(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    runbooks = _runbooks(tmp_path, "database.md", "memory.md", "network.md")
+    qdrant_path = tmp_path / "qdrant"
+    kb = KnowledgeBase(QdrantClient(path=str(qdrant_path)), "crash")
+    index_knowledge(kb, embedder, runbooks_path=runbooks)
+    before = _visible(kb, embedder, "memory.md")
+    assert before == sorted(_expected_texts(runbooks, "memory.md"))
+    kb.client.close()
+
+    memory = runbooks / "memory.md"
+    memory.write_text(memory.read_text() + ESCALATION)
+    crashing = KnowledgeBase(CrashingQdrant(qdrant_path), "crash")
+    with pytest.raises(InjectedCrashError):
+        index_knowledge(crashing, embedder, runbooks_path=runbooks)
+    crashing.client.close()
+
+    kb = KnowledgeBase(QdrantClient(path=str(qdrant_path)), "crash")
+    try:
+        assert _visible(kb, embedder, "memory.md") == before  # searches see the old version...
+        written = [p for p in _points(kb, "runbook:memory.md") if p.get("pending")]
+        assert len(written) == 2  # ...never the half-written new one, though it is there
+        assert kb.section_texts("memory.md", "Escalation") == []
+        assert kb.indexed_files("runbook:")["runbook:memory.md"] is None
+
+        rerun = index_knowledge(kb, embedder, runbooks_path=runbooks)
+        assert rerun.indexed == ["runbook:memory.md"]
+        assert sorted(rerun.skipped) == ["runbook:database.md", "runbook:network.md"]
+        expected = _expected_texts(runbooks, "memory.md")
+        points = _points(kb, "runbook:memory.md")
+        assert sorted(p["chunk"] for p in points) == list(range(len(expected)))  # exactly once
+        assert len({p["version"] for p in points}) == 1
+        assert not any(p["pending"] for p in points)
+        assert _visible(kb, embedder, "memory.md") == sorted(expected)
+        assert "Page the JVM team." in kb.section_texts("memory.md", "Escalation")[0]
+        total = sum(len(_expected_texts(runbooks, p.name)) for p in runbooks.iterdir())
+        assert kb.count() == total  # no duplicate and no leftover anywhere
+
+        again = index_knowledge(kb, embedder, runbooks_path=runbooks)
+        assert again.indexed == []
+    finally:
+        kb.client.close()
+
+
+def test_a_crash_on_a_first_index_leaves_nothing_half_searchable(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    runbooks = _runbooks(tmp_path, "memory.md")
+    qdrant_path = tmp_path / "qdrant"
+    crashing = KnowledgeBase(CrashingQdrant(qdrant_path), "crash")
+    with pytest.raises(InjectedCrashError):
+        index_knowledge(crashing, embedder, runbooks_path=runbooks)
+    crashing.client.close()
+
+    kb = KnowledgeBase(QdrantClient(path=str(qdrant_path)), "crash")
+    try:
+        assert len(_points(kb, "runbook:memory.md")) == 2
+        assert _visible(kb, embedder, "memory.md") == []
+        rerun = index_knowledge(kb, embedder, runbooks_path=runbooks)
+        assert rerun.indexed == ["runbook:memory.md"]
+        expected = _expected_texts(runbooks, "memory.md")
+        assert _visible(kb, embedder, "memory.md") == sorted(expected)
+        assert kb.count() == len(expected)
+    finally:
+        kb.client.close()
+
+
+def test_a_file_the_old_indexer_left_half_written_is_reindexed(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """The delete-then-upsert indexer this replaces, killed mid-file, left part of the file's
+    chunks with the full file's hash and was then skipped forever; such points carry no
+    version, so the file is reindexed."""
+    runbooks = _runbooks(tmp_path, "memory.md")
+    kb = KnowledgeBase(QdrantClient(path=str(tmp_path / "qdrant")), "legacy")
+    try:
+        index_knowledge(kb, embedder, runbooks_path=runbooks)
+        records, _ = kb.client.scroll(kb.collection, limit=1000, with_vectors=True)
+        kb.delete_files(["runbook:memory.md"])
+        legacy = [
+            models.PointStruct(
+                id=str(record.id),
+                vector=record.vector,
+                payload={
+                    k: v
+                    for k, v in (record.payload or {}).items()
+                    if k not in {"version", "pending"}
+                },
+            )
+            for record in records[:2]
+        ]
+        kb.client.upsert(kb.collection, legacy)
+
+        rerun = index_knowledge(kb, embedder, runbooks_path=runbooks)
+        assert rerun.indexed == ["runbook:memory.md"]
+        expected = _expected_texts(runbooks, "memory.md")
+        assert _visible(kb, embedder, "memory.md") == sorted(expected)
+        assert kb.count() == len(expected)
     finally:
         kb.client.close()
