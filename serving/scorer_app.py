@@ -1,27 +1,47 @@
-"""The scorer's HTTP side: ``/metrics`` for Prometheus, ``POST /feedback``, ``/healthz`` and
-``/readyz``; ``run_scorer`` serves it with uvicorn while the scoring loop runs beside it."""
+"""The scorer's HTTP side: ``/metrics`` for Prometheus, ``POST /feedback`` and
+``POST /feedback/batch`` (behind the API key), ``/healthz`` and ``/readyz``; ``run_scorer``
+serves it with uvicorn while the scoring loop and the alias watcher run beside it."""
 
 import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import uvicorn
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
+from contracts.auth import api_key_guard
 from contracts.settings import Settings, get_settings
-from serving.feedback import FeedbackCreate, FeedbackPublic
-from serving.scorer import FeedbackError, Scorer, build_scorer, replay, run_periodically
+from serving.feedback import (
+    IDEMPOTENCY_KEY_HEADER,
+    FeedbackBatchCreate,
+    FeedbackBatchPublic,
+    FeedbackCreate,
+    FeedbackPublic,
+    IdempotencyKey,
+)
+from serving.scorer import (
+    FeedbackError,
+    Scorer,
+    build_scorer,
+    replay,
+    run_periodically,
+    watch_aliases,
+)
 from serving.scorer_settings import ScorerSettings, get_scorer_settings
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
+# The write routes: create_app puts them behind the scorer's API key.
+feedback_router = APIRouter()
+# Set on an answer kept from an earlier request with the same Idempotency-Key.
+REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 def get_scorer(request: Request) -> Scorer:
@@ -38,22 +58,95 @@ def metrics(scorer: ScorerDep) -> Response:
     return Response(generate_latest(scorer.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.post(
+def _expected_key(request: Request) -> SecretStr | None:
+    return get_scorer(request).settings.api_key
+
+
+IdempotencyHeader = Annotated[
+    IdempotencyKey | None,
+    Header(
+        alias=IDEMPOTENCY_KEY_HEADER,
+        description="A key of the caller's choosing (a UUID): a retry with it gets the first "
+        "answer back and stores nothing again.",
+    ),
+]
+Responses = dict[int | str, dict[str, Any]]
+UNAUTHORIZED: Responses = {401: {"description": "No API key, or a wrong one (X-API-Key or Bearer)"}}
+CONFLICT: Responses = {409: {"description": "The Idempotency-Key was used for another request"}}
+
+
+def _http_error(error: FeedbackError) -> Exception:
+    if error.field is not None:  # shaped like every other 422, as the schema documents
+        problem = {"type": "value_error", "loc": ("body", error.field), "msg": str(error)}
+        return RequestValidationError([problem])
+    return HTTPException(status_code=error.status, detail=str(error))
+
+
+@feedback_router.post(
     "/feedback",
     responses={
         400: {"description": "Body is not decodable (e.g. not UTF-8)"},
         404: {"description": "The instance was not scored in that window"},
+        **UNAUTHORIZED,
+        **CONFLICT,
     },
 )
-def feedback(body: FeedbackCreate, scorer: ScorerDep) -> FeedbackPublic:
+def feedback(
+    body: FeedbackCreate,
+    scorer: ScorerDep,
+    response: Response,
+    idempotency_key: IdempotencyHeader = None,
+) -> FeedbackPublic:
     """Record a ground-truth label for one instance and scored window."""
     try:
-        return scorer.record_feedback(body)
+        answer, replayed = scorer.record_feedback(body, idempotency_key)
     except FeedbackError as error:
-        if error.field is not None:  # shaped like every other 422, as the schema documents
-            problem = {"type": "value_error", "loc": ("body", error.field), "msg": str(error)}
-            raise RequestValidationError([problem]) from error
-        raise HTTPException(status_code=error.status, detail=str(error)) from error
+        raise _http_error(error) from error
+    if replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    return answer
+
+
+@feedback_router.post(
+    "/feedback/batch",
+    responses={
+        400: {"description": "Body is not decodable (e.g. not UTF-8)"},
+        **UNAUTHORIZED,
+        **CONFLICT,
+    },
+)
+def feedback_batch(
+    body: FeedbackBatchCreate,
+    scorer: ScorerDep,
+    response: Response,
+    idempotency_key: IdempotencyHeader = None,
+) -> FeedbackBatchPublic:
+    """Record up to 1,000 labels at once; invalid ones are reported per item, the rest stored.
+
+    A body that breaks the schema (a label of 2, a missing field, more than 1,000 labels) is
+    refused whole (422) and nothing is stored. A schema-valid label that would be refused
+    alone (its window is not a window start, the instance was not scored in it, or it repeats
+    an earlier item) is listed in ``rejected`` with that status (422 or 404) and not stored;
+    the others are stored in one Parquet file (per window day) and listed in ``accepted``.
+    An idempotency key (header or body field) is required: a retry with it gets the same
+    answer back (with ``Idempotent-Replayed: true``) and stores nothing new.
+    """
+    key = idempotency_key or body.idempotency_key
+    if key is None or (body.idempotency_key not in (None, key)):
+        message = (
+            "differs from the Idempotency-Key header"
+            if key is not None
+            else f"an {IDEMPOTENCY_KEY_HEADER} header or an idempotency_key field is required"
+        )
+        problem = {"type": "value_error", "loc": ("body", "idempotency_key"), "msg": message}
+        raise RequestValidationError([problem])
+    try:
+        answer, replayed = scorer.record_feedback_batch(body, key)
+    except FeedbackError as error:
+        raise _http_error(error) from error
+    if replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    return answer
 
 
 @router.get("/healthz")
@@ -98,12 +191,18 @@ def create_app(scorer: Scorer, *, periodic: bool = False) -> FastAPI:
         loop = threading.Thread(
             target=_replay_then_score, args=(scorer, stop, periodic), name="scoring", daemon=True
         )
+        watcher = threading.Thread(
+            target=watch_aliases, args=(scorer, stop), name="aliases", daemon=True
+        )
         if periodic or scorer.settings.replay_start is not None:
             loop.start()
+        if periodic and scorer.settings.alias_check_seconds > 0:
+            watcher.start()
         yield
         stop.set()
-        if loop.is_alive():
-            loop.join(timeout=30)
+        for thread in (loop, watcher):
+            if thread.is_alive():
+                thread.join(timeout=30)
 
     app = FastAPI(
         title="Vigil online scorer",
@@ -112,6 +211,9 @@ def create_app(scorer: Scorer, *, periodic: bool = False) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(router)
+    # The key is the scorer's own, read per request; each refusal is counted on its metrics.
+    guard = api_key_guard(_expected_key, on_reject=scorer.metrics.feedback_unauthorized.inc)
+    app.include_router(feedback_router, dependencies=[Depends(guard)])
     return app
 
 
@@ -120,6 +222,8 @@ def run_scorer(
 ) -> None:
     """Score every window as it closes and serve the app, until interrupted."""
     settings = settings or get_scorer_settings()
+    if settings.api_key is None:
+        logger.warning("VIGIL_SCORER_API_KEY is not set: POST /feedback accepts any caller")
     scorer = build_scorer(settings, store_settings or get_settings())
     try:
         uvicorn.run(create_app(scorer, periodic=True), host=settings.host, port=settings.port)

@@ -66,6 +66,30 @@ class ScorerSettings(BaseSettings):
     accuracy_window: int = Field(
         default=1000, ge=1, description="Latest feedback labels model_accuracy is computed over."
     )
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="The key POST /feedback and /feedback/batch require (X-API-Key or "
+        "Authorization: Bearer; contracts.auth); the chart sets it from its Secret. None: "
+        "feedback is open, for a loopback-only local stack (a warning is logged at start).",
+    )
+    window_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="Attempts at a window failing with an error of its own (a corrupt or "
+        "mismatched feature file) before it is skipped, recorded under scorer/skipped/ and "
+        "counted in scorer_windows_skipped_total; an unreachable inference endpoint or object "
+        "store is retried without limit (skipping would drop windows the outage delayed).",
+    )
+    window_retry_seconds: float = Field(
+        default=5.0, gt=0, description="Wait between attempts at a window that failed."
+    )
+    alias_check_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="How often the scoring loop reads MLflow's serving aliases; when one moved, "
+        "the alias holders' versions, thresholds, detector, drift reference and explainer are "
+        "reloaded in the background and swapped in between two windows. 0: read at start only.",
+    )
     explain_url: str | None = Field(
         default=None, description="Explanation service base URL; None turns explanations off."
     )

@@ -2,8 +2,9 @@
 training run fitted (features → model inputs → served score), the reference feature
 distributions of that run, and the XGBoost model that explains anomalies.
 
-All read once at start-up through an ``MlflowClient`` bound to the given tracking URI (never
-MLflow's process-wide URI).
+All read through an ``MlflowClient`` bound to the given tracking URI (never MLflow's
+process-wide URI): at start-up, and again whenever the scorer sees an alias move
+(``serving.scorer.watch_aliases``).
 """
 
 import json
@@ -85,8 +86,16 @@ class ServedModels:
 
     def threshold_of(self, model: str) -> float:
         """The threshold of the arm served by ``model``; the champion's for an unknown name."""
-        arm = next((a for a in self.arms.values() if a.model == model), self.champion)
-        return arm.threshold
+        return (self.arm_of(model) or self.champion).threshold
+
+    def arm_of(self, model: str) -> Arm | None:
+        """The arm served by ``model``; None when no alias holder is that model."""
+        return next((a for a in self.arms.values() if a.model == model), None)
+
+    @property
+    def holders(self) -> dict[str, tuple[str, int]]:
+        """alias -> (registered model, version), as ``alias_holders`` reads them from MLflow."""
+        return {alias: (arm.model, arm.version) for alias, arm in self.arms.items()}
 
 
 def load_served_models(tracking_uri: str) -> ServedModels:

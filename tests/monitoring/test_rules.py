@@ -22,6 +22,13 @@ SEED_ALERTS = {
     "AnomalyRateSpike",
     "LLMResponseTimeSLAViolation",
 }
+# Issue 18: the scorer's lag and skipped windows, the exporter and feature CronJobs.
+HARDENING_ALERTS = {
+    "ScorerLagging",
+    "ScorerWindowsSkipped",
+    "ExporterJobFailing",
+    "FeatureJobFailing",
+}
 
 
 def alert_rules() -> list[dict[str, object]]:
@@ -49,13 +56,51 @@ def test_every_alert_passes_its_unit_tests_on_both_sides_of_its_for_window() -> 
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_seed_alerts_exist_and_each_is_unit_tested() -> None:
+def test_every_alert_exists_and_is_unit_tested() -> None:
     names = {str(rule["alert"]) for rule in alert_rules()}
-    assert names == SEED_ALERTS
-    tested = set(
-        re.findall(r"alertname: (\w+)", (PROMETHEUS / "tests" / "alerts.test.yml").read_text())
-    )
-    assert tested == SEED_ALERTS
+    assert names == SEED_ALERTS | HARDENING_ALERTS
+    tested = {
+        name
+        for path in (PROMETHEUS / "tests").glob("*.yml")
+        for name in re.findall(r"alertname: (\w+)", path.read_text())
+    }
+    assert tested == names
+
+
+def _firing_tests(path: Path) -> dict[str, list[str]]:
+    """alert name -> the eval times at which a test of ``path`` expects it to fire."""
+    document = yaml.safe_load(path.read_text())
+    times: dict[str, list[str]] = {}
+    for test in document["tests"]:
+        for case in test.get("alert_rule_test", []):
+            if case.get("exp_alerts"):
+                times.setdefault(case["alertname"], []).append(case["eval_time"])
+    return times
+
+
+def test_each_hardening_alert_is_tested_firing_and_quiet() -> None:
+    path = PROMETHEUS / "tests" / "scorer-jobs.test.yml"
+    firing = _firing_tests(path)
+    assert set(firing) == HARDENING_ALERTS
+    quiet = {
+        case["alertname"]
+        for test in yaml.safe_load(path.read_text())["tests"]
+        for case in test.get("alert_rule_test", [])
+        if not case.get("exp_alerts")
+    }
+    assert quiet >= HARDENING_ALERTS
+
+
+@pytest.mark.parametrize("cronjob", ["exporter", "features"])
+def test_the_job_alerts_name_the_charts_cronjobs(cronjob: str) -> None:
+    """The CronJobs are <release>-<component> (vigil.componentName); production's release is
+    `vigil`, the name .github/workflows/retrain.yml uses for vigil-retrain too."""
+    template = (PROMETHEUS.parents[1] / "helm/vigil/templates/jobs/cronjobs.yaml").read_text()
+    assert f'"component" "{cronjob}"' in template
+    assert 'name: {{ include "vigil.componentName" $ctx }}' in template
+    rules = (PROMETHEUS / "rules" / "alerts.rules.yml").read_text()
+    assert f'cronjob="vigil-{cronjob}"' in rules
+    assert f'job_name=~"vigil-{cronjob}-[0-9]+"' in rules
 
 
 @pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: str(rule["alert"]))

@@ -1,10 +1,12 @@
-"""Schemathesis fuzzes the online scorer's OpenAPI (``/feedback``, ``/metrics``, ``/healthz``,
-``/readyz``) over real HTTP: no request may get a 5xx, a body that breaks the schema gets a
-4xx, and every answer matches the published schema.
+"""Schemathesis fuzzes the online scorer's OpenAPI (``/feedback``, ``/feedback/batch``,
+``/metrics``, ``/healthz``, ``/readyz``) over real HTTP: no request may get a 5xx, a body that
+breaks the schema gets a 4xx, and every answer matches the published schema.
 
 The scorer is the real one over a local object store holding one scored window, so feedback
 on that window is accepted (200), on any other a 404 or 422. No inference server is running:
-nothing here scores, and ``/readyz`` answers its documented 503.
+nothing here scores, and ``/readyz`` answers its documented 503. A second scorer requires an
+API key the fuzzer does not know: everything it sends to the feedback routes is a forgery,
+answered 401, and none of it is stored.
 """
 
 from collections.abc import Iterator
@@ -27,10 +29,11 @@ from schemathesis.checks import (
 
 from contracts.serving import XGBOOST_MODEL
 from contracts.store import ObjectStore
-from serving.feedback import FEEDBACK_EXAMPLE
-from serving.prediction_log import write_predictions
+from serving.feedback import FEEDBACK_EXAMPLE, IDEMPOTENCY_PREFIX
+from serving.prediction_log import FEEDBACK_PREFIX, write_predictions
 from serving.scorer_app import create_app
-from tests.serving.scorer_helpers import offline_scorer, serve_in_thread
+from tests.serving.feedback_helpers import scorer_with_key
+from tests.serving.scorer_helpers import offline_scorer, sample, scrape, serve_in_thread
 
 CHECKS = [
     not_a_server_error,
@@ -39,7 +42,7 @@ CHECKS = [
     response_schema_conformance,
     negative_data_rejection,
 ]
-WINDOW_START = datetime.fromisoformat(FEEDBACK_EXAMPLE["window_start"]).astimezone(UTC)
+WINDOW_START = datetime.fromisoformat(str(FEEDBACK_EXAMPLE["window_start"])).astimezone(UTC)
 INSTANCE = FEEDBACK_EXAMPLE["instance_id"]
 
 
@@ -82,6 +85,29 @@ def api_schema(scorer_url: str) -> Any:
 schema = schemathesis.pytest.from_fixture("api_schema")
 
 
+@pytest.fixture(scope="module")
+def keyed_store(tmp_path_factory: pytest.TempPathFactory) -> ObjectStore:
+    return _scored_store(tmp_path_factory.mktemp("keyed"))
+
+
+@pytest.fixture(scope="module")
+def keyed_url(keyed_store: ObjectStore) -> Iterator[str]:
+    scorer = scorer_with_key(keyed_store, "a-key-the-fuzzer-does-not-know")
+    try:
+        with serve_in_thread(create_app(scorer)) as url:
+            yield url
+    finally:
+        scorer.close()
+
+
+@pytest.fixture(scope="module")
+def keyed_schema(keyed_url: str) -> Any:
+    return schemathesis.openapi.from_url(f"{keyed_url}/openapi.json")
+
+
+keyed = schemathesis.pytest.from_fixture("keyed_schema")
+
+
 @schema.parametrize()
 @settings(
     max_examples=60,
@@ -94,6 +120,25 @@ def test_no_request_gets_a_5xx_or_an_off_schema_answer(case: Any) -> None:
         # Its documented 503 while no inference server answers (as here) is the probe's answer.
         checks = [check for check in CHECKS if check is not not_a_server_error]
     case.call_and_validate(checks=checks)
+
+
+@keyed.include(method="POST").parametrize()
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+def test_forged_feedback_from_the_fuzzer_is_refused(case: Any) -> None:
+    response = case.call_and_validate(checks=CHECKS)
+    # 400 / 422: a body that is not JSON at all (decoded before any check); 405: another
+    # method. Never a 2xx, never a 404 that would say which windows were scored.
+    assert response.status_code in (400, 401, 405, 422), response.text
+
+
+def test_nothing_forged_was_stored(keyed_store: ObjectStore, keyed_url: str) -> None:
+    assert keyed_store.list_keys(f"{FEEDBACK_PREFIX}/") == []
+    assert keyed_store.list_keys(f"{IDEMPOTENCY_PREFIX}/") == []
+    assert sample(scrape(keyed_url), "scorer_feedback_unauthorized_total") > 0
 
 
 @pytest.mark.parametrize(

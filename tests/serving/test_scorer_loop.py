@@ -4,14 +4,19 @@ nginx A/B router and a real MLflow.
 The raw source must give the feature job's rows for the same window. The loop runs as in
 production, in the scorer app's lifespan, with 3-second windows over a store whose feature
 file grows between ticks; the test waits on the app's own /metrics (with a generous timeout,
-never a timing assert) to know which window was scored.
+never a timing assert) to know which window was scored. A poisoned window (a corrupt feature
+file, rows of the wrong type) is retried a bounded number of times, then skipped, recorded
+and counted; an unreachable endpoint or store is retried without ever skipping.
 """
 
+import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -24,15 +29,23 @@ from contracts.features import INSTANCE_ID, TIMESTAMP, TIMESTAMP_TYPE
 from contracts.layout import features_path
 from contracts.store import ObjectStore
 from serving.nginx import RouterConfig, start_router
-from serving.prediction_log import read_window_predictions
-from serving.scorer import Scorer, WindowNotScoredError, replay
+from serving.prediction_log import predictions_key, read_window_predictions
+from serving.scorer import (
+    SKIPPED_PREFIX,
+    Scorer,
+    WindowNotScoredError,
+    failure_reason,
+    replay,
+    skipped_key,
+    window_start_of,
+)
 from serving.scorer_app import create_app
 from serving.scorer_settings import ScorerSettings
 from serving.served_models import ServedModels, load_served_models
 from serving.triton import TritonPorts
 from serving.window_features import read_window_features
 from tests.serving.conftest import SERVED_SCORE_ATOL, Predict, Registered
-from tests.serving.scorer_helpers import scrape, serve_in_thread
+from tests.serving.scorer_helpers import offline_scorer, scrape, serve_in_thread
 from tests.training.conftest import METRICS, START, fleet_frames
 from tests.training.test_feature_job import write_raw
 from training.feature_job import build_features
@@ -47,6 +60,7 @@ LOOP_SECONDS = 3
 LOOP_WINDOW = timedelta(seconds=LOOP_SECONDS)
 INSTANCES = 6
 WAIT_SECONDS = 90  # for a tick to show on /metrics: generous, the cores are shared
+MAX_ATTEMPTS = 3  # window_max_attempts of the loop tests
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -215,7 +229,7 @@ def _scoring_app(scorer: Scorer) -> Iterator[str]:
 
 def _loop_settings(registered: Registered, config: RouterConfig) -> ScorerSettings:
     """Short windows, scored through ``config``'s router as in production (gRPC, the router's
-    assignment per instance)."""
+    assignment per instance); a failed window is tried again a fifth of a second later."""
     return ScorerSettings(
         window_seconds=LOOP_SECONDS,
         tracking_uri=registered.tracking_uri,
@@ -223,6 +237,8 @@ def _loop_settings(registered: Registered, config: RouterConfig) -> ScorerSettin
         inference_protocol="grpc",
         ab_router_url=f"http://127.0.0.1:{config.http_port}",
         inference_timeout_s=5.0,
+        window_max_attempts=MAX_ATTEMPTS,
+        window_retry_seconds=0.2,
     )
 
 
@@ -317,18 +333,152 @@ def test_the_loop_survives_an_unreachable_endpoint_and_scores_the_window_when_it
         live.add_window(windows[0])
         live.add_window(windows[1])
         stop_router()  # before the first window with rows closes
+        # Far more failed attempts than a poisoned window gets: an outage is never skipped.
         failed = _wait_for(
-            url, lambda s: _total(s, "model_inference_errors_total") > 0, "a failed tick"
+            url,
+            lambda s: _failures(s, "endpoint") > 2 * MAX_ATTEMPTS,
+            f"more than {2 * MAX_ATTEMPTS} failed attempts",
         )
-        # The failed tick recorded nothing and did not move on: the window is still pending.
+        # The failed ticks recorded nothing and did not move on: the window is still pending.
         assert _last_window_end(failed) == first_tick.timestamp()
         assert _total(failed, "model_prediction_total") == 0
+        assert _total(failed, "scorer_windows_skipped_total") == 0
         assert read_window_predictions(store, windows[0]).is_empty()
         start_router_again()
         _window_scored(url, windows[-1])
         samples = scrape(url)
     _assert_scored_once(store, live, windows, first_tick, samples, served_in_process)
     assert _total(samples, "model_inference_errors_total") >= INSTANCES
+    assert _total(samples, "scorer_windows_skipped_total") == 0
+    assert _failures(samples, "window") == 0
+    assert store.list_keys(f"{SKIPPED_PREFIX}/") == []
+
+
+def _failures(samples: Samples, reason: str) -> float:
+    return samples.get(("scorer_window_failures_total", frozenset({("reason", reason)})), 0.0)
+
+
+def _skip_records(store: ObjectStore) -> list[dict[str, Any]]:
+    return [json.loads(store.read_bytes(key)) for key in store.list_keys(f"{SKIPPED_PREFIX}/")]
+
+
+def _poison_rows(
+    store: ObjectStore, names: list[str], source: NDArray[np.float32], windows: list[datetime]
+) -> None:
+    """Feature rows of ``windows`` with the first feature as text: a feature job gone wrong."""
+    stamps = [w + timedelta(seconds=s) for w in windows for s in range(LOOP_SECONDS)]
+    frame = pl.DataFrame(
+        {
+            INSTANCE_ID: [f"i-{i:04d}" for i in range(INSTANCES) for _ in stamps],
+            TIMESTAMP: pl.Series(stamps * INSTANCES, dtype=TIMESTAMP_TYPE),
+            **{name: source[: INSTANCES * len(stamps), j] for j, name in enumerate(names)},
+        }
+    ).with_columns(pl.col(names[0]).cast(pl.String))
+    for (day,), part in frame.group_by(pl.col(TIMESTAMP).dt.date()):
+        store.write_table(features_path(day), part.to_arrow())
+
+
+def test_a_window_of_wrongly_typed_rows_is_retried_then_skipped_recorded_and_counted(
+    registered: Registered,
+    served: ServedModels,
+    router_config: RouterConfig,
+    ab_router: ServerProcess,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two windows whose rows hold a feature as text (the models take float32): each is tried
+    ``MAX_ATTEMPTS`` times, then skipped with a record, a log line and a count, and the loop
+    scores the next window. Before, the loop retried the first of them every second forever."""
+    caplog.set_level(logging.WARNING, logger="serving.scorer")
+    store = ObjectStore.from_uri(str(tmp_path / "live"))
+    scorer = Scorer(_loop_settings(registered, router_config), store, served)
+    with _scoring_app(scorer) as url:
+        first_tick = _first_tick(url)
+        poisoned = [first_tick, first_tick + LOOP_WINDOW]
+        _poison_rows(store, served.feature_names, registered.rows, poisoned)
+        after = first_tick + 2 * LOOP_WINDOW  # no rows: scored (empty) once reached
+        samples = _window_scored(url, after)
+    records = _skip_records(store)
+    assert [r["window_start"] for r in records] == [w.isoformat() for w in poisoned]
+    for record, start in zip(records, poisoned, strict=True):
+        assert record["window_end"] == (start + LOOP_WINDOW).isoformat()
+        assert record["attempts"] == MAX_ATTEMPTS
+        assert "non-numeric" in record["error"]
+        assert not store.exists(predictions_key(start))
+    assert store.exists(predictions_key(after))
+    assert _total(samples, "scorer_windows_skipped_total") == len(poisoned)
+    assert _failures(samples, "window") == MAX_ATTEMPTS * len(poisoned)
+    assert _failures(samples, "endpoint") == _failures(samples, "store") == 0
+    assert _total(samples, "model_prediction_total") == 0
+    skipped_lines = [
+        r.getMessage() for r in caplog.records if "skipped the window" in r.getMessage()
+    ]
+    assert len(skipped_lines) == len(poisoned)
+    for line, start in zip(skipped_lines, poisoned, strict=True):
+        assert start.isoformat() in line
+        assert skipped_key(start) in line
+        assert "non-numeric" in line
+
+
+def test_windows_of_a_corrupt_feature_file_are_skipped_until_it_is_rewritten(
+    registered: Registered,
+    served: ServedModels,
+    router_config: RouterConfig,
+    ab_router: ServerProcess,
+    served_in_process: dict[str, Predict],
+    tmp_path: Path,
+) -> None:
+    """A feature file that is not Parquet poisons every window of its day: each is skipped in
+    turn (the loop keeps up with the clock instead of sticking to the first), and once the
+    feature job rewrites the file, the next window is scored from it."""
+    store = ObjectStore.from_uri(str(tmp_path / "live"))
+    live = LiveFeatures(store, served.feature_names, registered.rows)
+    scorer = Scorer(_loop_settings(registered, router_config), store, served)
+    with _scoring_app(scorer) as url:
+        first_tick = _first_tick(url)
+        now = datetime.now(UTC)
+        for day in {now.date(), (now + 4 * LOOP_WINDOW).date()}:
+            store.write_bytes(features_path(day), b"PAR1 this is not a parquet file")
+        _wait_for(url, lambda s: _total(s, "scorer_windows_skipped_total") >= 2, "2 skipped")
+        healed = window_start_of(datetime.now(UTC), LOOP_WINDOW) + LOOP_WINDOW  # not closed
+        live.add_window(healed)
+        samples = _window_scored(url, healed)
+    records = _skip_records(store)
+    skipped = [datetime.fromisoformat(r["window_start"]) for r in records]
+    assert skipped[:2] == [first_tick, first_tick + LOOP_WINDOW]
+    assert skipped == [first_tick + i * LOOP_WINDOW for i in range(len(skipped))]
+    assert all(r["attempts"] == MAX_ATTEMPTS for r in records)
+    assert all(r["error_type"] == "ArrowInvalid" for r in records), records
+    assert _total(samples, "scorer_windows_skipped_total") == len(records)
+    # The window open while the file was rewritten may have failed once or twice first.
+    assert 0 <= _failures(samples, "window") - MAX_ATTEMPTS * len(records) < MAX_ATTEMPTS
+    rows = live.rows_of(healed)
+    predictions = read_window_predictions(store, healed).sort(INSTANCE_ID, TIMESTAMP)
+    assert predictions.select(INSTANCE_ID, TIMESTAMP).equals(rows.select(INSTANCE_ID, TIMESTAMP))
+    _assert_served_scores(predictions, rows, live.names, served_in_process)
+
+
+def test_an_unreachable_store_is_waited_for_never_skipped(tmp_path: Path) -> None:
+    """S3 down (nothing listens at its endpoint): the loop keeps trying, counts the failures
+    as the store's, skips nothing, even with a single attempt allowed per window."""
+    nowhere = ObjectStore.from_uri(
+        "s3://vigil/store", endpoint_url=f"http://127.0.0.1:{free_port()}"
+    )
+    scorer = offline_scorer(nowhere, ["cpu"])
+    scorer.settings = scorer.settings.model_copy(
+        update={"window_seconds": 1, "window_max_attempts": 1, "window_retry_seconds": 0.2}
+    )
+    assert failure_reason(scorer, ValueError("a window's own error")) == "store"
+    with _scoring_app(scorer) as url:
+        samples = _wait_for(url, lambda s: _failures(s, "store") >= 2, "two store failures")
+    assert _total(samples, "scorer_windows_skipped_total") == 0
+    assert _failures(samples, "window") == 0
+    local = offline_scorer(ObjectStore.from_uri(str(tmp_path / "store")), ["cpu"])
+    try:
+        assert failure_reason(local, ValueError("a window's own error")) == "window"
+        assert failure_reason(local, WindowNotScoredError("endpoint down")) == "endpoint"
+    finally:
+        local.close()
 
 
 def test_a_restarted_scorer_scores_the_windows_that_closed_while_it_was_down(
