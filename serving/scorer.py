@@ -206,8 +206,12 @@ class Scorer:
             alias: (name, version, _threshold(client.get_model_version(name, str(version)).tags))
             for alias, (name, version) in alias_holders(client).items()
         }
-        known = [self.models] + ([self._pending] if self._pending is not None else [])
-        if any(state == _holder_state(models) for models in known):
+        if state == _holder_state(self.models):
+            with self._lock:  # moved back before Triton rolled: nothing is pending any more
+                self._pending = None
+                self.metrics.models_pending.set(0)
+            return False
+        if self._pending is not None and state == _holder_state(self._pending):
             return False
         logger.info("MLflow aliases or thresholds changed to %s: loading them", state)
         self.offer_models(load_served_models(self.settings.tracking_uri))
@@ -258,7 +262,9 @@ class Scorer:
         raises before anything is recorded, so scoring it again counts each row once.
 
         Raises:
-            WindowNotScoredError: the endpoint answered none of the window's requests.
+            WindowNotScoredError: the endpoint answered none of the window's requests, or
+                answered with the versions of pending alias holders (``offer_models``), which
+                are used from now on: score the window again.
             ValueError: the window's rows do not fit the models (see ``read_window_features``).
         """
         end = end or start + self.window
