@@ -1,14 +1,19 @@
-"""Log commands: parse and mine any log, measure grouping accuracy, detect log anomalies."""
+"""Log commands: parse and mine any log, measure grouping accuracy, detect log anomalies,
+analyse a log (deterministic findings, an LLM on top)."""
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from contracts.log_analysis import AnalysisTypeChoice
 from telemetry.logs.output import OutputFormat
+
+if TYPE_CHECKING:
+    from contracts.log_analysis import LogAnalysisReport
 
 logs_app = typer.Typer(
     help="Logs as telemetry: parse any format, mine templates, find anomalies.",
@@ -161,6 +166,140 @@ def detect(
             f"{alert.line}\t{alert.window_start.isoformat()}\t{alert.template_id}\t"
             f"{alert.level}\t{','.join(alert.signals)}\t{messages[alert.line]}"
         )
+
+
+AnalysisOutput = Literal["text", "json", "csv", "html"]
+LOG_ANALYSIS_TEMPLATE = "log_analysis.html.j2"
+
+
+@logs_app.command("analyze")
+def analyze(
+    paths: Annotated[
+        list[str], typer.Argument(help="Log files in any format; - reads standard input.")
+    ],
+    analysis_type: Annotated[
+        AnalysisTypeChoice,
+        typer.Option(
+            "--type",
+            help="Analysis type: auto detects it per file from templates, keywords and levels.",
+        ),
+    ] = "auto",
+    output: Annotated[
+        AnalysisOutput,
+        typer.Option("--format", help="text (terminal), json, csv (findings) or html."),
+    ] = "text",
+    out: Annotated[
+        Path | None, typer.Option(help="Write the report here instead of standard output.")
+    ] = None,
+    no_llm: Annotated[
+        bool,
+        typer.Option(
+            "--no-llm",
+            help="Deterministic findings only; tokens counted by the approximate tokenizer.",
+        ),
+    ] = False,
+    llm_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Base URL of the LLM API (OpenAI-compatible: llama.cpp, vLLM), over "
+            "VIGIL_LOGS_LLM_BASE_URL; its /tokenize counts the windows' tokens."
+        ),
+    ] = None,
+    log_format: LogFormatOption = None,
+    window_tokens: Annotated[
+        int | None,
+        typer.Option(min=64, help="Token budget of a window (VIGIL_LOGS_WINDOW_TOKENS)."),
+    ] = None,
+    overlap: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, max=0.5, help="Share of a window the next repeats (VIGIL_LOGS_WINDOW_OVERLAP)."
+        ),
+    ] = None,
+) -> None:
+    """Analyse logs: windows counted in tokens, the analysis type, findings with severity,
+    evidence, likely cause and actions (deterministic, then ranked and added to by the LLM).
+    Exit 1 when no input could be analysed."""
+    from telemetry.logs.analysis.pipeline import analyze_inputs
+    from telemetry.logs.analysis.settings import LogAnalysisSettings, get_log_analysis_settings
+    from telemetry.logs.analysis.tokens import TokenizerError
+
+    overrides: dict[str, object] = {}
+    if window_tokens is not None:
+        overrides["window_tokens"] = window_tokens
+    if overlap is not None:
+        overrides["window_overlap"] = overlap
+    settings = get_log_analysis_settings()
+    if overrides:
+        settings = LogAnalysisSettings.model_validate({**settings.model_dump(), **overrides})
+    errors = Console(stderr=True)
+    try:
+        with errors.status("analysing") as status:
+            report = analyze_inputs(
+                paths,
+                settings,
+                requested_type=analysis_type,
+                use_llm=not no_llm,
+                llm_url=llm_url,
+                log_format=log_format,
+                on_progress=status.update,
+            )
+    except TokenizerError as error:
+        errors.print(f"[bold red]error:[/bold red] {error}")
+        raise typer.Exit(1) from error
+    write_analysis(report, output, out)
+    for item in report.skipped:
+        errors.print(f"skipped {item.source}: {item.reason}", markup=False, highlight=False)
+    if not report.files:
+        errors.print("[bold red]error:[/bold red] no input could be analysed")
+        raise typer.Exit(1)
+
+
+def write_analysis(report: "LogAnalysisReport", output: AnalysisOutput, out: Path | None) -> None:
+    """Write a report in one of the output formats, to a file or standard output."""
+    from telemetry.logs.analysis.render import print_report, write_csv
+
+    if output == "text":
+        if out is None:
+            print_report(report, Console())
+        else:
+            with out.open("w", encoding="utf-8") as stream:
+                print_report(report, Console(file=stream, width=140, no_color=True))
+        return
+    if output == "json":
+        text = report.model_dump_json(indent=2) + "\n"
+    elif output == "html":
+        text = render_analysis_html(report)
+    else:
+        import io
+
+        buffer = io.StringIO(newline="")
+        write_csv(report, buffer)
+        text = buffer.getvalue()
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text, encoding="utf-8", newline="")
+
+
+def render_analysis_html(report: "LogAnalysisReport") -> str:
+    """The report as one self-contained page (inline style and SVG, no script)."""
+    import jinja2
+
+    from telemetry.logs.analysis.render import finding_span, heat
+
+    colors = {"critical": "#b71c1c", "high": "#d84315", "medium": "#f2b134", "low": "#2a7ab0"}
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "report" / "templates"),
+        undefined=jinja2.StrictUndefined,
+        autoescape=True,
+    )
+    environment.globals.update(
+        heat=heat,
+        span=finding_span,
+        severity_color=lambda severity: colors.get(severity or "", "#607d8b"),
+    )
+    return environment.get_template(LOG_ANALYSIS_TEMPLATE).render(report=report)
 
 
 def _cells(values: list[float | None]) -> list[str]:
