@@ -18,8 +18,15 @@ on the same lines in memory, and alternate block by block (the machine's load fa
 
 Then each side runs again under ``tracemalloc`` on the block with the most distinct lines (the
 most for caches and clusters to hold), for its peak of Python memory; the timing runs are not
-traced. Prints the rates and, last,
-``log_parse_lines_per_s_vs_drain3: X`` (our lines per second / Drain3's).
+traced. Prints the rates and ``log_parse_lines_per_s_vs_drain3: X`` (our lines per second /
+Drain3's).
+
+Last, ``vigil logs analyze`` end to end (``telemetry.logs.analysis.pipeline.analyze_inputs``,
+what the command runs) on one file of ``--analyze-system``'s sample perturbed the same way and
+repeated to ``--analyze-lines`` (default 200,000): read, parse, mine, windows, type, findings,
+without an LLM; prints ``analyze_lines_per_min: X``. With ``--llm-url`` the same file is
+analysed again with that LLM (``VIGIL_LOGS_*`` settings, e.g. ``VIGIL_LOGS_LLM_MAX_WINDOWS``)
+and ``analyze_lines_per_min_llm: X`` is printed too. ``--only analyze`` skips the parse runs.
 """
 
 import sys
@@ -32,6 +39,7 @@ import argparse  # noqa: E402
 import csv  # noqa: E402
 import random  # noqa: E402
 import re  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 import tracemalloc  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -39,6 +47,8 @@ from collections.abc import Callable  # noqa: E402
 from drain3 import TemplateMiner  # noqa: E402
 from drain3.template_miner_config import TemplateMinerConfig  # noqa: E402
 
+from telemetry.logs.analysis.pipeline import analyze_inputs  # noqa: E402
+from telemetry.logs.analysis.settings import LogAnalysisSettings  # noqa: E402
 from telemetry.logs.detection import LogParser  # noqa: E402
 from telemetry.logs.grouping import loghub_systems  # noqa: E402
 from telemetry.logs.templates import LogTemplateMiner  # noqa: E402
@@ -96,11 +106,51 @@ def peak_bytes(run: Callable[[list[str]], None], lines: list[str]) -> int:
         tracemalloc.stop()
 
 
+def analyze_rate(path: Path, lines: int, llm_url: str | None) -> float:
+    """Lines per minute of ``vigil logs analyze`` on ``path`` (with an LLM when given)."""
+    settings = LogAnalysisSettings()
+    start = time.perf_counter()
+    report = analyze_inputs([str(path)], settings, use_llm=llm_url is not None, llm_url=llm_url)
+    elapsed = time.perf_counter() - start
+    [analysis] = report.files
+    print(
+        f"analyze{' with LLM' if llm_url else ''}: {lines:,} lines in {elapsed:.1f} s, "
+        f"{len(analysis.windows):,} windows, {analysis.input.templates:,} templates, "
+        f"{len(analysis.findings)} findings, type {analysis.analysis_type.used}; "
+        f"LLM used: {analysis.llm.used} ({analysis.llm.error or 'ok'})"
+    )
+    return lines / elapsed * 60
+
+
+def bench_analyze(path: Path, system: str, lines: int, llm_url: str | None) -> None:
+    """``analyze_lines_per_min`` (and ``_llm`` with an LLM) on one perturbed file."""
+    rng = random.Random(SEED)
+    with tempfile.TemporaryDirectory() as folder:
+        log = Path(folder) / f"{system}.log"
+        log.write_text("\n".join(system_lines(path, system, lines, rng)) + "\n")
+        print(f"analyze_lines_per_min: {analyze_rate(log, lines, None):,.0f}")
+        if llm_url:
+            print(f"analyze_lines_per_min_llm: {analyze_rate(log, lines, llm_url):,.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--lines", type=int, default=1_000_000, help="lines in all")
     parser.add_argument("--path", type=Path, default=DEFAULT_PATH, help="the Loghub folder")
+    parser.add_argument("--analyze-lines", type=int, default=200_000, help="analyze: lines")
+    parser.add_argument("--analyze-system", default="OpenSSH", help="analyze: Loghub system")
+    parser.add_argument("--llm-url", help="analyze also with this LLM (OpenAI-compatible)")
+    parser.add_argument("--only", choices=["parse", "analyze"], help="run one benchmark")
     args = parser.parse_args()
+    if args.only != "analyze":
+        bench_parse(args.path, args.lines)
+    if args.only != "parse":
+        bench_analyze(args.path, args.analyze_system, args.analyze_lines, args.llm_url)
+
+
+def bench_parse(path: Path, lines: int) -> None:
+    """Parse + mine against Drain3 (see the module docstring)."""
+    args = argparse.Namespace(path=path, lines=lines)
     systems = loghub_systems(args.path)
     rng = random.Random(SEED)
     per_system = max(1, args.lines // len(systems))

@@ -3,7 +3,6 @@ windows within the token budget, findings with line evidence, every output forma
 input answered with a reason instead of a traceback."""
 
 import csv
-import io
 import json
 import os
 import subprocess
@@ -14,7 +13,10 @@ from typing import Any
 import pytest
 
 from contracts.log_analysis import LogAnalysisReport
+from telemetry.logs.analysis.pipeline import analyze_inputs
+from telemetry.logs.analysis.settings import LogAnalysisSettings
 from tests.telemetry.logs.conftest import SHARED_LOGHUB
+from vigil.logs_commands import write_analysis
 from vigil.processes import free_port
 
 VIGIL = str(Path(sys.executable).parent / "vigil")
@@ -25,13 +27,15 @@ needs_openssh = pytest.mark.skipif(
 )
 
 
-def analyze(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+def analyze(
+    *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [VIGIL, "logs", "analyze", *args],
         input=stdin,
         capture_output=True,
         timeout=180,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
         check=False,
     )
 
@@ -120,11 +124,13 @@ def test_an_unreachable_llm_is_reported_and_the_deterministic_findings_stay() ->
     assert b"LLM unavailable" in text.stdout
 
 
-def test_forced_type_several_files_and_stdin_in_one_run() -> None:
+def test_forced_type_several_files_in_worker_processes_and_stdin() -> None:
     memory = (SAMPLES / "search-memory.log").read_bytes()
     result = analyze(
         str(SAMPLES / "orders-db.log"), "-", "--no-llm", "--type", "performance",
         "--format", "json", stdin=memory,
+        # Small files are analysed in-process; this run makes them take the worker path.
+        env={"VIGIL_LOGS_PARALLEL_MIN_BYTES": "0", "VIGIL_LOGS_WORKERS": "2"},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr.decode()
     document = LogAnalysisReport.model_validate_json(result.stdout)
@@ -166,25 +172,27 @@ def test_binary_lines_inside_a_text_log_are_counted_not_fatal(tmp_path: Path) ->
 
 def test_csv_has_one_row_per_finding_and_html_is_self_contained(tmp_path: Path) -> None:
     path = SAMPLES / "orders-db.log"
-    [analysis] = report(str(path), "--no-llm").files
-    result = analyze(str(path), "--no-llm", "--format", "csv")
-    assert result.returncode == 0
-    rows = list(csv.DictReader(io.StringIO(result.stdout.decode())))
-    assert [row["id"] for row in rows] == [finding.id for finding in analysis.findings]
-    assert {row["severity"] for row in rows} <= {"critical", "high", "medium", "low", "info"}
-    assert all(row["example_lines"].startswith("L") for row in rows)
     page = tmp_path / "report.html"
     result = analyze(str(path), "--no-llm", "--format", "html", "--out", str(page))
-    assert result.returncode == 0
+    assert result.returncode == 0, result.stderr.decode()
     html = page.read_text()
     assert "<svg" in html
     assert "Records per template and window" in html
     assert "Database deadlocks" in html
     assert "<script" not in html
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
-    text = analyze(str(path), "--no-llm", "--out", str(tmp_path / "report.txt"))
-    assert text.returncode == 0
-    assert "Database deadlocks" in (tmp_path / "report.txt").read_text()
+    # The other writers, called as the command calls them.
+    document = analyze_inputs([str(path)], LogAnalysisSettings(), use_llm=False)
+    write_analysis(document, "csv", tmp_path / "findings.csv")
+    with (tmp_path / "findings.csv").open(newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert [row["id"] for row in rows] == [finding.id for finding in document.files[0].findings]
+    assert {row["severity"] for row in rows} <= {"critical", "high", "medium", "low", "info"}
+    assert all(row["example_lines"].startswith("L") for row in rows)
+    write_analysis(document, "text", tmp_path / "report.txt")
+    text = (tmp_path / "report.txt").read_text()
+    assert "type database (detected" in text
+    assert "Database deadlocks" in text
 
 
 def test_json_output_follows_the_contract() -> None:

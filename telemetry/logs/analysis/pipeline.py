@@ -372,7 +372,9 @@ def analyze_inputs(
                 skipped.append(SkippedInput(source=name, reason="not a regular file"))
             else:
                 jobs.append((path, name))
-        prepared = _prepare_all(jobs, options, settings.workers, skipped, notify)
+        size = sum(path.stat().st_size for path, _ in jobs)
+        workers = settings.workers if size >= settings.parallel_min_bytes else 1
+        prepared = _prepare_all(jobs, options, workers, skipped, notify)
     finally:
         if spool is not None:
             shutil.rmtree(spool, ignore_errors=True)
@@ -410,8 +412,9 @@ def _prepare_all(
     skipped: list[SkippedInput],
     notify: ProgressCallback,
 ) -> list[PreparedFile]:
-    """``prepare_file`` for every job, in worker processes when there are several files;
-    an input that cannot be analysed joins ``skipped`` with the reason."""
+    """``prepare_file`` for every job, in worker processes when there are several files and
+    ``workers`` allows more than one; an input that cannot be analysed joins ``skipped`` with
+    the reason."""
     results: dict[int, PreparedFile] = {}
     processes = min(len(jobs), workers or _cpu_count())
     if processes <= 1:

@@ -61,6 +61,13 @@ class LogAnalysisSettings(BaseSettings):
     workers: int | None = Field(
         default=None, ge=1, description="Processes for several files (default: CPU count)."
     )
+    parallel_min_bytes: int = Field(
+        default=8 << 20,
+        ge=0,
+        description="Several files are analysed in worker processes only when they hold this "
+        "many bytes together: each worker first imports the parser, a second or two that "
+        "small files do not win back.",
+    )
     max_findings: int = Field(
         default=25, ge=1, description="Deterministic findings kept per file, most severe first."
     )
