@@ -61,6 +61,12 @@ EXCEPTION_LINE = re.compile(
     r"(?:Caused by: )?(?:[\w$]+\.)*[\w$]*(?:Exception|Error|Throwable|Panic)\b(?::|$)"
 )
 MAX_DETAIL_LINES = 8
+# Parameter values worth naming in a cause: addresses, hosts, users, paths (not bare numbers,
+# which are ports, ids and durations). Each template counts at most MAX_VALUES distinct ones.
+NAMED_VALUE = re.compile(r"^(?=.*[A-Za-z.:/])[^\s]{3,80}$")
+MAX_VALUES = 256
+TOP_VALUE_SHARE = 0.2
+TOP_VALUE_MIN = 5
 VOLUME_SHARE = 0.10
 VOLUME_MIN = 100
 PEAK_OVER_MEAN = 3.0
@@ -83,6 +89,7 @@ class TemplateStats:
     examples: list[MinedRecord] = field(default_factory=list)
     levels: Counter[str] = field(default_factory=Counter)
     windows: list[int] = field(default_factory=list)
+    values: Counter[str] = field(default_factory=Counter)
     detail: str = ""
     severity: Severity | None = None
     remedy: Remedy | None = None
@@ -135,6 +142,10 @@ def collect_templates(
         ):
             entry.examples.append(item)
         entry.levels[item.record.level or "none"] += 1
+        values = entry.values
+        for value in item.parameters:
+            if (value in values or len(values) < MAX_VALUES) and NAMED_VALUE.match(value):
+                values[value] += 1
     for window in windows:
         for template_id in window.counts:
             stats[template_id].windows.append(window.index)
@@ -271,6 +282,7 @@ def _error_findings(templates: Sequence[TemplateStats], records: int) -> list[_D
                 title += f" ({_shorten(lead.detail, 60)})"
             cause, actions = GENERIC_CAUSE, generic_actions(lead.first_line)
             confidence = 0.75 if lead.basis == "level" else 0.6
+        cause += top_values(sum((entry.values for entry in members), Counter()), count)
         drafts.append(
             _Draft(
                 title,
@@ -327,13 +339,23 @@ def _burst_findings(
         start, end = episode[0].window_start, episode[-1].window_start
         drafts.append(
             _Draft(
-                f"Error burst {start:%Y-%m-%d %H:%M}–{end:%H:%M} UTC: {len(episode)} error "
-                f"records (peak {peak} in {window_s:g} s)",
+                f"Error burst {start:%Y-%m-%d %H:%M}"
+                + (f"–{end:%H:%M}" if end != start else "")
+                + f" UTC: {len(episode)} error records (peak {peak} in {window_s:g} s)",
                 severity,
                 "burst",
                 _alert_evidence(episode, by_line, templates_by_id),
                 f"Error records came far faster than the log's usual rate ({mean_errors:.1f} "
-                f"per {window_s:g} s window): something failed at that time.",
+                f"per {window_s:g} s window): something failed at that time."
+                + top_values(
+                    Counter(
+                        value
+                        for alert in episode
+                        for value in by_line[alert.line].parameters
+                        if NAMED_VALUE.match(value)
+                    ),
+                    len(episode),
+                ),
                 [
                     f"Look at what happened at {start:%H:%M} UTC: deploys, restarts, traffic "
                     "changes, a dependency failing.",
@@ -375,6 +397,17 @@ def _burst_findings(
             )
         )
     return drafts
+
+
+def top_values(values: Counter[str], records: int) -> str:
+    """`` Most frequent values: …`` for the values in at least ``TOP_VALUE_SHARE`` of the
+    records (at most three), or ``""``."""
+    top = [
+        f"{value} ({count / records:.0%})"
+        for value, count in values.most_common(3)
+        if count >= TOP_VALUE_MIN and count >= TOP_VALUE_SHARE * records
+    ]
+    return f" Most frequent values: {', '.join(top)}." if top else ""
 
 
 def _episodes(alerts: list[Alert], window_s: float) -> list[list[Alert]]:
