@@ -128,17 +128,29 @@ def test_no_request_gets_a_5xx_or_an_off_schema_answer(case: Any) -> None:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-def test_forged_feedback_from_the_fuzzer_is_refused(case: Any) -> None:
+def test_forged_feedback_from_the_fuzzer_is_refused(case: Any, keyed_store: ObjectStore) -> None:
     response = case.call_and_validate(checks=CHECKS)
     # 400 / 422: a body that is not JSON at all (decoded before any check); 405: another
     # method. Never a 2xx, never a 404 that would say which windows were scored.
     assert response.status_code in (400, 401, 405, 422), response.text
-
-
-def test_nothing_forged_was_stored(keyed_store: ObjectStore, keyed_url: str) -> None:
     assert keyed_store.list_keys(f"{FEEDBACK_PREFIX}/") == []
     assert keyed_store.list_keys(f"{IDEMPOTENCY_PREFIX}/") == []
-    assert sample(scrape(keyed_url), "scorer_feedback_unauthorized_total") > 0
+
+
+def test_forged_valid_feedback_is_counted_and_not_stored(
+    keyed_store: ObjectStore, keyed_url: str
+) -> None:
+    # Valid bodies, so only the key can refuse them; this test does not rely on the fuzzer
+    # having run in the same worker.
+    before = sample(scrape(keyed_url), "scorer_feedback_unauthorized_total")
+    forged = [{}, {"X-API-Key": "not-it"}, {"Authorization": "Bearer not-it"}]
+    for headers in forged:
+        response = httpx.post(f"{keyed_url}/feedback", json=FEEDBACK_EXAMPLE, headers=headers)
+        assert response.status_code == 401, response.text
+    assert keyed_store.list_keys(f"{FEEDBACK_PREFIX}/") == []
+    assert keyed_store.list_keys(f"{IDEMPOTENCY_PREFIX}/") == []
+    after = sample(scrape(keyed_url), "scorer_feedback_unauthorized_total")
+    assert after - before == len(forged)
 
 
 @pytest.mark.parametrize(
