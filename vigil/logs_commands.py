@@ -14,6 +14,7 @@ from telemetry.logs.output import OutputFormat
 
 if TYPE_CHECKING:
     from contracts.log_analysis import LogAnalysisReport
+    from telemetry.logs.watch.watcher import Watcher
 
 logs_app = typer.Typer(
     help="Logs as telemetry: parse any format, mine templates, find anomalies.",
@@ -304,3 +305,170 @@ def render_analysis_html(report: "LogAnalysisReport") -> str:
 
 def _cells(values: list[float | None]) -> list[str]:
     return ["-" if value is None else f"{value:.3f}" for value in values]
+
+
+WatchOutput = Literal["text", "jsonl"]
+
+
+@logs_app.command("watch")
+def watch(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="A log file (followed through rotation and truncation, like tail -F), - for "
+            "standard input, or kinesis://STREAM (CloudWatch Logs subscription records)."
+        ),
+    ],
+    window: Annotated[
+        float | None,
+        typer.Option(min=0.1, help="Seconds per window (VIGIL_LOGS_WATCH_WINDOW_S, 60)."),
+    ] = None,
+    output: Annotated[
+        WatchOutput,
+        typer.Option("--format", help="text (terminal) or jsonl (one JSON object per window)."),
+    ] = "text",
+    tui: Annotated[
+        bool, typer.Option("--tui", help="A terminal UI instead of printed windows.")
+    ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=0, max=65535, help="Serve the vigil_log_* metrics on /metrics here."),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="Address of the metrics endpoint (0.0.0.0 in a container).")
+    ] = "127.0.0.1",
+    state: StateOption = None,
+    explain_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Explainer base URL: anomalous windows are explained through its POST "
+            "/explain (VIGIL_LOGS_WATCH_EXPLAIN_URL; key VIGIL_LOGS_WATCH_EXPLAIN_API_KEY)."
+        ),
+    ] = None,
+    log_format: LogFormatOption = None,
+    from_start: Annotated[
+        bool,
+        typer.Option("--from-start", help="A file: read what it holds first (default: its end)."),
+    ] = False,
+    max_windows: Annotated[
+        int | None, typer.Option(min=1, help="Stop after this many windows.")
+    ] = None,
+) -> None:
+    """Watch a live log: a window every --window seconds with its counts per template and its
+    anomalies (new template, spike, error burst), optionally explained. Stops on Ctrl-C,
+    SIGTERM or the end of standard input, after emitting the last window."""
+    from contracts.settings import get_settings
+    from telemetry.logs.watch.session import watch_session
+    from telemetry.logs.watch.settings import LogWatchSettings, get_log_watch_settings
+
+    overrides: dict[str, object] = {}
+    if window is not None:
+        overrides["window_s"] = window
+    if explain_url is not None:
+        overrides["explain_url"] = explain_url
+    settings = get_log_watch_settings()
+    if overrides:
+        settings = LogWatchSettings.model_validate({**settings.model_dump(), **overrides})
+    try:
+        with watch_session(
+            source,
+            get_settings(),
+            settings,
+            state=state,
+            log_format=log_format,
+            metrics_port=metrics_port,
+            metrics_host=metrics_host,
+            from_start=from_start,
+        ) as watcher:
+            if tui:
+                from telemetry.logs.watch.tui import LogWatchApp
+
+                app = LogWatchApp(watcher, max_windows=max_windows)
+                try:
+                    app.run()
+                finally:
+                    app.stop_watcher()
+            else:
+                _watch_until_stopped(watcher, output, max_windows)
+    except (ValueError, OSError) as error:
+        Console(stderr=True).print(f"[bold red]error:[/bold red] {error}", highlight=False)
+        raise typer.Exit(1) from error
+
+
+def _watch_until_stopped(watcher: "Watcher", output: WatchOutput, max_windows: int | None) -> None:
+    """Run the watcher, printing each window, until Ctrl-C or SIGTERM (or the end)."""
+    import signal
+    import threading
+
+    from telemetry.logs.watch.render import print_window
+
+    console = Console()
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()  # the watcher emits the open window, saves its state and returns
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if output == "jsonl":
+            watcher.run(
+                lambda w: print(w.model_dump_json(), flush=True), stop, max_windows=max_windows
+            )
+        else:
+            watcher.run(lambda w: print_window(w, console), stop, max_windows=max_windows)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@logs_app.command("subscribe")
+def subscribe(
+    stream: Annotated[str, typer.Option(help="The Kinesis stream the events go to.")],
+    log_group: Annotated[
+        list[str], typer.Option(help="A log group to subscribe (repeat for several).")
+    ],
+    role_arn: Annotated[
+        str,
+        typer.Option(
+            help="The IAM role CloudWatch Logs assumes to put records into the stream "
+            "(trusted by logs.amazonaws.com, allowed kinesis:PutRecord on it)."
+        ),
+    ],
+    filter_name: Annotated[
+        str, typer.Option(help="The subscription filter's name (replaced when it exists).")
+    ] = "vigil-logs-watch",
+    filter_pattern: Annotated[
+        str, typer.Option(help="CloudWatch Logs filter pattern; empty: every event.")
+    ] = "",
+    create_shards: Annotated[
+        int | None,
+        typer.Option(min=1, help="Create the stream with this many shards if it is missing."),
+    ] = None,
+) -> None:
+    """Send log groups' events to a Kinesis stream (a CloudWatch Logs subscription filter),
+    for `vigil logs watch kinesis://STREAM`. Idempotent: the chart runs it on every upgrade."""
+    import boto3
+
+    from contracts.settings import get_settings
+    from telemetry.logs.watch.kinesis import kinesis_client
+    from telemetry.logs.watch.kinesis import subscribe as run
+
+    settings = get_settings()
+    logs = boto3.session.Session().client(
+        "logs", endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region
+    )
+    arn = run(
+        logs,
+        kinesis_client(settings),
+        log_groups=log_group,
+        stream=stream,
+        role_arn=role_arn,
+        filter_name=filter_name,
+        filter_pattern=filter_pattern,
+        create_shards=create_shards,
+    )
+    Console(stderr=True).print(
+        f"{len(log_group)} log group{'s' * (len(log_group) != 1)} subscribed to {arn} "
+        f"(filter {filter_name})",
+        highlight=False,
+    )
