@@ -18,6 +18,11 @@ MAX_LOG_LINES = 200
 ANSWER_DEADLINE_SECONDS = 45.0
 MAX_LOG_LINE_CHARS = 2_000
 MAX_FEATURES = 50
+MAX_LOG_EVIDENCE = 20
+MAX_EVIDENCE_EXAMPLES = 5
+# What made a log template evidence, in the order a template flagged twice is named by.
+LOG_EVIDENCE_KINDS = ("novel", "spike", "error_burst")
+LogEvidenceKind = Literal["novel", "spike", "error_burst"]
 
 
 class FeatureContribution(BaseModel):
@@ -46,6 +51,48 @@ class FeatureContribution(BaseModel):
     )
 
 
+class LogEvidence(BaseModel):
+    """A log template that stood out in the anomaly's window, with example lines.
+
+    ``novel``: not seen on the instance before the window (in the history the sender read);
+    ``spike``: far more frequent than its own history; ``error_burst``: one of the error
+    templates of a burst of errors (``telemetry.logs.anomalies``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    template: str = Field(
+        min_length=1,
+        max_length=MAX_LOG_LINE_CHARS,
+        description="The template: the line with its variables masked (<*>, <NUM>, <IP>...).",
+    )
+    template_id: int = Field(
+        strict=True, ge=0, description="The template's id in the sender's template miner."
+    )
+    kind: LogEvidenceKind
+    level: str | None = Field(
+        default=None, max_length=16, description="Its records' level; None when they name none."
+    )
+    count: int = Field(strict=True, ge=1, description="Its records in the window.")
+    baseline: float = Field(
+        strict=True,
+        ge=0.0,
+        allow_inf_nan=False,
+        description="Its usual count in a window as long, from the history before it.",
+    )
+    examples: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_EVIDENCE_EXAMPLES,
+        description=f"Example lines of the window (each at most {MAX_LOG_LINE_CHARS} chars).",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> "LogEvidence":
+        if any(len(line) > MAX_LOG_LINE_CHARS for line in self.examples):
+            raise ValueError(f"an example exceeds {MAX_LOG_LINE_CHARS} characters")
+        return self
+
+
 class ExplainRequest(BaseModel):
     """An anomaly the scorer is confident about."""
 
@@ -69,6 +116,11 @@ class ExplainRequest(BaseModel):
         default_factory=list,
         max_length=MAX_LOG_LINES,
         description=f"Recent log lines of the instance (each at most {MAX_LOG_LINE_CHARS} chars).",
+    )
+    log_evidence: list[LogEvidence] = Field(
+        default_factory=list,
+        max_length=MAX_LOG_EVIDENCE,
+        description="The window's novel and spiking log templates, most telling first.",
     )
 
     @model_validator(mode="after")

@@ -8,27 +8,43 @@ Fallbacks (each answer flagged ``degraded`` with the reason):
 - A valid answer too thin to act on, or citing an instance it was not given
   (``rag.answer_check``) → the same retrieval answer. Not retried: a model that answered
   "1" once rarely does better at the same prompt, and the caller already waited.
+
+The request's log evidence (the window's new and spiking log templates) is part of every
+answer: it feeds the analysis type and the retrieval query, the prompt shows it, and both
+fallback answers name the most telling templates in their root cause.
 """
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from contracts.explanation import AnalysisType, ContextItem, ExplainRequest, ExplainResponse
+from contracts.explanation import (
+    AnalysisType,
+    ContextItem,
+    ExplainRequest,
+    ExplainResponse,
+    LogEvidence,
+)
 from rag.analysis import detect_analysis_type
 from rag.answer_check import UnusableAnswerError, usable_answer
 from rag.chunking import list_items
 from rag.embeddings import Embedder
 from rag.knowledge_base import Hit, KnowledgeBase
 from rag.llm import LLMClient, LLMError
-from rag.prompts import SYSTEM_PROMPT, TEMPLATES, build_prompt
+from rag.prompts import SYSTEM_PROMPT, TEMPLATES, build_prompt, describe_evidence
 from rag.settings import RagSettings
 
 logger = logging.getLogger(__name__)
 
 _QUERY_LOG_LINES = 10
+_QUERY_EVIDENCE = 5
 _INCIDENTS_RETRIEVED = 2
 _MAX_STEPS = 6
+_ANSWER_EVIDENCE = 3
+# Log points are per template and instance-window, so a template that lasted an hour is a
+# dozen points with one text: searches ask for this many times more and keep one of each text.
+_LOG_OVERFETCH = 4
 
 
 class KnowledgeUnavailableError(Exception):
@@ -53,11 +69,15 @@ class Explainer:
     llm: LLMClient
 
     def explain(self, request: ExplainRequest) -> ExplainResponse:
-        analysis_type = detect_analysis_type(request.top_features, request.log_lines)
+        analysis_type = detect_analysis_type(request.top_features, _log_text(request))
         try:
             retrieved = self.retrieve(request, analysis_type)
         except KnowledgeUnavailableError as error:
-            return generic_answer(analysis_type, f"knowledge base unavailable: {error}")
+            return generic_answer(
+                analysis_type,
+                f"knowledge base unavailable: {error}",
+                evidence=request.log_evidence,
+            )
         prompt = build_prompt(request, analysis_type, retrieved.history, retrieved.runbooks)
         context = retrieved.history + retrieved.runbooks
         try:
@@ -97,12 +117,19 @@ class Explainer:
             logs: list[Hit] = []
             if request.service and k:
                 logs = self.kb.search(
-                    vector, ["log"], k, service=request.service, since=since, until=until
+                    vector,
+                    ["log"],
+                    k * _LOG_OVERFETCH,
+                    service=request.service,
+                    since=since,
+                    until=until,
                 )
+            logs = _distinct(logs)[:k]
             if len(logs) < k:
-                seen = {hit.payload.get("text") for hit in logs}
-                wider = self.kb.search(vector, ["log"], k, since=since, until=until)
-                logs += [hit for hit in wider if hit.payload.get("text") not in seen]
+                wider = self.kb.search(
+                    vector, ["log"], k * _LOG_OVERFETCH, since=since, until=until
+                )
+                logs = _distinct(logs + wider)
             incidents = self.kb.search(vector, ["incident"], _INCIDENTS_RETRIEVED)
             runbooks = self.kb.search(vector, ["runbook"], self.settings.top_k_runbooks)
         except KnowledgeUnavailableError:
@@ -136,6 +163,7 @@ class Explainer:
         )
         root_cause = f"Likely a {analysis_type} problem on {request.instance_id}"
         root_cause += f"; strongest signals: {evidence}." if evidence else "."
+        root_cause += _evidence_sentence(request.log_evidence)
         if retrieved.history:
             root_cause += f" Most similar past event: {retrieved.history[0].text}"
         return ExplainResponse(
@@ -158,10 +186,13 @@ class Explainer:
         return [step for text in texts for step in list_items(text)]
 
 
-def generic_answer(analysis_type: AnalysisType, reason: str) -> ExplainResponse:
+def generic_answer(
+    analysis_type: AnalysisType, reason: str, *, evidence: Sequence[LogEvidence] = ()
+) -> ExplainResponse:
+    """The analysis type's generic answer, naming the request's log evidence when it has any."""
     template = TEMPLATES[analysis_type]
     return ExplainResponse(
-        root_cause=template.root_cause,
+        root_cause=template.root_cause + _evidence_sentence(evidence),
         impact=template.impact,
         actions=list(template.actions),
         prevention=list(template.prevention),
@@ -172,17 +203,49 @@ def generic_answer(analysis_type: AnalysisType, reason: str) -> ExplainResponse:
     )
 
 
+def _log_text(request: ExplainRequest) -> list[str]:
+    """The request's log lines and its evidence's example lines: what type detection reads."""
+    examples = [line for item in request.log_evidence for line in item.examples]
+    return [*request.log_lines, *examples]
+
+
+def _evidence_sentence(evidence: Sequence[LogEvidence]) -> str:
+    """`` Log evidence: ...`` naming the most telling templates, or nothing without any."""
+    if not evidence:
+        return ""
+    named = "; ".join(describe_evidence(item) for item in evidence[:_ANSWER_EVIDENCE])
+    return f" Log evidence: {named}."
+
+
 def _query_text(request: ExplainRequest, analysis_type: AnalysisType) -> str:
     features = ", ".join(f.name for f in request.top_features[:5])
-    lines = "\n".join(line[:300] for line in request.log_lines[-_QUERY_LOG_LINES:])
+    # The evidence's lines first: a new or spiking template says more than the last lines.
+    evidence = [
+        (item.examples[0] if item.examples else item.template)[:300]
+        for item in request.log_evidence[:_QUERY_EVIDENCE]
+    ]
+    recent = [line[:300] for line in request.log_lines[-_QUERY_LOG_LINES:]]
+    lines = "\n".join([*evidence, *recent])
     return f"{analysis_type} anomaly. Top features: {features}.\n{lines}"
+
+
+def _distinct(hits: list[Hit]) -> list[Hit]:
+    """The hits in order, the first of each text only."""
+    seen: set[str] = set()
+    kept = []
+    for hit in hits:
+        text = str(hit.payload.get("text", ""))
+        if text not in seen:
+            seen.add(text)
+            kept.append(hit)
+    return kept
 
 
 def _context(hit: Hit) -> ContextItem:
     payload = hit.payload
     return ContextItem(
         kind=payload.get("kind", "log"),
-        text=str(payload.get("text", "")),
+        text=_context_text(payload),
         score=round(hit.score, 4),
         document=str(payload.get("document", "")),
         section=payload.get("section"),
@@ -191,6 +254,16 @@ def _context(hit: Hit) -> ContextItem:
         timestamp=payload.get("timestamp"),
         incident_type=payload.get("incident_type"),
     )
+
+
+def _context_text(payload: dict[str, object]) -> str:
+    """The point's text; for a log template, with how often and when it was written."""
+    text = str(payload.get("text", ""))
+    count, start, end = (payload.get(k) for k in ("count", "window_start", "window_end"))
+    if not isinstance(count, int) or not isinstance(start, str) or not isinstance(end, str):
+        return text
+    since, until = datetime.fromisoformat(start), datetime.fromisoformat(end)
+    return f"{text} ({count}× between {since:%Y-%m-%d %H:%M} and {until:%H:%M} UTC)"
 
 
 def _unique(items: list[str]) -> list[str]:

@@ -4,6 +4,8 @@ Every point carries the key of the file it came from and that file's content has
 re-index embeds only new or changed files and removes the points of files that are gone. A
 file is skipped only when its points are one committed version (``KnowledgeBase.replace_file``
 commits last), so a run killed half-way through a file reindexes that file the next time.
+A raw file's hash also covers the incident labels and ``LOG_CHUNKS_VERSION``: new labels, or a
+new way of cutting logs into chunks, reindex the log history.
 """
 
 import hashlib
@@ -11,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -20,13 +24,21 @@ from rag.chunking import Chunk
 from rag.documents import list_runbooks, parse_runbook, runbook_chunks
 from rag.embeddings import Embedder, load_embedder
 from rag.knowledge_base import KnowledgeBase, open_knowledge_base
-from rag.log_history import IncidentWindows, incident_chunks, incident_windows, log_chunks
+from rag.log_history import (
+    RAW_LOG_COLUMNS,
+    IncidentWindows,
+    incident_chunks,
+    incident_windows,
+    log_chunks,
+)
 from rag.settings import RagSettings
 
 RUNBOOK_KEY_PREFIX = "runbook:"
 RAW_KEY_PREFIX = "raw:"
 INCIDENTS_KEY = f"incidents:{INCIDENTS_PATH}"
-_RAW_COLUMNS = ["timestamp", "instance_id", "source", "kind", "level", "message"]
+# Part of every raw file's hash: changing how log chunks are made reindexes the log history.
+# 2: one chunk per template, instance and window, plain-text lines included (1: per line).
+LOG_CHUNKS_VERSION = b"log-chunks-2"
 
 
 @dataclass
@@ -73,8 +85,8 @@ def index_knowledge(
         incidents_data = store.read_bytes(INCIDENTS_PATH) if store.exists(INCIDENTS_PATH) else b""
         incidents = pq.read_table(pa.BufferReader(incidents_data)) if incidents_data else None
         windows = incident_windows(incidents) if incidents is not None else {}
-        # Log lines are tagged with the incident they fall in: new labels re-tag them.
-        salt = _sha256(incidents_data).encode()
+        # Log chunks are tagged with the incident they fall in: new labels re-tag them.
+        salt = _sha256(incidents_data).encode() + LOG_CHUNKS_VERSION
         raw_files = {
             f"{RAW_KEY_PREFIX}{key}": _raw_loader(store, key, windows, salt)
             for key in store.list_keys(RAW_PREFIX, ".parquet")
@@ -88,6 +100,8 @@ def index_knowledge(
                 lambda: incident_chunks(table, INCIDENTS_PATH),
             )
         _sync(kb, embedder, INCIDENTS_KEY, incident_files, report)
+    if report.indexed or report.deleted:
+        kb.optimize()
     report.collection_size = kb.count()
     return report
 
@@ -130,10 +144,18 @@ def _sync(
             report.skipped.append(file_key)
             continue
         chunks = make_chunks()
-        vectors = embedder.encode([c.text for c in chunks])
-        kb.replace_file(file_key, content_hash, chunks, vectors)
+        kb.replace_file(file_key, content_hash, chunks, encode_once(embedder, chunks))
         report.indexed.append(file_key)
         report.chunks += len(chunks)
+
+
+def encode_once(embedder: Embedder, chunks: list[Chunk]) -> npt.NDArray[np.float32]:
+    """The chunks' vectors, each distinct text embedded once: the windows of one log template
+    on one instance share their text (``rag.log_history``)."""
+    texts = list(dict.fromkeys(chunk.text for chunk in chunks))
+    vectors = embedder.encode(texts)
+    row = {text: i for i, text in enumerate(texts)}
+    return vectors[[row[chunk.text] for chunk in chunks]]
 
 
 def _runbook_loader(document: str, path: Path) -> Loader:
@@ -149,7 +171,7 @@ def _raw_loader(store: ObjectStore, key: str, windows: IncidentWindows, salt: by
         data = store.read_bytes(key)
 
         def chunks() -> list[Chunk]:
-            table = pq.read_table(pa.BufferReader(data), columns=_RAW_COLUMNS)
+            table = pq.read_table(pa.BufferReader(data), columns=list(RAW_LOG_COLUMNS))
             return log_chunks(table, key, windows)
 
         return _sha256(data + salt), chunks

@@ -8,18 +8,29 @@ window without a flag ends the incident.
 Triggered anomalies go into a bounded queue that one worker thread drains: it names the
 metrics that explain the row (``contracts.attribution``: each metric's deviation from the
 training rows, exact TreeSHAP of the XGBoost alias holder breaking ties), reads the
-instance's recent log lines, posts ``contracts.explanation.ExplainRequest`` to
-``POST /explain`` and keeps the answer in the store (``serving.explanation_log``). Scoring
-only ever calls ``submit``, which never waits: a full queue drops the anomaly, a slow or down
-explainer only delays the worker, and both are counted.
+instance's recent log lines and the window's log evidence (``log_evidence``), posts
+``contracts.explanation.ExplainRequest`` to ``POST /explain`` and keeps the answer in the
+store (``serving.explanation_log``). Scoring only ever calls ``submit``, which never waits: a
+full queue drops the anomaly, a slow or down explainer only delays the worker, and both are
+counted.
+
+Log evidence: the instance's raw log rows of the window and of ``log_history`` before it are
+read as records (a row the exporter kept whole is parsed by ``telemetry.logs.detection``),
+mined into templates (``telemetry.logs.templates``) and run through the log anomaly detector
+(``telemetry.logs.anomalies``, 1-minute windows). Templates it flags inside the window as new
+(never seen in the history read), spiking or part of an error burst become the evidence,
+with their count, their usual count in a window as long, and example lines.
 """
 
 import logging
 import queue
 import threading
 import time
+from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 import numpy as np
@@ -31,13 +42,40 @@ from pydantic import SecretStr
 
 from contracts import attribution
 from contracts.detector import FittedDetector
-from contracts.explanation import MAX_LOG_LINE_CHARS, ExplainRequest, FeatureContribution
+from contracts.explanation import (
+    LOG_EVIDENCE_KINDS,
+    MAX_EVIDENCE_EXAMPLES,
+    MAX_LOG_EVIDENCE,
+    MAX_LOG_LINE_CHARS,
+    ExplainRequest,
+    FeatureContribution,
+    LogEvidence,
+    LogEvidenceKind,
+)
 from contracts.layout import raw_partition_path
 from contracts.store import ObjectStore
 from serving.explanation_log import write_explanation
 from serving.metrics import ScorerMetrics
+from telemetry.logs.anomalies import Alert, DetectorSettings, LogAnomalyDetector, WindowedRecord
+from telemetry.logs.detection import SAMPLE_LINES, LogParser
+from telemetry.logs.formats import LineFormat
+from telemetry.logs.records import LogRecord
+from telemetry.logs.templates import LogTemplateMiner
 
 logger = logging.getLogger(__name__)
+
+_RAW_LOG_COLUMNS = ["timestamp", "instance_id", "source", "kind", "level", "message", "parse_error"]
+# "New" is never seen in the history read: with the detector's default (seen fewer than 10
+# times) every warning of a few hours of one instance's history would be new.
+EVIDENCE_DETECTOR = DetectorSettings(rare_below=1)
+_SIGNAL_KINDS: dict[str, LogEvidenceKind] = {
+    "new_template": "novel",
+    "spike": "spike",
+    "error_burst": "error_burst",
+}
+# Most telling first: the most severe level, then new before spiking before bursting.
+_SEVERITY = {"CRITICAL": 4, "ERROR": 3, "WARN": 2, None: 1}
+EXAMPLE_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -108,6 +146,8 @@ class ExplanationDispatcher:
         timeout_s: float = 60.0,
         top_features: int = 10,
         log_lines: int = 50,
+        log_evidence: int = 10,
+        log_history: timedelta = timedelta(hours=6),
         api_key: SecretStr | None = None,
     ) -> None:
         self.url = url.rstrip("/") + "/explain"
@@ -117,6 +157,8 @@ class ExplanationDispatcher:
         self.store = store
         self.top_features = top_features
         self.log_lines = log_lines
+        self.log_evidence = min(log_evidence, MAX_LOG_EVIDENCE)
+        self.log_history = log_history
         headers = {"X-API-Key": api_key.get_secret_value()} if api_key else {}
         self._http = httpx.Client(timeout=timeout_s, headers=headers)
         self._queue: queue.Queue[Anomaly | None] = queue.Queue(maxsize=queue_size)
@@ -157,21 +199,27 @@ class ExplanationDispatcher:
         self._http.close()
 
     def request_for(self, anomaly: Anomaly) -> ExplainRequest:
-        """The /explain body: top SHAP contributions and the instance's recent log lines."""
+        """The /explain body: the metrics that explain the row, the instance's recent log
+        lines and the window's log evidence."""
+        start, end = anomaly.window_start, anomaly.window_end
+        since = start - self.log_history if self.log_evidence else start
+        rows = read_log_rows(self.store, anomaly.instance_id, since, end)
+        in_window = [row for row in rows if row["timestamp"] >= start]
+        evidence: list[LogEvidence] = []
+        if self.log_evidence:
+            try:
+                evidence = log_evidence(rows, since, start, end, self.log_evidence)
+            except Exception:  # evidence helps an explanation; it must never cost one
+                logger.exception("log evidence of %s failed", anomaly.instance_id)
         return ExplainRequest(
             instance_id=anomaly.instance_id,
-            window_start=anomaly.window_start,
-            window_end=anomaly.window_end,
+            window_start=start,
+            window_end=end,
             score=min(max(anomaly.score, 0.0), 1.0),
             model=anomaly.model,
             top_features=self._top_features(anomaly.row),
-            log_lines=recent_log_lines(
-                self.store,
-                anomaly.instance_id,
-                anomaly.window_start,
-                anomaly.window_end,
-                self.log_lines,
-            ),
+            log_lines=format_log_lines(in_window, self.log_lines),
+            log_evidence=evidence,
         )
 
     def _run(self) -> None:
@@ -232,14 +280,19 @@ def recent_log_lines(
     """The instance's last ``limit`` log messages in ``[start, end)`` from the raw store."""
     if limit == 0:
         return []
-    lines: list[str] = []
+    return format_log_lines(read_log_rows(store, instance_id, start, end), limit)
+
+
+def read_log_rows(
+    store: ObjectStore, instance_id: str, start: datetime, end: datetime
+) -> list[dict[str, Any]]:
+    """The instance's raw log rows in ``[start, end)``, in time order."""
+    rows: list[dict[str, Any]] = []
     hour = start.replace(minute=0, second=0, microsecond=0)
     while hour < end:
         key = raw_partition_path(hour)
         if store.exists(key):
-            table = store.read_table(
-                key, columns=["timestamp", "instance_id", "kind", "level", "message"]
-            )
+            table = store.read_table(key, columns=_RAW_LOG_COLUMNS)
             stamps = table.column("timestamp")
             keep = pc.and_(
                 pc.and_(
@@ -251,8 +304,136 @@ def recent_log_lines(
                     pc.less(stamps, end),
                 ),
             )
-            for row in table.filter(keep).sort_by("timestamp").to_pylist():
-                text = f"{row['timestamp']:%Y-%m-%dT%H:%M:%SZ} {row['level']} {row['message']}"
-                lines.append(text[:MAX_LOG_LINE_CHARS])
+            rows += table.filter(keep).sort_by("timestamp").to_pylist()
         hour += timedelta(hours=1)
-    return lines[-limit:]
+    return rows
+
+
+def format_log_lines(rows: Sequence[dict[str, Any]], limit: int) -> list[str]:
+    """The last ``limit`` rows as ``TIMESTAMP LEVEL message`` lines (no level when the row has
+    none), each cut to the contract's length."""
+    lines = []
+    for row in rows[-limit:] if limit else ():
+        level = f" {row['level']}" if row["level"] else ""
+        text = f"{row['timestamp']:%Y-%m-%dT%H:%M:%SZ}{level} {row['message']}"
+        lines.append(text[:MAX_LOG_LINE_CHARS])
+    return lines
+
+
+def log_evidence(
+    rows: Sequence[dict[str, Any]],
+    since: datetime,
+    start: datetime,
+    end: datetime,
+    limit: int,
+    examples: int = 3,
+) -> list[LogEvidence]:
+    """The window's new, spiking and error-burst templates, most telling first.
+
+    Args:
+        rows: The instance's raw log rows in ``[since, end)``, in time order.
+        since: Start of the history read before the window.
+        start: The window's start.
+        end: The window's end.
+        limit: Most templates returned.
+        examples: Most example lines per template.
+
+    Returns:
+        At most ``limit`` evidence items; none when nothing in the window stood out.
+    """
+    records = raw_log_records(rows)
+    miner = LogTemplateMiner()
+    detector = LogAnomalyDetector(EVIDENCE_DETECTOR)
+    texts: dict[int, str] = {}
+    template_ids: list[int] = []
+    alerts: list[Alert] = []
+    for record in records:
+        template = miner.add(record.first_line)
+        texts[template.template_id] = template.text  # the latest text is the most general
+        template_ids.append(template.template_id)
+        # The detector alerts at WARN and above; a line naming no level is judged as a warning.
+        judged = record if record.level else record._replace(level="WARN")
+        alerts += detector.observe(WindowedRecord(judged, template.template_id))
+    alerts += detector.flush()
+
+    def in_window(record: LogRecord) -> bool:
+        return record.timestamp is not None and record.timestamp >= start
+
+    kinds: dict[int, set[LogEvidenceKind]] = defaultdict(set)
+    for alert in alerts:
+        if in_window(records[alert.line - 1]):
+            kinds[alert.template_id].update(
+                _SIGNAL_KINDS[signal] for signal in alert.signals if signal in _SIGNAL_KINDS
+            )
+    before: Counter[int] = Counter()
+    counts: Counter[int] = Counter()
+    levels: dict[int, str | None] = {}
+    lines: dict[int, list[str]] = defaultdict(list)
+    for row, record, template_id in zip(rows, records, template_ids, strict=True):
+        if not in_window(record):
+            before[template_id] += 1
+            continue
+        counts[template_id] += 1
+        if _SEVERITY.get(record.level, 0) > _SEVERITY.get(levels.get(template_id), 0):
+            levels[template_id] = record.level
+        line = str(row["message"] or "").partition("\n")[0][:EXAMPLE_CHARS]
+        if len(lines[template_id]) < examples and line not in lines[template_id]:
+            lines[template_id].append(line)
+    scale = (end - start) / (start - since) if start > since else 0.0
+    evidence = [
+        LogEvidence(
+            template=texts[template_id][:MAX_LOG_LINE_CHARS] or "<empty>",
+            template_id=template_id,
+            kind=next(kind for kind in LOG_EVIDENCE_KINDS if kind in flagged),
+            level=levels.get(template_id),
+            count=counts[template_id],
+            baseline=round(before[template_id] * scale, 3),
+            examples=lines[template_id][:MAX_EVIDENCE_EXAMPLES],
+        )
+        for template_id, flagged in kinds.items()
+        if flagged
+    ]
+    evidence.sort(
+        key=lambda item: (
+            -_SEVERITY.get(item.level, 0),
+            LOG_EVIDENCE_KINDS.index(item.kind),
+            -item.count,
+        )
+    )
+    return evidence[:limit]
+
+
+def raw_log_records(rows: Sequence[dict[str, Any]]) -> list[LogRecord]:
+    """One record per raw log row, numbered from 1 (``line``); a row the exporter kept whole
+    (``parse_error``) is parsed for its header and level. The row's timestamp and level win.
+
+    The same reading as ``rag.log_history.raw_log_records`` (serving and rag never import
+    each other).
+    """
+    whole = [str(r["message"] or "").partition("\n")[0] for r in rows if r["parse_error"]]
+    parser = LogParser.build()
+    detected = parser.detect(whole[:SAMPLE_LINES]) if whole else None
+    formats = [*([detected] if detected else []), *(f for f in parser.formats if f is not detected)]
+    records = []
+    for number, row in enumerate(rows, 1):
+        message = str(row["message"] or "")
+        record = LogRecord(number, message, row["timestamp"], row["level"], row["source"])
+        if row["parse_error"]:
+            parsed = _parse_line(message, number, formats)
+            if parsed is not None:
+                record = record._replace(
+                    message=parsed.message,
+                    level=row["level"] or parsed.level,
+                    component=parsed.component or row["source"],
+                )
+        records.append(record)
+    return records
+
+
+def _parse_line(message: str, number: int, formats: Sequence[LineFormat]) -> LogRecord | None:
+    first, newline, rest = message.partition("\n")
+    for candidate in formats:
+        parsed = candidate.parse(first, number)
+        if parsed is not None:
+            return parsed._replace(message=parsed.message + newline + rest)
+    return None

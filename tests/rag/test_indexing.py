@@ -1,21 +1,27 @@
-"""Indexing into real Qdrant local mode with the real embedding model: payloads, content
+"""Indexing into real Qdrant (Edge, in-process) with the real embedding model: payloads, content
 hashes that skip unchanged files, removal of deleted files, and recovery from an indexer
 killed in the middle of a file."""
 
 import shutil
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
-from qdrant_client import QdrantClient, models
 
 from contracts.layout import INCIDENTS_PATH, raw_partition_path
 from contracts.store import ObjectStore
+from contracts.telemetry import RAW_SCHEMA
 from rag.chunking import LOG_CHUNK_CHARS
 from rag.documents import parse_runbook, runbook_chunks
 from rag.embeddings import Embedder
 from rag.indexing import INCIDENTS_KEY, index_knowledge
 from rag.knowledge_base import KnowledgeBase, open_knowledge_base
+from rag.retrieval_edge import EdgeStore
+from rag.retrieval_store import Match, StoredPoint, Where
 from rag.settings import RUNBOOKS_PATH
 from tests.rag.conftest import HISTORY_START, make_settings, write_history
 
@@ -76,11 +82,70 @@ def test_log_payloads(indexed: tuple[KnowledgeBase, object], embedder: Embedder)
     assert top["level"] == "CRITICAL"
     assert top["document"] == raw_partition_path(HISTORY_START)
     assert top["incident_type"] == "service_outage"  # inside the labelled incident window
-    assert top["timestamp"].startswith("2026-03-02T09:32")
+    assert top["timestamp"].startswith("2026-03-02T09:32")  # its first record
+    assert (top["window_start"], top["window_end"]) == (
+        "2026-03-02T09:30:00+00:00",
+        "2026-03-02T09:35:00+00:00",
+    )
+    assert "remaining connection slots are reserved" in top["template"]
+    assert top["count"] == 1
+    assert top["examples"] == ["FATAL:  remaining connection slots are reserved"]
     texts = [h.payload["text"] for h in hits]
     assert all(len(t) <= LOG_CHUNK_CHARS for t in texts)
     assert not any("completed 200" in t for t in texts)  # INFO lines are not indexed
-    assert sum("deadlock detected" in t for t in texts) == 1  # repeats are indexed once
+    # One point per template and instance-window: the two deadlock lines fall in two windows,
+    # and share one text (embedded once).
+    deadlocks = sorted(
+        (h.payload for h in hits if "deadlock detected" in h.payload["text"]),
+        key=lambda p: str(p["window_start"]),
+    )
+    assert [(p["window_start"][11:16], p["count"]) for p in deadlocks] == [
+        ("09:35", 1),
+        ("09:40", 1),
+    ]
+    assert len({p["text"] for p in deadlocks}) == 1
+
+
+def test_plain_text_lines_are_indexed(tmp_path: Path, embedder: Embedder) -> None:
+    """Lines the exporter kept whole (no JSON, no level) are parsed, mined and searchable."""
+    lines = [
+        "Mar  2 09:31:02 web01 kernel: Out of memory: Killed process 4242 (java)",
+        "Mar  2 09:31:40 web01 kernel: Out of memory: Killed process 4307 (java)",
+        "Mar  2 09:32:00 web01 systemd[1]: Started Daily apt download activity.",
+    ]
+    n = len(lines)
+    table = pa.Table.from_pydict(
+        {
+            "timestamp": [HISTORY_START + timedelta(minutes=1, seconds=i) for i in range(n)],
+            "instance_id": ["i-web01"] * n,
+            "source": ["ec2"] * n,
+            "kind": ["log"] * n,
+            "name": [None] * n,
+            "value": [None] * n,
+            "level": [None] * n,
+            "message": lines,
+            "metadata": [None] * n,
+            "event_id": [str(i) for i in range(n)],
+            "parse_error": [True] * n,
+        },
+        schema=RAW_SCHEMA,
+    )
+    store = ObjectStore.from_uri(str(tmp_path / "store"))
+    store.write_table(raw_partition_path(HISTORY_START), table)
+    kb = open_knowledge_base(make_settings(tmp_path))
+    try:
+        report = index_knowledge(kb, embedder, store=store)
+        assert report.chunks == kb.count() == 2  # one template per line kind
+        hits = kb.search(embedder.encode(["java killed: out of memory"])[0], ["log"], 1)
+        top = hits[0].payload
+        assert top["text"] == (
+            "LOG [ec2] i-web01: Out of memory: Killed process 4242 (java)"  # header stripped
+        )
+        assert top["level"] is None
+        assert top["count"] == 2
+        assert top["examples"] == lines[:2]
+    finally:
+        kb.client.close()
 
 
 def test_incidents_are_indexed(indexed: tuple[KnowledgeBase, object], embedder: Embedder) -> None:
@@ -105,17 +170,21 @@ class InjectedCrashError(RuntimeError):
     """Stands for the indexer being killed."""
 
 
-class CrashingQdrant(QdrantClient):
-    """Real Qdrant local mode whose upserts store their first ``keep`` points and then raise:
+class CrashingEdge(EdgeStore):
+    """A real Qdrant Edge shard whose upserts store their first ``keep`` points and then raise:
     the collection as an indexer killed in the middle of writing a file leaves it."""
 
     def __init__(self, path: Path, keep: int = 2) -> None:
-        super().__init__(path=str(path))
+        super().__init__(path)
         self.keep = keep
 
-    def upsert(self, collection_name: str, points: Any, *args: Any, **kwargs: Any) -> Any:
-        super().upsert(collection_name, list(points)[: self.keep], *args, **kwargs)
+    def upsert(self, points: Sequence[StoredPoint]) -> None:
+        super().upsert(list(points)[: self.keep])
         raise InjectedCrashError(f"killed after {self.keep} points")
+
+
+def _kb(path: Path, store: type[EdgeStore] = EdgeStore) -> KnowledgeBase:
+    return KnowledgeBase(store(path), "crash")
 
 
 def _runbooks(tmp_path: Path, *names: str) -> Path:
@@ -128,14 +197,8 @@ def _runbooks(tmp_path: Path, *names: str) -> Path:
 
 def _points(kb: KnowledgeBase, file_key: str) -> list[dict[str, Any]]:
     """Every point of the file, searchable or not."""
-    records, _ = kb.client.scroll(
-        kb.collection,
-        scroll_filter=models.Filter(
-            must=[models.FieldCondition(key="file_key", match=models.MatchValue(value=file_key))]
-        ),
-        limit=1000,
-    )
-    return [record.payload or {} for record in records]
+    where = Where(must=(Match("file_key", (file_key,)),))
+    return list(kb.client.scroll(where, ["chunk", "version", "state", "text"]))
 
 
 def _visible(kb: KnowledgeBase, embedder: Embedder, document: str) -> list[str]:
@@ -157,7 +220,7 @@ def test_a_crash_mid_file_keeps_the_old_version_and_the_rerun_completes_it(
 ) -> None:
     runbooks = _runbooks(tmp_path, "database.md", "memory.md", "network.md")
     qdrant_path = tmp_path / "qdrant"
-    kb = KnowledgeBase(QdrantClient(path=str(qdrant_path)), "crash")
+    kb = _kb(qdrant_path)
     index_knowledge(kb, embedder, runbooks_path=runbooks)
     before = _visible(kb, embedder, "memory.md")
     assert before == sorted(_expected_texts(runbooks, "memory.md"))
@@ -165,15 +228,15 @@ def test_a_crash_mid_file_keeps_the_old_version_and_the_rerun_completes_it(
 
     memory = runbooks / "memory.md"
     memory.write_text(memory.read_text() + ESCALATION)
-    crashing = KnowledgeBase(CrashingQdrant(qdrant_path), "crash")
+    crashing = _kb(qdrant_path, CrashingEdge)
     with pytest.raises(InjectedCrashError):
         index_knowledge(crashing, embedder, runbooks_path=runbooks)
     crashing.client.close()
 
-    kb = KnowledgeBase(QdrantClient(path=str(qdrant_path)), "crash")
+    kb = _kb(qdrant_path)
     try:
         assert _visible(kb, embedder, "memory.md") == before  # searches see the old version...
-        written = [p for p in _points(kb, "runbook:memory.md") if p.get("pending")]
+        written = [p for p in _points(kb, "runbook:memory.md") if p["state"] == "pending"]
         assert len(written) == 2  # ...never the half-written new one, though it is there
         assert kb.section_texts("memory.md", "Escalation") == []
         assert kb.indexed_files("runbook:")["runbook:memory.md"] is None
@@ -185,7 +248,7 @@ def test_a_crash_mid_file_keeps_the_old_version_and_the_rerun_completes_it(
         points = _points(kb, "runbook:memory.md")
         assert sorted(p["chunk"] for p in points) == list(range(len(expected)))  # exactly once
         assert len({p["version"] for p in points}) == 1
-        assert not any(p["pending"] for p in points)
+        assert {p["state"] for p in points} == {"committed"}
         assert _visible(kb, embedder, "memory.md") == sorted(expected)
         assert "Page the JVM team." in kb.section_texts("memory.md", "Escalation")[0]
         total = sum(len(_expected_texts(runbooks, p.name)) for p in runbooks.iterdir())
@@ -202,12 +265,12 @@ def test_a_crash_on_a_first_index_leaves_nothing_half_searchable(
 ) -> None:
     runbooks = _runbooks(tmp_path, "memory.md")
     qdrant_path = tmp_path / "qdrant"
-    crashing = KnowledgeBase(CrashingQdrant(qdrant_path), "crash")
+    crashing = _kb(qdrant_path, CrashingEdge)
     with pytest.raises(InjectedCrashError):
         index_knowledge(crashing, embedder, runbooks_path=runbooks)
     crashing.client.close()
 
-    kb = KnowledgeBase(QdrantClient(path=str(qdrant_path)), "crash")
+    kb = _kb(qdrant_path)
     try:
         assert len(_points(kb, "runbook:memory.md")) == 2
         assert _visible(kb, embedder, "memory.md") == []
@@ -227,24 +290,16 @@ def test_a_file_the_old_indexer_left_half_written_is_reindexed(
     chunks with the full file's hash and was then skipped forever; such points carry no
     version, so the file is reindexed."""
     runbooks = _runbooks(tmp_path, "memory.md")
-    kb = KnowledgeBase(QdrantClient(path=str(tmp_path / "qdrant")), "legacy")
+    kb = _kb(tmp_path / "qdrant")
     try:
         index_knowledge(kb, embedder, runbooks_path=runbooks)
-        records, _ = kb.client.scroll(kb.collection, limit=1000, with_vectors=True)
+        payloads = list(kb.client.scroll(None, ["text", "file_key", "chunk", "kind", "document"]))
         kb.delete_files(["runbook:memory.md"])
         legacy = [
-            models.PointStruct(
-                id=str(record.id),
-                vector=record.vector,
-                payload={
-                    k: v
-                    for k, v in (record.payload or {}).items()
-                    if k not in {"version", "pending"}
-                },
-            )
-            for record in records[:2]
+            StoredPoint(str(uuid.uuid4()), embedder.encode([p["text"]])[0].tolist(), p)
+            for p in payloads[:2]
         ]
-        kb.client.upsert(kb.collection, legacy)
+        kb.client.upsert(legacy)
 
         rerun = index_knowledge(kb, embedder, runbooks_path=runbooks)
         assert rerun.indexed == ["runbook:memory.md"]
