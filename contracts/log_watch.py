@@ -107,9 +107,10 @@ class LogWatchWindow(_Strict):
 
 
 class CloudWatchLogEvent(BaseModel):
-    """One log event of a subscription record."""
+    """One log event of a subscription record. AWS writes the id as a string of digits; the
+    emulator as a number, read as the same string."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
 
     id: str
     timestamp: int = Field(description="Milliseconds since the epoch (UTC).")

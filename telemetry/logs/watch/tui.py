@@ -168,8 +168,8 @@ class LogWatchApp(App[None]):
             history.append(counts.get(template_id, 0))
         self._last = counts
         self._live = {}
-        for anomaly in window.anomalies:
-            self.anomalies.insert(0, (window, anomaly))
+        # Newest window first; within a window, most severe first (the window's order).
+        self.anomalies[0:0] = [(window, anomaly) for anomaly in window.anomalies]
         del self.anomalies[MAX_ANOMALY_ROWS:]
         self._refresh_templates()
         self._refresh_anomalies()
@@ -211,7 +211,7 @@ class LogWatchApp(App[None]):
                 self._last.get(template_id, 0),
                 self._live.get(template_id, 0),
                 Text(level or "-", style=style),
-                sparkline(list(self._history.get(template_id, []))),
+                sparkline(self._counts(template_id)),
                 self._texts[template_id][:TEMPLATE_CHARS],
                 key=str(template_id),
             )
@@ -249,7 +249,13 @@ class LogWatchApp(App[None]):
         self.query_one("#trend-title", Static).update(
             f"template {template_id}: {self._texts[template_id][:TEMPLATE_CHARS]}"
         )
-        self.query_one("#trend", Sparkline).data = list(self._history.get(template_id, [0]))
+        self.query_one("#trend", Sparkline).data = self._counts(template_id)
+
+    def _counts(self, template_id: int) -> list[int]:
+        """The template's counts over the last windows, zeros before it first appeared."""
+        history = list(self._history.get(template_id, []))
+        shown = min(len(self.windows), HISTORY_WINDOWS)
+        return [0] * (shown - len(history)) + history
 
     def _show_detail(self, index: int) -> None:
         if not 0 <= index < len(self.anomalies):
