@@ -1,4 +1,5 @@
-"""Generate the four Grafana dashboards of seed 003 §7 as JSON (``make dashboards``).
+"""Generate the Grafana dashboards as JSON (``make dashboards``): the four of seed 003 §7 and
+the Logs dashboard of ``vigil logs watch``.
 
 Dashboards are code: this file is the source, ``dashboards/*.json`` is generated and committed,
 and a test fails when the two drift apart. Panels read the recording rules of
@@ -206,7 +207,89 @@ LLM_RAG = Dashboard(
     ),
 )
 
-DASHBOARDS = (MODEL_PERFORMANCE, DATA_DRIFT, AB_TESTING, LLM_RAG)
+LOGS = Dashboard(
+    uid="vigil-logs",
+    title="Vigil / Logs",
+    description="`vigil logs watch`: lines read, windows, log anomalies by kind, templates, lag.",
+    panels=(
+        Panel(
+            "Log lines read per second",
+            (Query("sum(rate(vigil_log_lines_total[5m]))", "lines/s"),),
+            unit="short",
+        ),
+        Panel(
+            "Log anomalies by kind (per window, 1 h)",
+            (
+                Query(
+                    "sum by (kind) (increase(vigil_log_anomalies_total[1h]))",
+                    "{{kind}}",
+                ),
+            ),
+            description="new_template: never seen before; spike: far above its usual count; "
+            "error_burst: more ERROR/CRITICAL records than the stream's history allows.",
+        ),
+        Panel(
+            "Anomalous windows in the last hour",
+            (Query("sum(increase(vigil_log_anomalous_windows_total[1h]))", "windows"),),
+            kind="stat",
+        ),
+        Panel(
+            "Templates known",
+            (Query("max(vigil_log_templates_known)", "templates"),),
+            kind="stat",
+            description="Grows when new templates appear; a jump means a new kind of line.",
+        ),
+        Panel(
+            "Most frequent templates in the last window",
+            # The watcher exports only its top templates of the last window, so the label
+            # set stays bounded; topk keeps the panel readable across several watchers.
+            (Query("topk(10, vigil_log_template_window_records)", "{{template}}"),),
+            kind="bargauge",
+        ),
+        Panel(
+            "Watcher lag",
+            (Query("max(vigil_log_lag_seconds)", "lag"),),
+            unit="s",
+            description="Kinesis MillisBehindLatest, or the time since a file was last read "
+            "to its end: growing means the watcher cannot keep up.",
+        ),
+        Panel(
+            "Seconds since the last window",
+            # A watcher that stopped closing windows (stuck, or gone) shows here first.
+            (Query("time() - max(vigil_log_last_window_timestamp_seconds)", "age"),),
+            unit="s",
+            kind="stat",
+        ),
+        Panel(
+            "Lines skipped and Kinesis records by outcome (per second)",
+            (
+                Query("sum by (reason) (rate(vigil_log_lines_skipped_total[5m]))", "{{reason}}"),
+                Query(
+                    "sum by (outcome) (rate(vigil_log_kinesis_records_total[5m]))",
+                    "kinesis {{outcome}}",
+                ),
+            ),
+            description="Skipped lines were too long or binary; undecodable Kinesis records "
+            "are not CloudWatch Logs subscription envelopes.",
+        ),
+        Panel(
+            "Window explanations by outcome (1 h)",
+            (
+                Query(
+                    "sum by (outcome) (increase(vigil_log_explanations_total[1h]))",
+                    "{{outcome}}",
+                ),
+            ),
+        ),
+        Panel(
+            "Kinesis shards held per watcher",
+            (Query("vigil_log_kinesis_shards_held", "{{pod}}"),),
+            description="Each shard is read by the holder of its lease.",
+        ),
+    ),
+)
+
+DASHBOARDS = (MODEL_PERFORMANCE, DATA_DRIFT, AB_TESTING, LLM_RAG, LOGS)
 
 
 def panel_json(panel: Panel, index: int) -> dict[str, object]:

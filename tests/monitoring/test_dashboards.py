@@ -15,6 +15,8 @@ from vigil.processes import ServerProcess, free_port, start_server
 
 GRAFANA = Path(__file__).resolve().parents[2] / "monitoring" / "grafana"
 SEED_DASHBOARDS = {"Model Performance", "Data Drift", "A/B Testing", "LLM & RAG"}
+# Beyond the seed: the dashboard of `vigil logs watch`.
+DASHBOARDS = SEED_DASHBOARDS | {"Logs"}
 
 
 def generator() -> ModuleType:
@@ -38,7 +40,7 @@ def test_committed_dashboards_match_the_generator(tmp_path: Path) -> None:
         )
 
 
-def test_the_four_seed_dashboards_exist_with_panels_on_a_grid() -> None:
+def test_the_dashboards_exist_with_panels_on_a_grid() -> None:
     titles = set()
     for path in (GRAFANA / "dashboards").glob("*.json"):
         dashboard = json.loads(path.read_text())
@@ -46,7 +48,7 @@ def test_the_four_seed_dashboards_exist_with_panels_on_a_grid() -> None:
         assert dashboard["panels"]
         positions = {(p["gridPos"]["x"], p["gridPos"]["y"]) for p in dashboard["panels"]}
         assert len(positions) == len(dashboard["panels"]), "panels overlap"
-    assert titles == SEED_DASHBOARDS
+    assert titles == DASHBOARDS
 
 
 def test_every_panel_query_is_valid_promql(tmp_path: Path) -> None:
@@ -102,3 +104,20 @@ def test_panel_check_reports_queries_that_fail_or_return_nothing(prometheus: Ser
     assert problems[0].startswith("d / absent")
     assert problems[0].endswith("no data")
     assert problems[1].startswith("d / broken")
+
+
+def test_the_logs_dashboard_reads_only_metrics_the_watcher_exports() -> None:
+    """Every vigil_log_* name on the Logs dashboard is a metric of ``vigil logs watch``
+    (a renamed metric would leave a panel empty without any query failing)."""
+    import re
+
+    from telemetry.logs.watch.metrics import WatchMetrics
+
+    exported = {
+        sample.name for family in WatchMetrics().registry.collect() for sample in family.samples
+    } | {family.name for family in WatchMetrics().registry.collect()}
+    logs = [q for q in panel_queries() if q.dashboard == "Vigil / Logs"]
+    assert len(logs) >= 8
+    used = {name for q in logs for name in re.findall(r"vigil_log_[a-z_]+", q.expr)}
+    assert used
+    assert used <= exported, used - exported
