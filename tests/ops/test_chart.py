@@ -651,3 +651,109 @@ def test_workload_images_are_pinned(rendered: dict[str, list[Manifest]]) -> None
             image = container["image"]
             assert ":" in image.rsplit("/", 1)[-1], image
             assert not image.endswith(":latest"), image
+
+
+# --- the log watcher and its subscription filter ------------------------------------------
+
+
+def _parse_vigil_args(args: list[str]) -> dict[str, Any]:
+    """Parse a container's ``vigil logs ...`` arguments with the real command line."""
+    import typer
+
+    from vigil.logs_commands import logs_app
+
+    assert args[:2] == ["vigil", "logs"]
+    group = typer.main.get_command(logs_app)
+    command = group.commands[args[2]]  # type: ignore[attr-defined]
+    context = command.make_context(args[2], list(args[3:]))
+    return dict(context.params)
+
+
+def test_logs_watch_is_off_by_default(rendered: dict[str, list[Manifest]]) -> None:
+    names = [m["metadata"]["name"] for m in rendered["defaults"]]
+    assert not [name for name in names if name.startswith("vigil-logs-")]
+
+
+def test_logs_watch_reads_the_stream_the_subscription_fills(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    manifests = rendered["ci/logs-watch-values.yaml"]
+    job = find(manifests, "Job", "vigil-logs-subscribe")
+    # The filter is put after every install and upgrade, by a fresh Job each time.
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "post-install,post-upgrade"
+    assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
+    subscribe = _parse_vigil_args(pod_spec(job)["containers"][0]["args"])  # type: ignore[index]
+    assert subscribe["log_group"] == ["/vigil/app", "/vigil/api"]
+    assert subscribe["role_arn"] == "arn:aws:iam::123456789012:role/vigil-ci-cwl-to-kinesis"
+    assert subscribe["create_shards"] == 4
+    watcher = find(manifests, "Deployment", "vigil-logs-watch")
+    container = pod_spec(watcher)["containers"][0]  # type: ignore[index]
+    watch = _parse_vigil_args(container["args"])
+    # One stream name on both sides.
+    assert watch["source"] == f"kinesis://{subscribe['stream']}"
+    assert watch["output"] == "jsonl"
+    assert watch["state"].startswith("s3://")
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert watch["metrics_port"] == ports["metrics"]
+    assert watch["metrics_host"] == "0.0.0.0"
+    monitor = find(manifests, "ServiceMonitor", "vigil-logs-watch")
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    accounts = {
+        m["metadata"]["name"]: m["metadata"].get("annotations", {})
+        for m in manifests
+        if m["kind"] == "ServiceAccount"
+    }
+    for name, role in (
+        ("vigil-logs-watch", "vigil-ci-logs-watch"),
+        ("vigil-logs-subscribe", "vigil-ci-logs-subscribe"),
+    ):
+        assert accounts[name]["eks.amazonaws.com/role-arn"].endswith(role)
+
+
+def test_logs_watch_env_is_its_settings_and_reaches_the_explainer(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    """Helm values map one-to-one onto LogWatchSettings fields; the explainer is the chart's,
+    called with the one API key."""
+    from telemetry.logs.watch.settings import LogWatchSettings
+
+    manifests = rendered["ci/logs-watch-values.yaml"]
+    container = pod_spec(find(manifests, "Deployment", "vigil-logs-watch"))["containers"][0]  # type: ignore[index]
+    env = {e["name"]: e for e in container["env"]}
+    prefix = "VIGIL_LOGS_WATCH_"
+    fields = {name.removeprefix(prefix).lower() for name in env if name.startswith(prefix)}
+    assert fields <= set(LogWatchSettings.model_fields), fields - set(LogWatchSettings.model_fields)
+    values = {
+        name.removeprefix(prefix).lower(): e["value"]
+        for name, e in env.items()
+        if name.startswith(prefix) and "value" in e
+    }
+    settings = LogWatchSettings.model_validate(values)
+    assert settings.window_s == 30
+    assert settings.kinesis_max_shards == 2
+    explainer = find(manifests, "Service", "vigil-explainer")
+    assert settings.explain_url == f"http://vigil-explainer:{explainer['spec']['ports'][0]['port']}"
+    key = env["VIGIL_LOGS_WATCH_EXPLAIN_API_KEY"]["valueFrom"]["secretKeyRef"]
+    assert key == {"name": "vigil-api-key", "key": SECRET_KEY}
+    policies = {m["metadata"]["name"]: m["spec"] for m in manifests if m["kind"] == "NetworkPolicy"}
+    (scrape,) = policies["vigil-logs-watch"]["ingress"]
+    assert scrape["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "monitoring"
+    }
+    admitted = policies["vigil-logs-watch-to-explainer"]
+    assert admitted["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "explainer"
+    peer = admitted["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
+    assert peer["app.kubernetes.io/component"] == "logs-watch"
+    assert policies["vigil-logs-subscribe"]["ingress"] == []
+
+
+def test_logs_subscription_needs_its_log_groups_and_role() -> None:
+    with pytest.raises(helm_python.HelmRenderError, match="logGroups"):
+        render({"logsWatch": {"enabled": True}})
+    with pytest.raises(helm_python.HelmRenderError, match="roleArn"):
+        render({"logsWatch": {"enabled": True, "subscription": {"logGroups": ["/vigil/app"]}}})
+    without_job = render({"logsWatch": {"enabled": True, "subscription": {"enabled": False}}})
+    assert not [m for m in without_job if m["kind"] == "Job"]
+    with pytest.raises(helm_python.HelmValuesError, match="initialPosition"):
+        render({"logsWatch": {"initialPosition": "EARLIEST"}})
