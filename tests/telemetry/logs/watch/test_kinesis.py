@@ -206,3 +206,49 @@ def test_a_watcher_reports_a_burst_from_the_stream(aws: dict[str, Any], tmp_path
     assert ("new_template", BURST_TEMPLATE) in found
     assert ("error_burst", BURST_TEMPLATE) in found
     watcher.source.close()
+
+
+def test_the_commands_subscribe_and_watch_the_stream(
+    aws_emulator: ServerProcess, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from contracts.log_watch import LogWatchWindow
+
+    vigil = str(Path(sys.executable).parent / "vigil")
+    env = {
+        **os.environ,
+        "VIGIL_AWS_ENDPOINT_URL": aws_emulator.url,
+        "VIGIL_LOGS_WATCH_KINESIS_INITIAL_POSITION": "TRIM_HORIZON",
+        "VIGIL_LOGS_WATCH_KINESIS_CHECKPOINT_URI": str(tmp_path / "checkpoints"),
+    }
+    logs = boto3.session.Session().client(
+        "logs", endpoint_url=aws_emulator.url, region_name="us-east-1"
+    )
+    logs.create_log_group(logGroupName=GROUP)
+    logs.create_log_stream(logGroupName=GROUP, logStreamName="i-0001")
+    subscribed = subprocess.run(
+        [vigil, "logs", "subscribe", "--stream", STREAM, "--log-group", GROUP,
+         "--role-arn", ROLE, "--create-shards", "1"],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert subscribed.returncode == 0, subscribed.stderr
+    put_events({"logs": logs}, "i-0001", normal_traffic(0))
+
+    def watch() -> list[LogWatchWindow]:
+        result = subprocess.run(
+            [vigil, "logs", "watch", f"kinesis://{STREAM}", "--window", "1", "--format",
+             "jsonl", "--max-windows", "2"],
+            capture_output=True, text=True, env=env, timeout=120, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return [LogWatchWindow.model_validate_json(line) for line in result.stdout.splitlines()]
+
+    first = watch()
+    assert sum(w.records for w in first) == 40
+    assert first[0].source == f"kinesis://{STREAM}"
+    assert first[0].source_kind == "kinesis"
+    # Restarted: resumes after its checkpoint, so nothing is read twice.
+    assert sum(w.records for w in watch()) == 0
