@@ -37,7 +37,7 @@ class WatchExample(_Strict):
 
     line: int = Field(ge=1, description="Line number in its file, or the event's ordinal.")
     origin: str = Field(description="The file, 'stdin', or logGroup/logStream of the event.")
-    text: str = Field(description="The record's first line, cut to a few hundred characters.")
+    text: str = Field(description="The record's first line as written, cut to a few hundred chars.")
 
 
 class WatchedTemplate(_Strict):

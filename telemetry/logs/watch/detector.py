@@ -185,7 +185,7 @@ class WindowTally:
         if level is not None and LEVEL_RANK.get(level, 0) >= LEVEL_RANK.get(tally.level or "", -1):
             tally.level = level
         if len(tally.examples) < examples:
-            text = item.record.first_line
+            text = item.first.text  # the line as written, header included
             tally.examples.append(
                 WatchExample(
                     line=max(1, item.record.line),
