@@ -18,7 +18,11 @@ from rag.retrieval_edge import EdgeStore
 from rag.retrieval_server import ServerStore
 from tests.rag.conftest import make_settings
 
-pytestmark = pytest.mark.xdist_group("rag")
+pytestmark = [
+    pytest.mark.xdist_group("rag"),
+    # Local mode accepts the server's payload indexes and says they do nothing: expected.
+    pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning"),
+]
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
 SERVICES = ("ec2", "rds", "app")
