@@ -150,17 +150,16 @@ def main() -> None:
 
 def bench_parse(path: Path, lines: int) -> None:
     """Parse + mine against Drain3 (see the module docstring)."""
-    args = argparse.Namespace(path=path, lines=lines)
-    systems = loghub_systems(args.path)
+    systems = loghub_systems(path)
     rng = random.Random(SEED)
-    per_system = max(1, args.lines // len(systems))
-    blocks = {system: system_lines(args.path, system, per_system, rng) for system in systems}
+    per_system = max(1, lines // len(systems))
+    blocks = {system: system_lines(path, system, per_system, rng) for system in systems}
     total = per_system * len(systems)
     print(f"{total:,} lines: {len(systems)} Loghub systems x {per_system:,}")
     totals = {"drain3": 0.0, "ours": 0.0}
-    for system, lines in blocks.items():
-        drain3 = seconds(run_drain3, lines)
-        ours = seconds(run_ours, lines)
+    for system, block in blocks.items():
+        drain3 = seconds(run_drain3, block)
+        ours = seconds(run_ours, block)
         totals["drain3"] += drain3
         totals["ours"] += ours
         print(
