@@ -33,6 +33,29 @@ Semantics, in steps of ``DatasetInfo.step_seconds``:
 - ``s_sum_15`` for every metric in ``COUNTER_METRICS`` (bytes, requests, operations).
 - Log counts per step (``LOG_COUNT_COLUMNS``), their 15-step sums and ``error_ratio_15`` =
   (errors + criticals) / max(log events, 1) over 15 steps. A dataset without logs gets zeros.
+- Log-template features (``LOG_TEMPLATE_COLUMNS``), from the template id the exporter and the
+  simulator mine for each log event (``telemetry.logs.events``); log rows without one (written
+  before templates were mined) take no part in them, and a dataset without logs gets zeros:
+
+  - ``log_template_{i}_sum_15`` for i = 1 .. ``LOG_TEMPLATE_SLOTS``: events of the i-th most
+    frequent template of the dataset (``DatasetInfo.log_templates.top``, recorded once, so
+    the columns and what they count stay fixed for a model) in the last 15 steps;
+  - ``log_novel_templates_5``: templates that appeared in the last 5 steps and not in the 55
+    steps before them, on this instance (a template silent for ``NOVELTY_GAP`` steps, or never
+    seen, is new again);
+  - ``log_rare_template_ratio_15``: the share of the last 15 steps' events whose template is
+    rare in the dataset (outside ``log_templates.common``: below ``RARE_TEMPLATE_SHARE`` of the
+    events the catalogue counted, or new since); 0 without events;
+  - ``log_error_burst_5``: the largest burst of one error template (ERROR or CRITICAL events)
+    against its own baseline: ``(c - l) / sqrt(l + 1)`` with c its events in the last 5 steps
+    and l = b * 5 / 55 what its b events in the 55 steps before predict; 0 without a burst;
+  - ``log_template_entropy_15``: the Shannon entropy (bits) of the templates of the last 15
+    steps' events (0 for none or one template).
+
+  All are counts, or fixed formulas of counts, inside the instance's last ``HISTORY_STEPS``
+  steps: integer window sums are exact whatever the summation order, the entropy's terms are
+  added one template after the other in template-id order, and a maximum is exact, so these
+  columns hold the same online-equality as the others.
 - No nulls: the first rows of an instance use the rows available (a partial window; the std
   of one row is 0); a lag that reaches before the first row is the first value, so the change
   on the first row is 0. A metric missing inside an instance's grid (a gap) is forward-filled
@@ -53,6 +76,9 @@ from typing import NamedTuple
 
 import polars as pl
 import pyarrow as pa
+
+from contracts.dataset import LogTemplateCatalogue
+from contracts.telemetry import TEMPLATE_ID
 
 INSTANCE_ID = "instance_id"
 TIMESTAMP = "timestamp"
@@ -81,6 +107,31 @@ LEVEL_COUNT_COLUMNS = {
 LOG_COUNT_COLUMNS = (*LEVEL_COUNT_COLUMNS, "log_count", "parse_error_count")
 SUMMED_LOG_COUNTS = ("error_count", "warning_count", "critical_count", "log_count")
 ERROR_RATIO = f"error_ratio_{SUM_WINDOW}"
+
+# Log-template features (see the module docstring). None looks back further than
+# HISTORY_STEPS, the history the scorer reads (tests/contracts/test_features.py checks it).
+LOG_TEMPLATE_SLOTS = 8
+TEMPLATE_WINDOW = SUM_WINDOW
+NOVELTY_WINDOW = 5
+NOVELTY_GAP = 55
+BURST_WINDOW = 5
+BURST_BASELINE = 55
+RARE_TEMPLATE_SHARE = 0.002
+ERROR_LEVELS = ("ERROR", "CRITICAL")
+TOP_TEMPLATE_COLUMNS = tuple(
+    f"log_template_{slot}_sum_{TEMPLATE_WINDOW}" for slot in range(1, LOG_TEMPLATE_SLOTS + 1)
+)
+NOVEL_TEMPLATES = f"log_novel_templates_{NOVELTY_WINDOW}"
+RARE_TEMPLATE_RATIO = f"log_rare_template_ratio_{TEMPLATE_WINDOW}"
+ERROR_BURST = f"log_error_burst_{BURST_WINDOW}"
+TEMPLATE_ENTROPY = f"log_template_entropy_{TEMPLATE_WINDOW}"
+LOG_TEMPLATE_COLUMNS = (
+    *TOP_TEMPLATE_COLUMNS,
+    NOVEL_TEMPLATES,
+    RARE_TEMPLATE_RATIO,
+    ERROR_BURST,
+    TEMPLATE_ENTROPY,
+)
 
 # Metrics that count things per step, for which a sum over a window means something.
 COUNTER_METRICS = frozenset(
@@ -138,7 +189,9 @@ def feature_columns(metrics: Sequence[str]) -> list[str]:
     """The ordered feature columns for ``metrics``: the contract models and the scorer rely on.
 
     Time features, then 20 columns per metric in the given order, then ``{s}_sum_15`` of the
-    counter metrics, then the log features.
+    counter metrics, then the log features: level counts, their sums and ratio, then
+    ``LOG_TEMPLATE_COLUMNS`` (the same names for every dataset: what each template slot counts
+    is recorded in ``DatasetInfo.log_templates``).
 
     Raises:
         ValueError: on an empty or repeated metric list, or on two names that would give the
@@ -159,6 +212,7 @@ def feature_columns(metrics: Sequence[str]) -> list[str]:
         *LOG_COUNT_COLUMNS,
         *(f"{c}_sum_{SUM_WINDOW}" for c in SUMMED_LOG_COUNTS),
         ERROR_RATIO,
+        *LOG_TEMPLATE_COLUMNS,
     ]
     if clashing := _repeated(columns):
         raise ValueError(f"metric names give feature columns that clash: {sorted(clashing)}")
@@ -189,7 +243,10 @@ def feature_schema(metrics: Sequence[str]) -> pa.Schema:
 
 
 def to_wide(
-    raw: pl.DataFrame | pa.Table, metrics: Sequence[str], step_seconds: int
+    raw: pl.DataFrame | pa.Table,
+    metrics: Sequence[str],
+    step_seconds: int,
+    log_templates: LogTemplateCatalogue | None = None,
 ) -> pl.DataFrame:
     """Raw telemetry rows as one row per (instance_id, step) on a regular grid.
 
@@ -199,15 +256,22 @@ def to_wide(
     per step into ``LOG_COUNT_COLUMNS``. Each instance gets every step from its first to its
     last bucket; a step without a datapoint has a null metric value and zero log counts.
 
+    The log-template features (``LOG_TEMPLATE_COLUMNS``) are computed here too, from the log
+    rows' template ids: they need each template's own counts, which the wide frame does not
+    keep (one column per template would have no bound). ``compute_features`` passes them on.
+
     Args:
         raw: rows with at least the columns timestamp, instance_id, kind, name, value, level
-            and parse_error of ``RAW_SCHEMA``, in any order.
+            and parse_error of ``RAW_SCHEMA``, in any order, and optionally ``template_id``
+            (absent or null: the log row takes no part in the template features).
         metrics: the dataset's metrics; each becomes a Float64 column named as the metric.
         step_seconds: the grid step.
+        log_templates: the dataset's template catalogue (``DatasetInfo.log_templates``);
+            None leaves the template slots at zero and counts every template as rare.
 
     Returns:
-        instance_id, timestamp (UTC, ms), one column per metric, the log counts (Int64),
-        sorted by instance_id then timestamp.
+        instance_id, timestamp (UTC, ms), one column per metric, the log counts (Int64), the
+        log-template features (Float64), sorted by instance_id then timestamp.
 
     Raises:
         ValueError: on a missing column, a naive timestamp, a null key or a non-finite value.
@@ -217,7 +281,8 @@ def to_wide(
     if step_seconds <= 0:
         raise ValueError(f"step_seconds must be positive, got {step_seconds}")
     step_ms = step_seconds * 1000
-    frame = frame.select(_RAW_COLUMNS).with_columns(
+    template = pl.col(TEMPLATE_ID) if TEMPLATE_ID in frame.columns else pl.lit(None)
+    frame = frame.select(*_RAW_COLUMNS, template.cast(pl.Int64).alias(TEMPLATE_ID)).with_columns(
         _utc_ms(frame, "raw telemetry").dt.epoch("ms").floordiv(step_ms).mul(step_ms).alias("step")
     )
     _require_no_nulls(frame, ("step", INSTANCE_ID, "kind"), "raw telemetry")
@@ -241,17 +306,11 @@ def to_wide(
         values="value",
         aggregate_function="mean",
     )
-    counts = (
-        frame.filter(pl.col("kind") == "log")
-        .group_by(INSTANCE_ID, "step")
-        .agg(
-            *(
-                (pl.col("level") == level).sum().alias(c)
-                for c, level in LEVEL_COUNT_COLUMNS.items()
-            ),
-            pl.len().alias("log_count"),
-            pl.col("parse_error").fill_null(False).sum().alias("parse_error_count"),
-        )
+    logs = frame.filter(pl.col("kind") == "log")
+    counts = logs.group_by(INSTANCE_ID, "step").agg(
+        *((pl.col("level") == level).sum().alias(c) for c, level in LEVEL_COUNT_COLUMNS.items()),
+        pl.len().alias("log_count"),
+        pl.col("parse_error").fill_null(False).sum().alias("parse_error_count"),
     )
     grid = (
         pl.concat([values.select(INSTANCE_ID, "step"), counts.select(INSTANCE_ID, "step")])
@@ -259,16 +318,50 @@ def to_wide(
         .agg(pl.int_ranges(pl.col("step").min(), pl.col("step").max() + step_ms, step_ms).first())
         .explode("step")
     )
+    templates = _template_features(logs, grid, log_templates, step_ms)
     return (
         grid.join(values, on=[INSTANCE_ID, "step"], how="left")
         .join(counts, on=[INSTANCE_ID, "step"], how="left")
+        .join(templates, on=[INSTANCE_ID, "step"], how="left")
         .select(
             INSTANCE_ID,
             pl.col("step").cast(pl.Datetime("ms")).dt.replace_time_zone("UTC").alias(TIMESTAMP),
             *(pl.col(m).cast(pl.Float64) for m in metrics),
             *(pl.col(c).fill_null(0).cast(pl.Int64) for c in LOG_COUNT_COLUMNS),
+            *(pl.col(c).fill_null(0.0).cast(pl.Float64) for c in LOG_TEMPLATE_COLUMNS),
         )
         .sort(INSTANCE_ID, TIMESTAMP)
+    )
+
+
+def log_template_catalogue(raw: pl.DataFrame | pa.Table) -> LogTemplateCatalogue | None:
+    """The template catalogue of raw telemetry: its most frequent and its common templates.
+
+    Args:
+        raw: raw rows with kind and template_id (any other columns are ignored).
+
+    Returns:
+        ``top``: the ``LOG_TEMPLATE_SLOTS`` templates with the most log events (ties: the lower
+        id first); ``common``: the templates with at least ``RARE_TEMPLATE_SHARE`` of them.
+        None when no log row has a template id.
+    """
+    frame = raw if isinstance(raw, pl.DataFrame) else pl.DataFrame(pl.from_arrow(raw))
+    if TEMPLATE_ID not in frame.columns:
+        return None
+    counts = (
+        frame.filter((pl.col("kind") == "log") & pl.col(TEMPLATE_ID).is_not_null())
+        .group_by(TEMPLATE_ID)
+        .agg(pl.len().alias("events"))
+        .sort(["events", TEMPLATE_ID], descending=[True, False])
+    )
+    events = int(counts["events"].sum())
+    if not events:
+        return None
+    common = counts.filter(pl.col("events") >= RARE_TEMPLATE_SHARE * events)[TEMPLATE_ID]
+    return LogTemplateCatalogue(
+        events=events,
+        top=counts[TEMPLATE_ID].head(LOG_TEMPLATE_SLOTS).to_list(),
+        common=sorted(common.to_list()),
     )
 
 
@@ -278,8 +371,8 @@ def compute_features(wide: pl.DataFrame, metrics: Sequence[str]) -> pl.DataFrame
     Args:
         wide: one row per (instance_id, timestamp) on a regular grid, e.g. from ``to_wide``
             or a dataset importer: instance_id, timestamp, one numeric column per metric
-            (named as the metric; nulls are gaps) and optionally ``LOG_COUNT_COLUMNS``
-            (absent means no logs: zeros). Row order does not matter.
+            (named as the metric; nulls are gaps) and optionally ``LOG_COUNT_COLUMNS`` and
+            ``LOG_TEMPLATE_COLUMNS`` (absent means no logs: zeros). Row order does not matter.
         metrics: the dataset's metrics, in contract order.
 
     Returns:
@@ -301,7 +394,10 @@ def compute_features(wide: pl.DataFrame, metrics: Sequence[str]) -> pl.DataFrame
 
 
 def latest_features(
-    raw_recent: pl.DataFrame | pa.Table, metrics: Sequence[str], step_seconds: int
+    raw_recent: pl.DataFrame | pa.Table,
+    metrics: Sequence[str],
+    step_seconds: int,
+    log_templates: LogTemplateCatalogue | None = None,
 ) -> pl.DataFrame:
     """The newest feature row of each instance, for online scoring.
 
@@ -312,6 +408,7 @@ def latest_features(
         raw_recent: raw telemetry covering at least the last ``HISTORY_STEPS`` steps.
         metrics: the dataset's metrics.
         step_seconds: the grid step.
+        log_templates: the dataset's template catalogue, as the batch job used it.
 
     Returns:
         One row per instance: ``ID_COLUMNS + feature_columns(metrics)``, sorted by instance_id.
@@ -320,7 +417,7 @@ def latest_features(
         ValueError: when the telemetry spans fewer than ``HISTORY_STEPS`` steps (the windows
             would be shorter than the batch job's), and on the errors of ``to_wide``.
     """
-    wide = to_wide(raw_recent, metrics, step_seconds)
+    wide = to_wide(raw_recent, metrics, step_seconds, log_templates)
     span = wide.select(
         first=pl.col(TIMESTAMP).min(),
         last=pl.col(TIMESTAMP).max(),
@@ -360,6 +457,160 @@ def _utc_ms(frame: pl.DataFrame, what: str) -> pl.Expr:
     return pl.col(TIMESTAMP).dt.convert_time_zone("UTC").cast(TIMESTAMP_TYPE)
 
 
+def _template_features(
+    logs: pl.DataFrame,
+    grid: pl.DataFrame,
+    catalogue: LogTemplateCatalogue | None,
+    step_ms: int,
+) -> pl.DataFrame:
+    """``LOG_TEMPLATE_COLUMNS`` per (instance_id, step) with a templated event in reach.
+
+    Args:
+        logs: log rows with instance_id, step (epoch ms of the step), template_id and level.
+        grid: the (instance_id, step) rows of the wide frame.
+        catalogue: the dataset's template catalogue, or None.
+        step_ms: the grid step in milliseconds.
+
+    Returns:
+        instance_id, step and the features (Float64); steps missing here have zeros. Every
+        value depends only on the instance's events in its last ``HISTORY_STEPS`` steps.
+    """
+    # Integer keys throughout (an instance's code, the step's number since the epoch): the
+    # group-bys below run over millions of rows on a fleet-day.
+    instances = logs.select(pl.col(INSTANCE_ID).unique()).with_row_index("__instance")
+    occurrences = (
+        logs.filter(pl.col(TEMPLATE_ID).is_not_null())
+        .join(instances, on=INSTANCE_ID)
+        .group_by("__instance", (pl.col("step") // step_ms).alias("__step"), TEMPLATE_ID)
+        .agg(
+            pl.len().cast(pl.Int64).alias("n"),
+            pl.col("level").is_in(ERROR_LEVELS).sum().cast(pl.Int64).alias("errors"),
+        )
+    )
+    keys = ["__instance", "__step"]
+    window = _window_counts(occurrences, TEMPLATE_WINDOW)
+    top = catalogue.top[:LOG_TEMPLATE_SLOTS] if catalogue is not None else []
+    common = pl.Series(catalogue.common if catalogue is not None else [], dtype=pl.Int64)
+    n, events = pl.col("n"), pl.col("__events")
+    # The entropy's terms are added one template after the other in id order (a running sum
+    # has one association), so it does not depend on which rows the frame held besides.
+    entropy_term = (n / events) * (events / n).log(2)
+    by_step = (
+        window.with_columns(n.sum().over(keys).alias("__events"))
+        .group_by(keys)
+        .agg(
+            events.first(),
+            n.filter(~pl.col(TEMPLATE_ID).is_in(common.implode())).sum().alias("__rare"),
+            *(
+                n.filter(pl.col(TEMPLATE_ID) == template).sum().alias(column)
+                for template, column in zip(top, TOP_TEMPLATE_COLUMNS, strict=False)
+            ),
+            entropy_term.sort_by(TEMPLATE_ID).cum_sum().last().alias(TEMPLATE_ENTROPY),
+        )
+    )
+
+    # A template is new at its onset: its first event after NOVELTY_GAP silent steps, or ever.
+    previous = pl.col("__step").shift(1).over("__instance", TEMPLATE_ID)
+    onsets = (
+        occurrences.select(*keys, TEMPLATE_ID)
+        .sort("__instance", TEMPLATE_ID, "__step")
+        .filter(previous.is_null() | (pl.col("__step") - previous > NOVELTY_GAP))
+    )
+    novel = (
+        _spread(onsets.select(keys), NOVELTY_WINDOW)
+        .group_by(keys)
+        .agg(pl.len().alias(NOVEL_TEMPLATES))
+    )
+
+    # Each error template's events in the last BURST_WINDOW steps against the BURST_BASELINE
+    # steps before them.
+    recent = pl.col("__lag") < BURST_WINDOW
+    per_template = (
+        _spread(
+            occurrences.filter(pl.col("errors") > 0).select(*keys, TEMPLATE_ID, "errors"),
+            BURST_WINDOW + BURST_BASELINE,
+        )
+        .group_by(*keys, TEMPLATE_ID)
+        .agg(
+            pl.col("errors").filter(recent).sum().alias("__recent"),
+            pl.col("errors").filter(~recent).sum().alias("__before"),
+        )
+        .filter(pl.col("__recent") > 0)
+    )
+    expected = pl.col("__before") * (BURST_WINDOW / BURST_BASELINE)
+    score = (pl.col("__recent") - expected) / (expected + 1.0).sqrt()
+    burst = per_template.group_by(keys).agg(score.max().clip(lower_bound=0.0).alias(ERROR_BURST))
+
+    rare = pl.col("__rare") / pl.col("__events")
+    return (
+        by_step.join(novel, on=keys, how="left")
+        .join(burst, on=keys, how="left")
+        .join(instances, on="__instance")
+        .with_columns((pl.col("__step") * step_ms).alias("step"))
+        .join(grid, on=[INSTANCE_ID, "step"], how="semi")
+        .select(
+            INSTANCE_ID,
+            "step",
+            *(
+                (pl.col(c) if c in by_step.columns else pl.lit(0))
+                .fill_null(0)
+                .cast(pl.Float64)
+                .alias(c)
+                for c in TOP_TEMPLATE_COLUMNS
+            ),
+            pl.col(NOVEL_TEMPLATES).fill_null(0).cast(pl.Float64),
+            rare.cast(pl.Float64).alias(RARE_TEMPLATE_RATIO),
+            pl.col(ERROR_BURST).fill_null(0.0).cast(pl.Float64),
+            pl.col(TEMPLATE_ENTROPY).cast(pl.Float64),
+        )
+    )
+
+
+def _spread(frame: pl.DataFrame, steps: int) -> pl.DataFrame:
+    """Each row copied to the ``steps`` steps from its own ``__step`` on (the windows that
+    hold it); ``__lag`` is how many steps later the copy is."""
+    return (
+        frame.with_columns(pl.int_ranges(0, steps, dtype=pl.Int64).alias("__lag"))
+        .explode("__lag")
+        .with_columns(pl.col("__step") + pl.col("__lag"))
+    )
+
+
+def _window_counts(occurrences: pl.DataFrame, steps: int) -> pl.DataFrame:
+    """Each template's events in the last ``steps`` steps, at every step where it has some.
+
+    A template's count changes only where an event enters the window (its step) or leaves it
+    (``steps`` later): between two such changes it holds, so each constant stretch is written
+    out once instead of copying every event to the ``steps`` windows that hold it. Sums of
+    integers: exact whatever the order.
+
+    Returns:
+        __instance, __step, template_id and n (> 0).
+    """
+    by = ["__instance", TEMPLATE_ID]
+    changes = (
+        pl.concat(
+            [
+                occurrences.select(*by, "__step", pl.col("n")),
+                occurrences.select(*by, pl.col("__step") + steps, -pl.col("n")),
+            ]
+        )
+        .group_by(*by, "__step")
+        .agg(pl.col("n").sum())
+        .sort(*by, "__step")
+    )
+    return (
+        changes.with_columns(
+            pl.col("n").cum_sum().over(by),
+            pl.col("__step").shift(-1).over(by).alias("__until"),
+        )
+        .filter(pl.col("n") > 0)
+        .with_columns(pl.int_ranges("__step", "__until", dtype=pl.Int64).alias("__step"))
+        .explode("__step")
+        .select("__instance", "__step", TEMPLATE_ID, "n")
+    )
+
+
 def _value(name: str) -> str:
     return f"__value_{name}"
 
@@ -367,10 +618,11 @@ def _value(name: str) -> str:
 def _prepared(wide: pl.DataFrame, metrics: Sequence[str]) -> pl.DataFrame:
     """Validated and sorted; gaps filled; one Float64 column per metric and log count."""
     _require_columns(wide, [*ID_COLUMNS, *metrics], "wide frame")
-    reserved = [m for m in metrics if m in (*ID_COLUMNS, *LOG_COUNT_COLUMNS)]
+    passed_on = (*LOG_COUNT_COLUMNS, *LOG_TEMPLATE_COLUMNS)
+    reserved = [m for m in metrics if m in (*ID_COLUMNS, *passed_on)]
     if reserved:
-        raise ValueError(f"metric names {reserved} clash with id or log count columns")
-    for column in [*metrics, *(c for c in LOG_COUNT_COLUMNS if c in wide.columns)]:
+        raise ValueError(f"metric names {reserved} clash with id or log feature columns")
+    for column in [*metrics, *(c for c in passed_on if c in wide.columns)]:
         if not wide.schema[column].is_numeric():
             raise ValueError(f"wide frame column {column!r} is {wide.schema[column]}, not numeric")
     frame = wide.select(
@@ -379,7 +631,7 @@ def _prepared(wide: pl.DataFrame, metrics: Sequence[str]) -> pl.DataFrame:
         *(pl.col(m).cast(pl.Float64).alias(_value(m)) for m in metrics),
         *(
             (pl.col(c) if c in wide.columns else pl.lit(0)).cast(pl.Float64).alias(_value(c))
-            for c in LOG_COUNT_COLUMNS
+            for c in passed_on
         ),
     )
     _require_no_nulls(frame, ID_COLUMNS, "wide frame")
@@ -481,7 +733,7 @@ def _metric_features(metric: str) -> dict[str, pl.Expr]:
 
 
 def _log_features() -> dict[str, pl.Expr]:
-    exprs = {name: pl.col(_value(name)) for name in LOG_COUNT_COLUMNS}
+    exprs = {name: pl.col(_value(name)) for name in (*LOG_COUNT_COLUMNS, *LOG_TEMPLATE_COLUMNS)}
     for name in SUMMED_LOG_COUNTS:
         exprs[f"{name}_sum_{SUM_WINDOW}"] = pl.col(_block(_value(name), "sum", SUM_WINDOW))
     sums = {name: exprs[f"{name}_sum_{SUM_WINDOW}"] for name in SUMMED_LOG_COUNTS}

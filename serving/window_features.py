@@ -2,8 +2,9 @@
 
 Two sources, the same rows: the feature job's files (``processed-logs/YYYY-MM-DD/
 features.parquet``), or raw telemetry (``raw-logs/…``) turned into features here by
-``contracts.features`` — the very functions the feature job runs, over the window plus the
-``HISTORY_STEPS`` steps before it, so every window statistic sees a full history.
+``contracts.features`` — the very functions the feature job runs, with the dataset's log
+template catalogue it recorded, over the window plus the ``HISTORY_STEPS`` steps before it, so
+every window statistic sees a full history.
 """
 
 from datetime import datetime, timedelta
@@ -134,7 +135,8 @@ def _from_raw(store: ObjectStore, start: datetime, end: datetime) -> pa.Table:
         hour += timedelta(hours=1)
     if not tables or not sum(t.num_rows for t in tables):
         return pa.table({})
+    # Promoted: partitions written before templates were mined lack the template columns.
     raw = pa.concat_tables(tables, promote_options="default")
-    wide = to_wide(raw, info.metrics, info.step_seconds)
+    wide = to_wide(raw, info.metrics, info.step_seconds, info.log_templates)
     features = compute_features(wide, info.metrics)
     return features.filter((pl.col(TIMESTAMP) >= start) & (pl.col(TIMESTAMP) < end)).to_arrow()

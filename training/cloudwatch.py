@@ -19,15 +19,22 @@ once when it died on the same machine (a killed ``vigil export`` rerun by hand).
 Memory holds one page plus the keys of one hour, and only the keys of rows at or after the
 earliest window start of that hour (the rows a refetch can repeat), so the usual five-minute run
 keeps almost nothing.
+
+Every log event is parsed and its template mined on the way in (``telemetry.logs.events``: the
+path the simulator's logs take too): the rows carry the level, component and message the parser
+found and the template id of the store's persistent miner (``TEMPLATE_MINER_STATE_PATH``). The
+miner's state is saved before each partition replaces the old one, so an id written in a
+partition is always known to the saved state: a rerun after a crash hands the same template the
+same id and never gives a new template an id that a partition already uses for another.
+Partitions written before templates were mined are rewritten with null template columns.
 """
 
-import json
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import boto3
 import botocore.session
@@ -43,7 +50,14 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from contracts.layout import EXPORT_LEASE_PATH, raw_partition_path
 from contracts.settings import Settings
 from contracts.store import Lease, LeaseBusyError, ObjectStore
-from contracts.telemetry import LOG_LEVELS, RAW_SCHEMA
+from contracts.telemetry import (
+    RAW_SCHEMA,
+    RAW_SCHEMA_WITH_TEMPLATES,
+    TEMPLATE_MINER_STATE_PATH,
+    with_template_columns,
+)
+from telemetry.logs.events import LogEventParser, ParsedLogMessage, parse_log_message
+from telemetry.logs.state import load_miner, save_miner
 from training.cloudwatch_layout import CloudWatchLayout
 from training.export_checkpoint import (
     ExportCheckpoint,
@@ -57,8 +71,8 @@ _MILLISECOND = timedelta(milliseconds=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _STATISTIC = "Average"  # one datapoint per instance-minute: the mean of what was published
 _KEY_COLUMNS = ["timestamp", "kind", "instance_id", "name", "event_id"]
-# json.dumps with any option builds a new encoder on every call; a log page has thousands
-_encode_json = json.JSONEncoder(ensure_ascii=False).encode
+# Re-exported: the exporter's message shape is read by telemetry.logs.events.
+__all__ = ["ParsedLogMessage", "parse_log_message"]
 
 
 class ExportConfig(BaseModel):
@@ -110,7 +124,10 @@ class ExportSummary(BaseModel):
     end: AwareDatetime
     metric_rows: int = 0
     log_rows: int = 0
-    malformed_log_rows: int = Field(default=0, description="log rows kept with parse_error")
+    malformed_log_rows: int = Field(
+        default=0, description="log rows kept with parse_error (no level could be read)"
+    )
+    log_templates: int = Field(default=0, description="templates the store's miner knows")
     duplicate_rows: int = Field(default=0, description="fetched rows the partition already held")
     partitions_written: list[str] = Field(default_factory=list)
     pages: int = Field(default=0, description="API responses read")
@@ -132,44 +149,6 @@ class ExportError(RuntimeError):
             f"CloudWatch export failed for {len(summary.failures)} stream window(s), "
             f"left for the next run to retry: {windows}"
         )
-
-
-class ParsedLogMessage(NamedTuple):
-    level: str | None
-    message: str
-    metadata: str | None
-    parse_error: bool
-
-
-def parse_log_message(text: str) -> ParsedLogMessage:
-    """Split a CloudWatch log message ``{"level", "message", "metadata"}`` into its fields.
-
-    A message that is not such an object (not JSON, level missing or unknown, message not a
-    string, metadata not an object) is kept whole in ``message`` and flagged ``parse_error``;
-    a known level is kept even then. Levels are matched case-insensitively.
-
-    Args:
-        text: the event's message as CloudWatch stores it.
-
-    Returns:
-        The level, the message, the metadata as JSON text (None when absent) and the flag.
-    """
-    try:
-        body = json.loads(text)
-    except ValueError:
-        return ParsedLogMessage(None, text, None, True)
-    if not isinstance(body, dict):
-        return ParsedLogMessage(None, text, None, True)
-    raw_level = body.get("level")
-    level = raw_level.upper() if isinstance(raw_level, str) else None
-    if level not in LOG_LEVELS:
-        level = None
-    message = body.get("message")
-    metadata = body.get("metadata")
-    if level is None or not isinstance(message, str) or not isinstance(metadata, dict | None):
-        return ParsedLogMessage(level, text, None, True)
-    encoded = None if metadata is None else _encode_json(metadata)
-    return ParsedLogMessage(level, message, encoded, False)
 
 
 def make_cloudwatch_clients(
@@ -291,7 +270,8 @@ def _export_leased(
     hours = _hours(min(origins.values()), end)
 
     summary = ExportSummary(end=end)
-    fetcher = _Fetcher(*clients, layout, config, summary)
+    miner = load_miner(store, TEMPLATE_MINER_STATE_PATH)
+    fetcher = _Fetcher(*clients, layout, config, summary, LogEventParser(miner))
     blocked: set[str] = set()
     for hours_done, hour in enumerate(hours, start=1):
         windows = {
@@ -302,6 +282,7 @@ def _export_leased(
         windows = {stream: (a, b) for stream, (a, b) in windows.items() if a < b}
         if windows:
             completed, failures = _export_hour(store, hour, windows, fetcher, summary, lease)
+            summary.log_templates = miner.template_count
             for stream in completed:
                 _advance(checkpoint, stream.key, *windows[stream])
             blocked.update(failure.stream for failure in failures)
@@ -369,12 +350,13 @@ class _PartitionWriter:
             return
         if self._writer is None:
             self._writer = self._stack.enter_context(
-                self._store.parquet_writer(self._key, RAW_SCHEMA)
+                self._store.parquet_writer(self._key, RAW_SCHEMA_WITH_TEMPLATES)
             )
             if self._store.exists(self._key):
                 with self._store.parquet_file(self._key) as existing:
                     for index in range(existing.num_row_groups):
-                        self._writer.write_table(existing.read_row_group(index))
+                        group = existing.read_row_group(index)
+                        self._writer.write_table(with_template_columns(group))
         self._writer.write_table(table)
 
 
@@ -388,13 +370,19 @@ class _Fetcher:
         layout: CloudWatchLayout,
         config: ExportConfig,
         summary: ExportSummary,
+        events: LogEventParser,
     ) -> None:
         self._logs = logs_client
         self._cloudwatch = cloudwatch_client
         self._layout = layout
         self._config = config
         self._summary = summary
+        self._events = events
         self._series: dict[str, list[tuple[str, str]]] = {}
+
+    def save_miner(self, store: ObjectStore) -> None:
+        """Save what the template miner learned, before a partition using it is committed."""
+        save_miner(self._events.miner, store, TEMPLATE_MINER_STATE_PATH)
 
     def tables(
         self, stream: _Stream, start: datetime, end: datetime, keys: _HourKeys
@@ -444,15 +432,11 @@ class _Fetcher:
                 continue
             keys.log.add(event["eventId"])
             kept.append(event)
-        parsed = [parse_log_message(event["message"]) for event in kept]
         columns: dict[str, list[Any]] = {
             "timestamp": [event["timestamp"] for event in kept],
             "instance_id": [event["logStreamName"] for event in kept],
             "event_id": [event["eventId"] for event in kept],
-            "level": [fields.level for fields in parsed],
-            "message": [fields.message for fields in parsed],
-            "metadata": [fields.metadata for fields in parsed],
-            "parse_error": [fields.parse_error for fields in parsed],
+            **self._events.parse_all([event["message"] for event in kept]),
         }
         rows = len(kept)
         self._summary.log_rows += rows
@@ -587,6 +571,7 @@ def _export_hour(
             else:
                 completed.append(stream)
         if partition.opened:
+            fetcher.save_miner(store)
             lease.renew()  # raising here discards the new file: the old one stays
     if partition.opened:
         summary.partitions_written.append(key)
@@ -599,10 +584,11 @@ def _read_hour_keys(store: ObjectStore, key: str, since: datetime) -> _HourKeys:
     if not store.exists(key):
         return keys
     with store.parquet_file(key) as parquet:
-        if not parquet.schema_arrow.equals(RAW_SCHEMA):
+        schema = parquet.schema_arrow
+        if not (schema.equals(RAW_SCHEMA_WITH_TEMPLATES) or schema.equals(RAW_SCHEMA)):
             raise ValueError(
                 f"{store.uri}/{key} does not have the raw telemetry schema; "
-                f"refusing to rewrite it (found {parquet.schema_arrow})"
+                f"refusing to rewrite it (found {schema})"
             )
         threshold = pa.scalar(since, RAW_SCHEMA.field("timestamp").type)
         for batch in parquet.iter_batches(columns=_KEY_COLUMNS):
@@ -624,9 +610,10 @@ def _read_hour_keys(store: ObjectStore, key: str, since: datetime) -> _HourKeys:
 
 
 def _raw_table(rows: int, columns: dict[str, list[Any]], constants: dict[str, Any]) -> pa.Table:
-    """A RAW_SCHEMA table from per-row columns and same-for-every-row values; the rest null."""
+    """A RAW_SCHEMA_WITH_TEMPLATES table from per-row columns and same-for-every-row values;
+    the rest null."""
     arrays = []
-    for f in RAW_SCHEMA:
+    for f in RAW_SCHEMA_WITH_TEMPLATES:
         if f.name == "timestamp":  # from int64: building timestamps from ints is 15x slower
             arrays.append(pa.array(columns[f.name], pa.int64()).cast(f.type))
         elif f.name in columns:
@@ -635,7 +622,7 @@ def _raw_table(rows: int, columns: dict[str, list[Any]], constants: dict[str, An
             arrays.append(pa.repeat(pa.scalar(constants[f.name], f.type), rows))
         else:
             arrays.append(pa.nulls(rows, f.type))
-    return pa.Table.from_arrays(arrays, schema=RAW_SCHEMA)
+    return pa.Table.from_arrays(arrays, schema=RAW_SCHEMA_WITH_TEMPLATES)
 
 
 def _parse_timestamp_utc(value: str | float) -> datetime:

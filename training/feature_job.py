@@ -13,6 +13,11 @@ statistics instead of decoding the whole day:
   or a LocalCluster started for the run). Instances are independent and the batches are
   written in order, so both engines write identical files.
 
+The log-template features count the templates the dataset's catalogue names
+(``DatasetInfo.log_templates``). The catalogue is recorded once: the first run that finds
+templated log events counts them over the days it builds (``log_template_catalogue``) and
+writes it into ``dataset.json``; every later run, and the online scorer, uses that one.
+
 The file appears atomically (``ObjectStore.parquet_writer``): a reader sees the old file or
 the complete new one. A raw partition that is not readable Parquet is quarantined
 (``training.quarantine``) and the day is built from the others; a day none of whose
@@ -33,7 +38,12 @@ import polars as pl
 import pyarrow as pa
 from distributed import Client, LocalCluster
 
-from contracts.dataset import DatasetInfo, read_dataset_info
+from contracts.dataset import (
+    DatasetInfo,
+    LogTemplateCatalogue,
+    read_dataset_info,
+    write_dataset_info,
+)
 from contracts.features import (
     HISTORY_STEPS,
     INSTANCE_ID,
@@ -41,10 +51,12 @@ from contracts.features import (
     compute_features,
     feature_columns,
     feature_schema,
+    log_template_catalogue,
     to_wide,
 )
 from contracts.layout import RAW_PREFIX, features_path, raw_partition_path
 from contracts.store import ObjectStore
+from contracts.telemetry import TEMPLATE_ID
 from training.quarantine import QuarantinedFile, read_or_quarantine
 
 logger = logging.getLogger(__name__)
@@ -132,6 +144,8 @@ def build_features(
     if not days:
         raise RawPartitionsNotFoundError(f"no raw partitions under {store.uri}/{RAW_PREFIX}/")
     quarantined: list[QuarantinedFile] = []
+    if info.log_templates is None:
+        info = _record_log_templates(store, info, days, quarantined)
     with _engine_client(engine, dask_client) as client:
         built = [_build_day(store, info, d, client, quarantined) for d in days]
     written = tuple(day_features for day_features in built if day_features is not None)
@@ -139,13 +153,19 @@ def build_features(
 
 
 def batch_features(
-    raw: pl.DataFrame, metrics: list[str], step_seconds: int, start: datetime, end: datetime
+    raw: pl.DataFrame,
+    metrics: list[str],
+    step_seconds: int,
+    start: datetime,
+    end: datetime,
+    log_templates: LogTemplateCatalogue | None = None,
 ) -> pa.Table:
     """The features of the rows in [start, end) of a batch of whole instances.
 
     ``raw`` may hold earlier rows (the lookback); they shape the windows but are not returned.
     """
-    features = compute_features(to_wide(raw, metrics, step_seconds), metrics)
+    wide = to_wide(raw, metrics, step_seconds, log_templates)
+    features = compute_features(wide, metrics)
     in_day = features.filter(pl.col(TIMESTAMP).is_between(start, end, closed="left"))
     return in_day.to_arrow().cast(feature_schema(metrics))
 
@@ -212,12 +232,13 @@ def _build_day(
         logger.warning("no readable raw partition for %s: no features written", day)
         return None
     frames = [*_read_raw(store, lookback_keys, quarantined), *day_frames]
-    raw = pl.concat(frames, how="vertical_relaxed").filter(
+    # Diagonal: partitions written before templates were mined have no template id.
+    raw = pl.concat(frames, how="diagonal_relaxed").filter(
         pl.col(TIMESTAMP).is_between(lookback, end, closed="left")
     )
     schema = feature_schema(info.metrics)
     batches = _instance_batches(raw)
-    args = (info.metrics, info.step_seconds, start, end)
+    args = (info.metrics, info.step_seconds, start, end, info.log_templates)
     key = features_path(day)
     rows, instances = 0, set()
     with store.parquet_writer(key, schema, use_dictionary=[INSTANCE_ID]) as writer:
@@ -229,18 +250,68 @@ def _build_day(
     return DayFeatures(day, key, rows, len(instances), len(day_frames))
 
 
+def _record_log_templates(
+    store: ObjectStore, info: DatasetInfo, days: list[date], quarantined: list[QuarantinedFile]
+) -> DatasetInfo:
+    """The dataset info with the template catalogue of ``days``, written to the store; the
+    info unchanged when those days hold no templated log event (no logs, or logs exported
+    before templates were mined)."""
+    keys = [
+        key
+        for d in days
+        for h in range(24)
+        if store.exists(key := raw_partition_path(datetime.combine(d, time(h), tzinfo=UTC)))
+    ]
+    tables = []
+    for key in keys:
+        if TEMPLATE_ID not in _raw_columns(store, key):
+            continue
+        table = read_or_quarantine(store, key, ["kind", TEMPLATE_ID])
+        if isinstance(table, QuarantinedFile):
+            quarantined.append(table)
+        else:
+            tables.append(table)
+    catalogue = log_template_catalogue(pa.concat_tables(tables)) if tables else None
+    if catalogue is None:
+        return info
+    recorded = info.model_copy(update={"log_templates": catalogue})
+    write_dataset_info(store, recorded)
+    logger.info(
+        "recorded the log template catalogue: %d templates over %d events, top %s",
+        len(catalogue.common),
+        catalogue.events,
+        catalogue.top,
+    )
+    return recorded
+
+
 def _read_raw(
     store: ObjectStore, keys: list[str], quarantined: list[QuarantinedFile]
 ) -> list[pl.DataFrame]:
-    """The readable partitions among ``keys``; the others are quarantined and listed."""
+    """The readable partitions among ``keys``; the others are quarantined and listed.
+
+    The template id is read where the partition has it (partitions written before templates
+    were mined lack it).
+    """
     frames = []
     for key in keys:
-        table = read_or_quarantine(store, key, _RAW_COLUMNS)
+        table = read_or_quarantine(store, key, _raw_columns(store, key))
         if isinstance(table, QuarantinedFile):
             quarantined.append(table)
         else:
             frames.append(pl.DataFrame(table))
     return frames
+
+
+def _raw_columns(store: ObjectStore, key: str) -> list[str]:
+    """The columns to read from a raw partition: ``_RAW_COLUMNS``, and the template id when
+    the partition has one. A file whose footer does not read is left to ``read_or_quarantine``."""
+    try:
+        with store.parquet_file(key) as parquet:
+            names = parquet.schema_arrow.names
+    except (pa.ArrowInvalid, OSError):
+        return _RAW_COLUMNS
+    return [*_RAW_COLUMNS, TEMPLATE_ID] if TEMPLATE_ID in names else _RAW_COLUMNS
 
 
 def _instance_batches(raw: pl.DataFrame) -> list[pl.DataFrame]:
@@ -256,7 +327,7 @@ def _instance_batches(raw: pl.DataFrame) -> list[pl.DataFrame]:
 
 def _computed(
     batches: list[pl.DataFrame],
-    args: tuple[list[str], int, datetime, datetime],
+    args: tuple[list[str], int, datetime, datetime, LogTemplateCatalogue | None],
     client: Client | None,
 ) -> Iterator[pa.Table]:
     """Each batch's features, in batch order; on the cluster when there is a client."""
@@ -264,7 +335,7 @@ def _computed(
         for raw in batches:
             yield batch_features(raw, *args)
         return
-    metrics, step_seconds, start, end = args
+    metrics, step_seconds, start, end, log_templates = args
     futures = client.map(
         batch_features,
         client.scatter(batches),
@@ -272,6 +343,7 @@ def _computed(
         step_seconds=step_seconds,
         start=start,
         end=end,
+        log_templates=log_templates,
         pure=False,
     )
     for future in futures:

@@ -4,6 +4,16 @@ Each type follows the state machine of seed 004 §4: it walks through its phases
 (error spike WARNING → ERROR → CRITICAL, latency slow → degraded → timeout, resource
 exhaustion 70 → 80 → 90 → 99 %, ...) and each phase changes both the instance's metrics and
 its logs: how many lines it writes, what share come from the incident, and at which levels.
+
+The logs are the incident's signature, as an SRE would read it: its own templates (a memory
+leak's GC and OOM lines, a full disk's "No space left on device", an outage's refused
+connections and 503s, a saturated CPU's slow-request and starved-worker warnings, an attack's
+failed logins or blocked payloads, a broken feed's schema errors), some opened by ``onset``
+lines at the first minute (an error spike is a bad deployment: the rollout's version line,
+then new exceptions). What stays fixed over one incident is drawn from its seed: the slots in
+``INCIDENT_SLOTS`` (the failing service, endpoint, table, exception, the deployed version)
+hold one value for all its lines, as one broken code path writes them, where normal lines
+draw them per line.
 """
 
 from collections.abc import Callable, Sequence
@@ -38,6 +48,23 @@ DURATION_MINUTES: dict[str, tuple[int, int]] = {
 # The last incident drawn may be cut to fit the budget, but never below this.
 MIN_DURATION_MINUTES = 3
 
+# Template slots an incident fills with one value, drawn from its seed, for all its lines.
+INCIDENT_SLOTS = frozenset(
+    {
+        "service",
+        "path",
+        "method",
+        "table",
+        "target_group",
+        "field",
+        "function",
+        "queue",
+        "exception",
+        "version",
+        "build",
+    }
+)
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
@@ -67,13 +94,18 @@ class Phase:
 
 @dataclass(frozen=True)
 class IncidentKind:
-    """An incident type in one variant (e.g. resource exhaustion of memory)."""
+    """An incident type in one variant (e.g. resource exhaustion of memory).
+
+    ``onset`` lines, (level, template), are logged once each, in order, at the incident's
+    first minute, besides the phases' lines.
+    """
 
     incident_type: str
     variant: str
     metrics: tuple[str, ...]
     phases: tuple[Phase, ...]
     templates: dict[str, tuple[LogTemplate, ...]] = field(hash=False)
+    onset: tuple[tuple[str, LogTemplate], ...] = field(default=(), hash=False)
 
 
 @dataclass(frozen=True)
@@ -188,7 +220,10 @@ _RESOURCE_TEMPLATES: dict[str, dict[str, tuple[LogTemplate, ...]]] = {
         "CRITICAL": (_T("Out of memory: Killed process {pid} ({service}) total-vm:{bytes}kB"),),
     },
     "cpu": {
-        "WARN": (_T("CPU usage at {cpu_pct}% for the last 5 minutes"),),
+        "WARN": (
+            _T("CPU usage at {cpu_pct}% for the last 5 minutes"),
+            _T("Slow request {method} {path} took {ms}ms: CPU at {cpu_pct}%", (200,)),
+        ),
         "ERROR": (_T("Worker {pid} unresponsive: starved of CPU for {ms}ms (CPU {cpu_pct}%)"),),
         "CRITICAL": (_T("CPU saturated at {cpu_pct}%: shedding requests to {path}", (503,)),),
     },
@@ -203,10 +238,10 @@ _TEMPLATES: dict[str, dict[str, tuple[LogTemplate, ...]]] = {
     "error_spike": {
         "WARN": (
             _T("Error rate {err_pct}% above threshold on {service}"),
-            _T("Retrying {service} call after exception (attempt {n}/3)"),
+            _T("Retrying {service} call after {exception} (attempt {n}/3)"),
         ),
         "ERROR": (
-            _T("Unhandled exception in {method} {path}: NullPointerException", (500,)),
+            _T("Unhandled {exception} in {method} {path} since {version}", (500,)),
             _T("Request {method} {path} failed: {service} returned {status}", (500, 502)),
         ),
         "CRITICAL": (
@@ -250,6 +285,19 @@ _TEMPLATES: dict[str, dict[str, tuple[LogTemplate, ...]]] = {
         "CRITICAL": (_T("Checksum mismatch in {table} partition {n}; data may be corrupt"),),
     },
 }
+# Lines logged once at an incident's first minute (see IncidentKind).
+_ONSETS: dict[str, tuple[tuple[str, LogTemplate], ...]] = {
+    # A bad deployment: the rollout's version lines, then the new version's exceptions.
+    "error_spike": (
+        ("INFO", _T("Deploying {service} {version} (build {build}) to {target_group}")),
+        ("INFO", _T("Deployment of {service} {version} finished: all targets healthy")),
+    ),
+    "service_outage": (
+        ("WARN", _T("Target {target} of {target_group} marked unhealthy: connection refused")),
+    ),
+    "data_anomaly": (("INFO", _T("Upstream feed {queue} switched to schema {version}")),),
+}
+
 _RESOURCE_METRICS = {
     "memory": ("MemoryUtilization", "SwapUsedPercent"),
     "cpu": ("CPUUtilization", "LoadAverage"),
@@ -293,8 +341,9 @@ def _build_kinds() -> tuple[IncidentKind, ...]:
             variants = {v: (_RESOURCE_METRICS[v], t) for v, t in _RESOURCE_TEMPLATES.items()}
         else:
             variants = {"default": (_METRICS[incident_type], _TEMPLATES[incident_type])}
+        onset = _ONSETS.get(incident_type, ())
         for variant, (metrics, templates) in variants.items():
-            kinds.append(IncidentKind(incident_type, variant, metrics, phases, templates))
+            kinds.append(IncidentKind(incident_type, variant, metrics, phases, templates, onset))
     return tuple(kinds)
 
 

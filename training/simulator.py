@@ -4,9 +4,14 @@ Every instance emits each metric of FLEET_METRICS once a minute, shaped by busin
 weekends, its own baseline and noise, and a few benign routines (nightly database backups,
 hourly cron jobs) that look a little like trouble. Logs follow seed 004 §3: per-source
 templates, INFO 70 % / DEBUG 15 % / WARN 10 % / ERROR 4 % / CRITICAL 1 %, and a JSON metadata
-object. Incidents (training.incidents) change both. The output is the exporter's: raw
-telemetry partitioned by UTC hour, the incidents as ground truth beside it, and, in push mode,
-the same telemetry sent to a CloudWatch API.
+object. Incidents (training.incidents) change both and leave their own log signatures. The
+output is the exporter's: raw telemetry partitioned by UTC hour, the incidents as ground truth
+beside it, and, in push mode, the same telemetry sent to a CloudWatch API.
+
+Log lines take the exporter's path into the raw rows (``telemetry.logs.events``): each message
+is mined by the store's template miner, and the row carries its template id, as an exported
+event does. A simulation starts a new miner (the ids follow from the seed) and leaves its state
+at ``TEMPLATE_MINER_STATE_PATH``, where an exporter writing into the same store carries on.
 
 Generation is vectorised per hour over the whole fleet, and deterministic: the same config
 (seed included) gives byte-identical partitions.
@@ -15,6 +20,7 @@ Generation is vectorised per hour over the whole fleet, and deterministic: the s
 import contextlib
 import json
 import string
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,10 +37,22 @@ from contracts.dataset import DatasetInfo, write_dataset_info
 from contracts.labels import INCIDENT_TYPES, INCIDENTS_SCHEMA
 from contracts.layout import INCIDENTS_PATH, raw_partition_path
 from contracts.store import ObjectStore
-from contracts.telemetry import FLEET_METRICS, LOG_LEVELS, METRIC_RANGES, RAW_SCHEMA, SOURCES
+from contracts.telemetry import (
+    FLEET_METRICS,
+    LOG_LEVELS,
+    METRIC_RANGES,
+    RAW_SCHEMA,
+    RAW_SCHEMA_WITH_TEMPLATES,
+    SOURCES,
+    TEMPLATE_MINER_STATE_PATH,
+)
+from telemetry.logs.events import mine_template_ids
+from telemetry.logs.state import save_miner
+from telemetry.logs.templates import LogTemplateMiner
 from training.cloudwatch_layout import CloudWatchLayout
 from training.incidents import (
     INCIDENT_KINDS,
+    INCIDENT_SLOTS,
     METRIC_INDEX,
     Incident,
     LogTemplate,
@@ -72,6 +90,12 @@ class SimulationConfig(BaseModel):
     )
     logs_per_minute: float = Field(
         default=4.0, ge=0.0, description="average log lines per instance-minute in normal load"
+    )
+    incident_log_share: float = Field(
+        default=1.0,
+        ge=0.0,
+        description="multiplier of the share of an instance's log lines its incident writes "
+        "(capped at all of them); 0 leaves incidents without a log signature",
     )
     source_weights: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_SOURCE_WEIGHTS),
@@ -381,6 +405,14 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "field": ("customer_id", "created_at", "amount", "email", "order_id", "currency"),
     "bad_date": ("2024-13-45", "31/02/2024", "NaT", "0000-00-00"),
     "job": ("logrotate", "backup.sh", "cleanup_tmp", "metrics-push"),
+    "exception": (
+        "NullPointerException",
+        "IllegalStateException",
+        "ClassCastException",
+        "ArrayIndexOutOfBoundsException",
+        "ConcurrentModificationException",
+        "NumberFormatException",
+    ),
 }
 _INTEGERS: dict[str, tuple[int, int]] = {
     "pid": (1000, 65000),
@@ -400,16 +432,23 @@ _METRIC_SLOTS = {
 }
 # Slots the row itself carries (shared with the metadata).
 _ROW_SLOTS = ("rid", "user", "ip", "attacker_ip", "ms", "status", "target", "err_pct")
+# Slots made up from the incident's seed: a deployed version and its build hash.
+_SEEDED_SLOTS = ("version", "build")
 
 
 @dataclass(frozen=True)
 class _Catalogue:
-    """Every log template, grouped by (source or incident kind, level), parsed into parts."""
+    """Every log template, grouped by (source or incident kind, level), parsed into parts.
+
+    ``onset[k]`` lists the (template, level) indices of the onset lines of INCIDENT_KINDS[k];
+    their templates follow the groups.
+    """
 
     parts: tuple[tuple[tuple[str, str | None], ...], ...]
     statuses: tuple[tuple[int, ...], ...]
     group_start: IntArray
     group_size: IntArray
+    onset: tuple[tuple[tuple[int, int], ...], ...]
 
 
 def _incident_group(kind_index: IntArray, level: IntArray) -> IntArray:
@@ -429,7 +468,15 @@ def _catalogue() -> _Catalogue:
     if any(not group for group in groups[: len(SOURCES) * len(LOG_LEVELS)]):
         raise ValueError("every source needs templates at every log level")
     templates = [template for group in groups for template in group]
+    onset = []
+    for kind in INCIDENT_KINDS:
+        lines = []
+        for level, template in kind.onset:
+            lines.append((len(templates), LOG_LEVELS.index(level)))
+            templates.append(template)
+        onset.append(tuple(lines))
     known = set(_CHOICES) | set(_INTEGERS) | set(_METRIC_SLOTS) | set(_ROW_SLOTS)
+    known |= set(_SEEDED_SLOTS)
     parts = []
     for template in templates:
         parsed = tuple((text, slot) for text, slot, _, _ in string.Formatter().parse(template.text))
@@ -442,6 +489,7 @@ def _catalogue() -> _Catalogue:
         statuses=tuple(template.statuses for template in templates),
         group_start=np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64),
         group_size=sizes,
+        onset=tuple(onset),
     )
 
 
@@ -654,6 +702,7 @@ class _LogRows:
     user: IntArray
     client_ip: pa.Array
     attacker_ip: pa.Array
+    incident_seed: IntArray  # the seed of the incident that wrote the row, -1 for normal rows
 
 
 def _row_slot(
@@ -682,6 +731,24 @@ def _row_slot(
     return pc.binary_join_element_wise("10.0.1.", _strings(octet), ":8080", "")
 
 
+def _seeded(seeds: IntArray, slot: str) -> IntArray:
+    """A number per row that only depends on its incident's seed and the slot (a hash)."""
+    salt = np.uint64(zlib.crc32(slot.encode()))
+    mixed = (seeds.astype(np.uint64) + salt) * np.uint64(0x9E3779B97F4A7C15)
+    return (mixed >> np.uint64(33)).astype(np.int64)
+
+
+def _seeded_slot(slot: str, seeds: IntArray) -> pa.Array:
+    """A version (``v2.14.3``) or build hash (``4f1c0a9``) made up from each row's seed."""
+    h = _seeded(seeds, slot)
+    if slot == "version":
+        number = pc.binary_join_element_wise(
+            _strings(1 + h % 4), _strings(h // 4 % 30), _strings(h // 120 % 10), "."
+        )
+        return pc.binary_join_element_wise("v", number, "").cast(pa.string())
+    return pa.array([f"{value % 16**7:07x}" for value in h.tolist()], pa.string())
+
+
 def _fill(
     parts: tuple[tuple[str, str | None], ...],
     rows: _LogRows,
@@ -697,7 +764,17 @@ def _fill(
         if slot is None:
             continue
         if slot in _CHOICES:
-            pieces.append(_pick(_CHOICES[slot], rng, len(idx)))
+            piece = _pick(_CHOICES[slot], rng, len(idx))
+            seeds = rows.incident_seed[idx]
+            if slot in INCIDENT_SLOTS and (seeds >= 0).any():
+                # One broken code path: the incident's lines name one service, endpoint, ...
+                fixed = pa.array(_CHOICES[slot], pa.string()).take(
+                    _seeded(seeds, slot) % len(_CHOICES[slot])
+                )
+                piece = pc.if_else(pa.array(seeds >= 0), fixed, piece)
+            pieces.append(piece)
+        elif slot in _SEEDED_SLOTS:
+            pieces.append(_seeded_slot(slot, rows.incident_seed[idx]))
         elif slot in _INTEGERS:
             low, high = _INTEGERS[slot]
             pieces.append(_strings(rng.integers(low, high + 1, len(idx))))
@@ -742,7 +819,8 @@ def _log_profile(
         phase = incident.phase_at(incidents.offset[mask])
         phases = incident.kind.phases
         profile.rate[mask] *= np.array([p.log_rate for p in phases])[phase]
-        profile.incident_share[mask] = np.array([p.incident_share for p in phases])[phase]
+        share = np.array([p.incident_share for p in phases])[phase] * config.incident_log_share
+        profile.incident_share[mask] = np.minimum(share, 1.0)
         profile.incident_levels[mask] = np.array([p.level_probs for p in phases])[phase]
         profile.kind[mask] = INCIDENT_KINDS.index(incident.kind)
     return profile
@@ -804,7 +882,7 @@ def _logs(
     incidents: _HourIncidents,
     rng: np.random.Generator,
 ) -> dict[str, pa.Array]:
-    """The hour's log rows (RAW_SCHEMA columns), per instance in time order."""
+    """The hour's log rows (RAW_SCHEMA_WITH_TEMPLATES columns), per instance in time order."""
     t = load.shape[1]
     profile = _log_profile(fleet, config, load, incidents)
     cell = np.repeat(
@@ -833,10 +911,26 @@ def _logs(
     catalogue = _catalogue()
     pick = np.floor(rng.random(total) * catalogue.group_size[group]).astype(np.int64)
     template = catalogue.group_start[group] + pick
+    row_incident = np.where(from_incident, incidents.index[instance, minute], -1)
+    if config.incident_log_share > 0:
+        onset = _onset_rows(incidents)
+        if len(onset[0]):
+            # The onset lines open their minute; appended, then everything back in time order.
+            instance, minute, offset_ms, template, level, row_incident = (
+                np.concatenate([old, new])
+                for old, new in zip(
+                    (instance, minute, offset_ms, template, level, row_incident),
+                    onset,
+                    strict=True,
+                )
+            )
+            order = np.lexsort((offset_ms, minute, instance))
+            instance, minute, offset_ms = instance[order], minute[order], offset_ms[order]
+            template, level, row_incident = template[order], level[order], row_incident[order]
+            total, source = len(instance), fleet.sources[instance]
 
     # Per-incident attributes get one extra entry at the end, read by normal rows (index -1).
-    row_incident = np.where(from_incident, incidents.index[instance, minute], -1)
-    seeds = np.array([i.seed for i in incidents.incidents] + [0], dtype=np.int64)
+    seeds = np.array([i.seed for i in incidents.incidents] + [-1], dtype=np.int64)
     types = np.array([i.kind.incident_type for i in incidents.incidents] + [""])[row_incident]
     latency = values[instance, minute, METRIC_INDEX["Latency"]] * rng.lognormal(0, 0.35, total)
     hex_ids = np.frombuffer(rng.bytes(8 * total).hex().encode(), dtype="S16")
@@ -848,8 +942,9 @@ def _logs(
         user=rng.integers(1, 5000, total),
         client_ip=_ips(rng, total),
         attacker_ip=pc.binary_join_element_wise(
-            "198.51.100.", _strings(seeds[row_incident] % 250 + 2), ""
+            "198.51.100.", _strings(np.maximum(seeds[row_incident], 0) % 250 + 2), ""
         ),
+        incident_seed=seeds[row_incident],
     )
     message, status = _render_messages(template, rows, values, rng)
     # A corrupted feed nulls fields that should be set; an attacker's lines carry its address.
@@ -869,7 +964,27 @@ def _logs(
             f"sim-{hour:%Y%m%d%H}-", pc.utf8_lpad(_strings(np.arange(total)), 7, "0"), ""
         ),
         "parse_error": pa.array(np.zeros(total, dtype=bool)),
+        "template_id": pa.nulls(total, pa.int64()),  # mined in time order by simulate_fleet
+        "component": pa.nulls(total, pa.string()),
     }
+
+
+def _onset_rows(incidents: _HourIncidents) -> tuple[IntArray, ...]:
+    """The onset lines of the incidents starting in the hour: instance, minute, offset (ms),
+    template, level and incident position per line, in that order."""
+    onset = _catalogue().onset
+    lines: list[tuple[int, int, int, int, int, int]] = []
+    for position, incident in enumerate(incidents.incidents):
+        entries = onset[INCIDENT_KINDS.index(incident.kind)]
+        mine = incidents.index[incident.instance] == position
+        first = np.flatnonzero(mine & (incidents.offset[incident.instance] == 0))
+        if not entries or not len(first):
+            continue  # no onset lines, or it started in an earlier hour
+        for order, (template, level) in enumerate(entries):
+            lines.append((incident.instance, int(first[0]), order, template, level, position))
+    if not lines:
+        return tuple(np.zeros(0, dtype=np.int64) for _ in range(6))
+    return tuple(np.array(column, dtype=np.int64) for column in zip(*lines, strict=True))
 
 
 def _metric_columns(
@@ -895,6 +1010,8 @@ def _metric_columns(
         "metadata": pa.nulls(total, pa.string()),
         "event_id": pa.array(event_ids, pa.string()).take(fleet.sources[instance] * m + metric),
         "parse_error": pa.array(np.zeros(total, dtype=bool)),
+        "template_id": pa.nulls(total, pa.int64()),
+        "component": pa.nulls(total, pa.string()),
     }
 
 
@@ -911,16 +1028,21 @@ def partition_hours(config: SimulationConfig) -> list[datetime]:
     return hours
 
 
-def simulate_fleet(config: SimulationConfig) -> Iterator[tuple[datetime, pa.Table]]:
+def simulate_fleet(
+    config: SimulationConfig, miner: LogTemplateMiner | None = None
+) -> Iterator[tuple[datetime, pa.Table]]:
     """Generate the fleet's telemetry one UTC hour at a time.
 
     Args:
         config: the fleet, the time span and the seed.
+        miner: the template miner the log lines are mined by, in the order they are written
+            (it keeps what it learns); None mines with a new one.
 
     Yields:
-        Each hour (its first minute) and its rows in RAW_SCHEMA: every metric of every
-        instance once a minute, then the log lines, per instance in time order.
+        Each hour (its first minute) and its rows in RAW_SCHEMA_WITH_TEMPLATES: every metric
+        of every instance once a minute, then the log lines, per instance in time order.
     """
+    miner = miner if miner is not None else LogTemplateMiner()
     fleet, incidents = _plan(config)
     starts = [incident.start for incident in incidents]
     # The noise starts from its steady state, so the first hour is as noisy as the others.
@@ -942,11 +1064,15 @@ def simulate_fleet(config: SimulationConfig) -> Iterator[tuple[datetime, pa.Tabl
         _finish_metrics(values)
         logs_rng = np.random.default_rng([config.seed, _RNG_LOGS, position])
         logs = _logs(fleet, config, hour, epoch_minutes, load, values, in_hour, logs_rng)
+        logs["template_id"] = pa.array(
+            mine_template_ids(logs["message"].to_pylist(), miner), pa.int64()
+        )
         metrics = _metric_columns(fleet, epoch_minutes, values)
+        schema = RAW_SCHEMA_WITH_TEMPLATES
         yield (
             hour,
             pa.concat_tables(
-                [pa.table(metrics, schema=RAW_SCHEMA), pa.table(logs, schema=RAW_SCHEMA)]
+                [pa.table(metrics, schema=schema), pa.table(logs, schema=schema)]
             ).combine_chunks(),
         )
 
@@ -980,7 +1106,9 @@ def write_simulation(
     """Simulate the fleet into ``store``: hourly raw partitions, incidents, dataset info.
 
     Each partition is written atomically at ``raw_partition_path(hour)``, replacing any
-    earlier one; the ground truth goes to INCIDENTS_PATH and the DatasetInfo to the root.
+    earlier one; the ground truth goes to INCIDENTS_PATH, the DatasetInfo to the root and the
+    template miner's state to TEMPLATE_MINER_STATE_PATH (replacing an earlier one: the
+    simulation's template ids are its own).
 
     Args:
         store: where to write.
@@ -991,7 +1119,8 @@ def write_simulation(
         Row counts, incidents per type and the share of anomalous instance-minutes.
     """
     metric_rows = log_rows = partitions = 0
-    for hour, table in simulate_fleet(config):
+    miner = LogTemplateMiner()
+    for hour, table in simulate_fleet(config, miner):
         key = raw_partition_path(hour)
         store.write_table(key, table)
         logs = int(pc.sum(pc.equal(table["kind"], "log")).as_py() or 0)
@@ -1000,6 +1129,7 @@ def write_simulation(
         partitions += 1
         if on_partition is not None:
             on_partition(key)
+    save_miner(miner, store, TEMPLATE_MINER_STATE_PATH)
     fleet, incidents = _plan(config)
     store.write_table(INCIDENTS_PATH, _incidents_table(config, fleet, incidents))
     write_dataset_info(

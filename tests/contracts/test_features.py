@@ -7,18 +7,32 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from contracts.dataset import LogTemplateCatalogue
 from contracts.features import (
+    BURST_BASELINE,
+    BURST_WINDOW,
+    ERROR_BURST,
     FEATURE_DTYPE,
     HISTORY_STEPS,
     ID_COLUMNS,
+    LOG_TEMPLATE_COLUMNS,
+    LOG_TEMPLATE_SLOTS,
+    NOVEL_TEMPLATES,
+    NOVELTY_GAP,
+    NOVELTY_WINDOW,
+    RARE_TEMPLATE_RATIO,
+    TEMPLATE_ENTROPY,
+    TEMPLATE_WINDOW,
+    TOP_TEMPLATE_COLUMNS,
     compute_features,
     feature_columns,
     feature_schema,
     latest_features,
+    log_template_catalogue,
     metric_slug,
     to_wide,
 )
-from contracts.telemetry import FLEET_METRICS, RAW_SCHEMA
+from contracts.telemetry import FLEET_METRICS, RAW_SCHEMA, RAW_SCHEMA_WITH_TEMPLATES
 
 MONDAY = datetime(2026, 1, 5, tzinfo=UTC)
 STEP = timedelta(minutes=1)
@@ -90,10 +104,11 @@ def test_metric_slugs_are_snake_case():
         metric_slug("--")
 
 
-def test_fleet_metrics_give_341_features_in_contract_order():
+def test_fleet_metrics_give_353_features_in_contract_order():
     columns = feature_columns(FLEET_METRICS)
-    # 4 time + 16 metrics x 20 + 7 counter sums + 10 log features
-    assert len(columns) == 341
+    # 4 time + 16 metrics x 20 + 7 counter sums + 10 log-level features + 12 log-template
+    # features (8 template slots, novel, rare, burst, entropy): 341 before the templates.
+    assert len(columns) == 353
     assert len(set(columns)) == len(columns)
     assert columns[:4] == ["hour_of_day", "day_of_week", "is_weekend", "is_business_hours"]
     assert columns[4:8] == [
@@ -106,7 +121,9 @@ def test_fleet_metrics_give_341_features_in_contract_order():
     assert "network_in_sum_15" in columns
     assert "network_out_sum_15" in columns
     assert "cpu_utilization_sum_15" not in columns  # not a counter
-    assert columns[-1] == "error_ratio_15"
+    assert columns[-13] == "error_ratio_15"
+    assert columns[-12:] == [*LOG_TEMPLATE_COLUMNS]
+    assert columns[-12:-4] == [f"log_template_{i}_sum_15" for i in range(1, 9)]
 
 
 @pytest.mark.parametrize(
@@ -163,6 +180,8 @@ def test_counter_sums_and_log_features():
     assert last["log_count_sum_15"] == 60.0
     assert last["warning_count"] == 0.0  # a log column the frame lacks is zero
     assert last["error_ratio_15"] == pytest.approx(0.5)
+    # Intent: a dataset without template ids (SMD, ASD, NAB) gets zeros, not nulls.
+    assert [last[c] for c in LOG_TEMPLATE_COLUMNS] == [0.0] * len(LOG_TEMPLATE_COLUMNS)
 
 
 def test_time_features_use_utc_calendar():
@@ -231,7 +250,7 @@ def test_output_has_contract_columns_float32_and_no_nulls():
 def test_full_fleet_metric_set_gives_over_300_columns():
     wide = random_wide(instances=1, steps=10, metrics=list(FLEET_METRICS))
     features = compute_features(wide, FLEET_METRICS)
-    assert features.width - len(ID_COLUMNS) == 341
+    assert features.width - len(ID_COLUMNS) == 353
     assert features.null_count().sum_horizontal().item() == 0
 
 
@@ -323,3 +342,151 @@ def test_online_features_need_a_full_window_of_history():
     raw = raw_rows(random_wide(1, 30, metrics), metrics)
     with pytest.raises(ValueError, match=f"at least {HISTORY_STEPS}"):
         latest_features(raw, metrics, step_seconds=60)
+
+
+# --- log-template features --------------------------------------------------------------------
+
+
+def templated_logs(instances: int, steps: int, seed: int = 0) -> pl.DataFrame:
+    """Raw log rows with template ids: a skewed mix of 40 templates (30+ at ERROR), and bursts
+    of never-seen error templates, so that every log-template feature moves."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for index in range(instances):
+        counts = rng.poisson(3.0, steps)
+        step = np.repeat(np.arange(steps), counts)
+        template = np.minimum(rng.zipf(1.6, len(step)), 40)
+        for start in rng.choice(steps - 10, 3, replace=False):
+            burst = np.arange(start, start + 10).repeat(5)
+            step = np.concatenate([step, burst])
+            template = np.concatenate([template, np.full(len(burst), 100 + start)])
+        offset = rng.uniform(0, 59, len(step))
+        rows.append(
+            pl.DataFrame(
+                {
+                    "instance_id": f"i-{index}",
+                    "timestamp": [
+                        MONDAY + timedelta(minutes=int(m), seconds=float(o))
+                        for m, o in zip(step, offset, strict=True)
+                    ],
+                    "template_id": template.astype(np.int64),
+                }
+            )
+        )
+    logs = pl.concat(rows).with_columns(pl.col("timestamp").cast(pl.Datetime("ms", "UTC")))
+    return logs.with_columns(
+        kind=pl.lit("log"),
+        name=pl.lit(None, pl.String),
+        value=pl.lit(None, pl.Float64),
+        level=pl.when(pl.col("template_id") >= 30).then(pl.lit("ERROR")).otherwise(pl.lit("INFO")),
+        source=pl.lit("app"),
+        message=pl.lit(None, pl.String),
+        metadata=pl.lit(None, pl.String),
+        event_id=pl.lit(None, pl.String),
+        parse_error=pl.lit(False),
+        component=pl.lit(None, pl.String),
+    ).select(RAW_SCHEMA_WITH_TEMPLATES.names)
+
+
+def log_rows(events: list[tuple[float, int, str]]) -> pl.DataFrame:
+    """One instance's log rows: (minute, template id, level) each."""
+    return pl.DataFrame(
+        [
+            {
+                "timestamp": MONDAY + minute * STEP,
+                "instance_id": "i-1",
+                "kind": "log",
+                "name": None,
+                "value": None,
+                "level": level,
+                "parse_error": False,
+                "template_id": template,
+            }
+            for minute, template, level in events
+        ],
+        schema_overrides={"timestamp": pl.Datetime("ms", "UTC")},
+    )
+
+
+def test_log_template_features_look_back_no_further_than_the_scorer_reads():
+    # Intent: online equality needs every window inside the HISTORY_STEPS the scorer reads.
+    reach = (TEMPLATE_WINDOW, NOVELTY_WINDOW + NOVELTY_GAP, BURST_WINDOW + BURST_BASELINE)
+    assert max(reach) <= HISTORY_STEPS
+
+
+def test_log_template_features_match_hand_computation():
+    events = [(m, 1, "INFO") for m in range(70)]  # one template, every minute
+    events += [(3, 2, "ERROR"), (3.5, 2, "ERROR"), (4, 2, "ERROR"), (65, 2, "ERROR")]
+    events += [(10, 3, "INFO")]
+    catalogue = LogTemplateCatalogue(events=75, top=[1, 2], common=[1])
+    wide = to_wide(log_rows(events), ["cpu"], 60, catalogue)
+    row = {m: r for m, r in enumerate(compute_features(wide, ["cpu"]).to_dicts())}
+    slot_1, slot_2 = TOP_TEMPLATE_COLUMNS[:2]
+    assert (row[4][slot_1], row[4][slot_2], row[20][slot_1]) == (5.0, 3.0, 15.0)
+    assert [row[m][c] for m in (0, 5) for c in TOP_TEMPLATE_COLUMNS[2:]] == [0.0] * 12
+    # New: template 1 at minute 0, template 2 at 3, template 3 at 10; template 2 again at 65
+    # after 61 silent minutes (more than NOVELTY_GAP).
+    novel = [row[m][NOVEL_TEMPLATES] for m in (0, 3, 4, 5, 8, 10, 14, 15, 64, 65, 69)]
+    assert novel == [1.0, 2.0, 2.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0]
+    # Rare (outside `common`): minute 4 holds 5 events of template 1 and 3 of template 2.
+    assert row[4][RARE_TEMPLATE_RATIO] == pytest.approx(3 / 8)
+    assert (row[0][RARE_TEMPLATE_RATIO], row[30][RARE_TEMPLATE_RATIO]) == (0.0, 0.0)
+    # Burst of template 2 at minute 8: 1 event in minutes 4-8, 2 in the 55 minutes before.
+    expected = 2 * 5 / 55
+    assert row[8][ERROR_BURST] == pytest.approx((1 - expected) / np.sqrt(expected + 1), rel=1e-6)
+    assert (row[4][ERROR_BURST], row[9][ERROR_BURST], row[65][ERROR_BURST]) == (3.0, 0.0, 1.0)
+    # Entropy in bits: minute 4 holds 5 and 3 events; one template alone gives 0.
+    p = np.array([5, 3]) / 8
+    assert row[4][TEMPLATE_ENTROPY] == pytest.approx(-(p * np.log2(p)).sum(), rel=1e-6)
+    assert (row[0][TEMPLATE_ENTROPY], row[40][TEMPLATE_ENTROPY]) == (0.0, 0.0)
+
+
+def test_log_template_catalogue_names_the_most_frequent_and_the_common_templates():
+    events = [(m % 60, 7, "INFO") for m in range(600)] + [(m, 3, "INFO") for m in range(300)]
+    events += [(m, 9, "INFO") for m in range(300)] + [(0, 5, "ERROR")]
+    catalogue = log_template_catalogue(log_rows(events))
+    assert catalogue == LogTemplateCatalogue(events=1201, top=[7, 3, 9, 5], common=[3, 7, 9])
+    assert log_template_catalogue(log_rows(events).drop("template_id")) is None
+    no_ids = log_rows(events).with_columns(pl.lit(None, pl.Int64).alias("template_id"))
+    assert log_template_catalogue(no_ids) is None
+    many = [(0, t, "INFO") for t in range(1, 20) for _ in range(t)]
+    most = log_template_catalogue(log_rows(many))
+    assert most is not None
+    assert most.top == list(range(19, 19 - LOG_TEMPLATE_SLOTS, -1))
+
+
+def test_log_rows_without_template_ids_take_no_part_in_the_template_features():
+    # Intent: partitions exported before templates were mined still read; their log rows are
+    # counted per level but give no template.
+    events = [(m, 1, "ERROR") for m in range(20)]
+    old = log_rows(events).drop("template_id")
+    wide = to_wide(old, ["cpu"], 60, LogTemplateCatalogue(events=20, top=[1], common=[1]))
+    assert wide["error_count"].sum() == 20
+    assert wide.select(LOG_TEMPLATE_COLUMNS).to_numpy().sum() == 0.0
+    mixed = pl.concat([old, log_rows([(m, 1, "ERROR") for m in range(20, 25)])], how="diagonal")
+    features = compute_features(to_wide(mixed, ["cpu"], 60), ["cpu"])
+    assert features[TOP_TEMPLATE_COLUMNS[0]].to_list()[-1] == 0.0  # no catalogue: no slot
+    assert features[RARE_TEMPLATE_RATIO].to_list()[-1] == 1.0  # and every template is rare
+    assert features[NOVEL_TEMPLATES].to_list()[19:] == [0.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+
+
+def test_online_log_template_features_equal_batch_rows_bit_for_bit():
+    # Intent: the template features keep the contract's online == batch equality, with bursts
+    # of new error templates and the dataset's own catalogue, at several moments.
+    metrics = ["CPUUtilization"]
+    wide = random_wide(instances=3, steps=300, metrics=metrics, seed=8)
+    wide = wide.with_columns(pl.col(m).forward_fill().over("instance_id") for m in metrics)
+    # raw_rows' own ERROR rows have no template id: they mix with the templated ones.
+    raw = pl.concat([raw_rows(wide, metrics), templated_logs(3, 300, seed=9)], how="diagonal")
+    catalogue = log_template_catalogue(raw)
+    assert catalogue is not None
+    assert len(catalogue.top) == LOG_TEMPLATE_SLOTS
+    batch = compute_features(to_wide(raw, metrics, 60, catalogue), metrics)
+    moving = batch.select(LOG_TEMPLATE_COLUMNS).std().row(0)
+    assert all(value > 0 for value in moving), "every template feature moves in this data"
+    for minute in (60, 61, 137, 222, 299):
+        now = MONDAY + minute * STEP
+        first, end = now - (HISTORY_STEPS - 1) * STEP, now + STEP  # the steps' whole minutes
+        recent = raw.filter((pl.col("timestamp") >= first) & (pl.col("timestamp") < end))
+        online = latest_features(recent, metrics, 60, catalogue)
+        assert_frame_equal(online, batch.filter(pl.col("timestamp") == now), check_exact=True)

@@ -25,7 +25,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
+import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from botocore.client import BaseClient
 from botocore.stub import ANY, Stubber
@@ -33,7 +35,15 @@ from botocore.stub import ANY, Stubber
 from contracts.layout import CHECKPOINT_PATH, EXPORT_LEASE_PATH, raw_partition_path
 from contracts.settings import Settings
 from contracts.store import TMP_MARKER, Lease, LeaseBusyError, LeaseLostError, ObjectStore
-from contracts.telemetry import RAW_SCHEMA
+from contracts.telemetry import (
+    RAW_SCHEMA,
+    RAW_SCHEMA_WITH_TEMPLATES,
+    TEMPLATE_FIELDS,
+    TEMPLATE_MINER_STATE_PATH,
+)
+from telemetry.logs.events import LogEventParser
+from telemetry.logs.state import load_miner
+from telemetry.logs.templates import LogTemplateMiner
 from training.cloudwatch import (
     ExportConfig,
     ExportError,
@@ -77,9 +87,11 @@ def _publish(
     messages: dict[str, str] | None = None,
 ) -> set[Row]:
     """Put a log event every 6 minutes per instance and group and a datapoint every 2 minutes
-    per series; returns the rows of [START, END) the export must produce (without event ids).
-    ``messages`` replaces the message of the first event of each instance named in it."""
+    per series; returns the rows of [START, END) the export must produce (without event ids
+    and template columns). ``messages`` replaces the message of the first event of each
+    instance named in it."""
     expected: set[Row] = set()
+    parser = LogEventParser(LogTemplateMiner())
     for group, source in LAYOUT.log_groups.items():
         logs.create_log_group(logGroupName=group)
         for instance in INSTANCES:
@@ -93,8 +105,9 @@ def _publish(
                     text = messages[instance]
                 events.append({"timestamp": _ms(stamp), "message": text})
                 if START <= stamp < END:
-                    parsed = parse_log_message(text)
-                    expected.add((stamp, instance, source, "log", None, None, *parsed))
+                    event = parser.parse(text)
+                    fields = (event.level, event.message, event.metadata, event.parse_error)
+                    expected.add((stamp, instance, source, "log", None, None, *fields))
             logs.put_log_events(logGroupName=group, logStreamName=instance, logEvents=events)
     for namespace, source in LAYOUT.metric_namespaces.items():
         data = []
@@ -134,13 +147,20 @@ def _publish(
 # --- reading what the exporter wrote ---------------------------------------------------------
 
 
-def _rows(store: ObjectStore) -> list[Row]:
-    """Every row of every raw partition, event id last, sorted: duplicates stay visible."""
+def _table(store: ObjectStore) -> pa.Table:
+    """Every row of every raw partition, which all have the schema with templates."""
     tables = [store.read_table(key) for key in store.list_keys("raw-logs", ".parquet")]
-    if not tables:
+    table = pa.concat_tables(tables) if tables else RAW_SCHEMA_WITH_TEMPLATES.empty_table()
+    assert table.schema.equals(RAW_SCHEMA_WITH_TEMPLATES)
+    return table
+
+
+def _rows(store: ObjectStore) -> list[Row]:
+    """Every row of every raw partition, event id last, sorted: duplicates stay visible.
+    The template columns are left out (the template tests read them)."""
+    table = _table(store).select(RAW_SCHEMA.names)
+    if not table.num_rows:
         return []
-    table = pa.concat_tables(tables)
-    assert table.schema.equals(RAW_SCHEMA)
     columns = [name for name in table.column_names if name != "event_id"] + ["event_id"]
     return sorted(zip(*(table.column(c).to_pylist() for c in columns), strict=True), key=repr)
 
@@ -589,24 +609,80 @@ def test_empty_window_advances_the_checkpoint_without_a_file(tmp_path, clients):
 
 
 @pytest.mark.slow
-def test_malformed_log_events_are_kept_and_flagged(tmp_path, clients):
-    malformed = {
+def test_events_in_any_format_are_parsed_and_only_levelless_ones_flagged(tmp_path, clients):
+    # Intent: no more raw-only lines: an event in another format is parsed (its level,
+    # component and message, its header stripped); only an event with no level to read keeps
+    # its whole text and the flag, and every event gets a template.
+    other = {
         "i-0a1": "segfault at 0000 ip 00007f",
         "i-0b2": '{"level": "NOTICE", "message": "odd level"}',
-        "i-0c3": '{"level": "ERROR", "message": "bad metadata", "metadata": [1, 2]}',
+        "i-0c3": "<11>Jan  5 10:00:00 web1 sshd[4242]: error: could not load host key",
     }
-    published = _publish(*clients, messages=malformed)
+    published = _publish(*clients, messages=other)
     store = _store(tmp_path, "store")
     summary = export(store, *clients, LAYOUT, start=START, end=END, config=SMALL_PAGES)
     rows = _rows(store)
     assert _content(rows) == published
     flagged = {(row[1], row[6], row[7]) for row in rows if row[9]}
-    assert flagged == {
-        ("i-0a1", None, malformed["i-0a1"]),
-        ("i-0b2", None, malformed["i-0b2"]),
-        ("i-0c3", "ERROR", malformed["i-0c3"]),
-    }
-    assert summary.malformed_log_rows == 2 * len(malformed)  # once in each log group
+    assert flagged == {("i-0a1", None, other["i-0a1"])}
+    assert summary.malformed_log_rows == 2  # once in each log group
+    logs = pl.from_arrow(_table(store)).filter(pl.col("kind") == "log")
+    assert isinstance(logs, pl.DataFrame)
+    syslog = logs.filter(pl.col("message") == "error: could not load host key")
+    assert syslog.height == 2
+    assert syslog.select("level", "component").unique().rows() == [("ERROR", "sshd")]
+    assert logs.filter(pl.col("message") == "odd level")["level"].unique().to_list() == ["INFO"]
+    assert logs["template_id"].null_count() == 0
+
+
+@pytest.mark.slow
+def test_template_ids_are_stable_across_runs_and_kept_in_the_store(tmp_path, clients, published):
+    # Intent: the miner's state lives in the store, so a later run (another process) gives
+    # the events of a template the id the first run gave it.
+    store = _store(tmp_path, "store")
+    middle = START + timedelta(hours=1)
+    first = export(store, *clients, LAYOUT, start=START, end=middle, config=SMALL_PAGES)
+    assert store.exists(TEMPLATE_MINER_STATE_PATH)
+    assert first.log_templates == load_miner(store, TEMPLATE_MINER_STATE_PATH).template_count
+    export(store, *clients, LAYOUT, start=middle, end=END, config=SMALL_PAGES)
+    logs = pl.from_arrow(_table(store)).filter(pl.col("kind") == "log")
+    assert isinstance(logs, pl.DataFrame)
+    # The messages are "<source> <minute>": one template per log group, in both runs.
+    per_source = logs.group_by("source").agg(
+        pl.col("template_id").n_unique().alias("ids"),
+        pl.col("template_id").first().alias("id"),
+        (pl.col("timestamp") >= middle).n_unique().alias("runs"),
+    )
+    assert per_source["ids"].to_list() == [1, 1]
+    assert per_source["runs"].to_list() == [2, 2]
+    assert per_source["id"].n_unique() == 2
+
+
+@pytest.mark.slow
+def test_a_partition_written_before_templates_is_rewritten_with_null_template_ids(
+    tmp_path, clients, published
+):
+    # Intent: old partitions still read and still take new rows: their rows keep null
+    # template ids, the rows added beside them get theirs.
+    store = _store(tmp_path, "store")
+    export(store, *clients, LAYOUT, start=START, end=END, config=SMALL_PAGES)
+    key = raw_partition_path(START)
+    full = store.read_table(key)
+    logs = pc.equal(full["kind"], "log")
+    keep = pc.or_(pc.invert(logs), pc.less(full["timestamp"], START + timedelta(minutes=30)))
+    old = full.filter(keep).drop_columns([f.name for f in TEMPLATE_FIELDS])
+    store.write_table(key, old.cast(RAW_SCHEMA))
+
+    again = export(store, *clients, LAYOUT, start=START, end=END, config=SMALL_PAGES)
+    assert key in again.partitions_written
+    rebuilt = pl.from_arrow(store.read_table(key))
+    assert isinstance(rebuilt, pl.DataFrame)
+    assert store.read_table(key).schema.equals(RAW_SCHEMA_WITH_TEMPLATES)
+    rebuilt_logs = rebuilt.filter(pl.col("kind") == "log")
+    early = rebuilt_logs["timestamp"] < START + timedelta(minutes=30)
+    assert rebuilt_logs.filter(early)["template_id"].null_count() == early.sum()
+    assert rebuilt_logs.filter(~early)["template_id"].null_count() == 0
+    assert rebuilt.height == full.num_rows
 
 
 @pytest.mark.slow

@@ -12,11 +12,21 @@ import pytest
 from distributed import Client, LocalCluster
 from polars.testing import assert_frame_equal
 
-from contracts.dataset import DatasetInfo, write_dataset_info
-from contracts.features import compute_features, feature_schema, to_wide
+from contracts.dataset import DatasetInfo, read_dataset_info, write_dataset_info
+from contracts.features import (
+    LOG_TEMPLATE_COLUMNS,
+    NOVEL_TEMPLATES,
+    TOP_TEMPLATE_COLUMNS,
+    compute_features,
+    feature_columns,
+    feature_schema,
+    log_template_catalogue,
+    to_wide,
+)
 from contracts.layout import features_path, raw_partition_path
 from contracts.store import ObjectStore
-from contracts.telemetry import RAW_SCHEMA
+from contracts.telemetry import RAW_SCHEMA, RAW_SCHEMA_WITH_TEMPLATES
+from serving.window_features import read_window_features
 from training import feature_job
 from training.feature_job import RawPartitionsNotFoundError, build_features, raw_days
 from vigil.processes import ServerProcess
@@ -187,3 +197,99 @@ def test_dask_engine_uses_the_scheduler_named_in_dask_config(store, small_batche
     )
     assert "batch_features" in prefixes
     assert store.read_table(features_path(DAY_2)).equals(by_polars)
+
+
+# --- log templates ---------------------------------------------------------------------------
+
+
+def templated(raw: pl.DataFrame, seed: int = 0) -> pl.DataFrame:
+    """``raw`` with a template id on each log row (skewed over 12 templates, errors apart)
+    and a burst of a new error template on each instance at 00:30."""
+    rng = np.random.default_rng(seed)
+    logs = raw.filter(pl.col("kind") == "log")
+    ids = np.minimum(rng.zipf(1.5, logs.height), 12) + np.where(logs["level"] == "ERROR", 20, 0)
+    burst = (
+        logs.filter(pl.col("level") == "ERROR")
+        .group_by("instance_id")
+        .agg(pl.col("source").first(), pl.col("parse_error").first())
+        .join(pl.DataFrame({"n": list(range(6))}), how="cross")
+        .select(
+            "instance_id",
+            "source",
+            "parse_error",
+            timestamp=pl.lit(MIDNIGHT + timedelta(minutes=30)) + pl.duration(seconds=pl.col("n")),
+            kind=pl.lit("log"),
+            level=pl.lit("ERROR"),
+            template_id=pl.lit(99, pl.Int64),
+        )
+    )
+    with_ids = logs.with_columns(pl.Series("template_id", ids.astype(np.int64)))
+    table = pl.concat(
+        [raw.filter(pl.col("kind") == "metric"), with_ids, burst], how="diagonal_relaxed"
+    )
+    return pl.DataFrame(pa.Table.from_pylist(table.to_dicts(), schema=RAW_SCHEMA_WITH_TEMPLATES))
+
+
+@pytest.fixture
+def templated_store(tmp_path) -> ObjectStore:
+    """The store's two days with template ids, but the 22:00 hour written before templates
+    were mined (no template columns)."""
+    store = ObjectStore.from_uri(str(tmp_path / "templated"))
+    write_dataset_info(store, DatasetInfo(name="fleet", metrics=METRICS))
+    raw = templated(raw_telemetry(MIDNIGHT - timedelta(hours=2), minutes=240))
+    for (hour,), part in raw.group_by(pl.col("timestamp").dt.truncate("1h")):
+        assert isinstance(hour, datetime)
+        table = pa.Table.from_pylist(part.to_dicts(), schema=RAW_SCHEMA_WITH_TEMPLATES)
+        if hour == MIDNIGHT - timedelta(hours=2):
+            table = table.select(RAW_SCHEMA.names).cast(RAW_SCHEMA)
+        store.write_table(raw_partition_path(hour), table)
+    return store
+
+
+def test_the_log_template_catalogue_is_recorded_once(templated_store):
+    # Intent: what each template slot counts is fixed by the first run that sees templates,
+    # so a model's feature columns keep their meaning when later days change the mix.
+    build_features(templated_store, DAY_1)
+    catalogue = read_dataset_info(templated_store).log_templates
+    day_1 = [
+        pl.DataFrame(templated_store.read_table(raw_partition_path(MIDNIGHT - timedelta(hours=h))))
+        for h in (1, 2)
+    ]
+    assert catalogue == log_template_catalogue(pl.concat(day_1, how="diagonal"))
+    assert catalogue is not None
+    assert len(catalogue.top) == 8
+    build_features(templated_store)  # both days now: the catalogue stays
+    assert read_dataset_info(templated_store).log_templates == catalogue
+    features = read_features(templated_store, DAY_2)
+    assert features[TOP_TEMPLATE_COLUMNS[0]].max() > 0  # type: ignore[operator]
+    burst = features.filter(pl.col("timestamp") == MIDNIGHT + timedelta(minutes=30))
+    assert burst[NOVEL_TEMPLATES].to_list() == [1.0, 1.0, 1.0]  # template 99 is new
+
+
+def test_a_store_without_template_ids_records_no_catalogue_and_gets_zeros(store):
+    build_features(store)
+    assert read_dataset_info(store).log_templates is None
+    features = read_features(store, DAY_2)
+    assert features.select(LOG_TEMPLATE_COLUMNS).to_numpy().sum() == 0.0
+
+
+def test_partitions_with_and_without_template_columns_build_one_day(templated_store):
+    build_features(templated_store)
+    day_1 = read_features(templated_store, DAY_1)
+    untemplated = day_1.filter(pl.col("timestamp") < MIDNIGHT - timedelta(hours=1))
+    assert untemplated.height == 3 * 60
+    assert untemplated.select(LOG_TEMPLATE_COLUMNS).to_numpy().sum() == 0.0
+    assert day_1.select(LOG_TEMPLATE_COLUMNS).to_numpy().sum() > 0.0
+
+
+def test_online_window_reads_from_raw_equal_the_jobs_rows(templated_store):
+    # Intent: the scorer's raw path (serving.window_features) and the feature job compute the
+    # log-template features with the same catalogue and the same functions: equal rows.
+    build_features(templated_store)
+    names = feature_columns(METRICS)
+    for start in (MIDNIGHT - timedelta(minutes=5), MIDNIGHT + timedelta(minutes=27)):
+        end = start + timedelta(minutes=10)
+        from_job = read_window_features(templated_store, start, end, names)
+        from_raw = read_window_features(templated_store, start, end, names, "raw")
+        assert from_job.height == 3 * 10
+        assert_frame_equal(from_raw, from_job, check_exact=True)

@@ -1,6 +1,7 @@
 """The incident schedule and state machines: what the ground truth promises about the data."""
 
 import itertools
+import string
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from contracts.telemetry import FLEET_METRICS, LOG_LEVELS
 from training.incidents import (
     DURATION_MINUTES,
     INCIDENT_KINDS,
+    INCIDENT_SLOTS,
     INCIDENT_WEIGHTS,
     METRIC_INDEX,
     MIN_DURATION_MINUTES,
@@ -151,6 +153,23 @@ def test_every_level_an_incident_logs_at_has_templates(kind: IncidentKind) -> No
         for level, probability in zip(LOG_LEVELS, phase.level_probs, strict=True):
             if probability:
                 assert kind.templates.get(level), f"{phase.name} logs {level} without templates"
+
+
+@pytest.mark.parametrize("kind", INCIDENT_KINDS, ids=lambda k: f"{k.incident_type}-{k.variant}")
+def test_onset_lines_have_a_level_and_name_what_the_incident_fixes(kind: IncidentKind) -> None:
+    for level, template in kind.onset:
+        assert level in LOG_LEVELS
+        slots = {slot for _, slot, _, _ in string.Formatter().parse(template.text) if slot}
+        # An onset line names the incident's own service, target, version...: the values
+        # its other lines repeat, not values drawn per line.
+        assert slots - {"target"} <= INCIDENT_SLOTS, template.text
+
+
+def test_an_error_spike_follows_a_deployment_and_names_its_version() -> None:
+    kind = _kind("error_spike")
+    assert [template.text.split()[0] for _, template in kind.onset] == ["Deploying", "Deployment"]
+    errors = [template.text for template in kind.templates["ERROR"]]
+    assert any("{exception}" in text and "{version}" in text for text in errors)
 
 
 def test_error_spike_escalates_server_errors() -> None:

@@ -16,7 +16,15 @@ from contracts.dataset import DatasetInfo, read_dataset_info
 from contracts.labels import INCIDENT_TYPES, INCIDENTS_SCHEMA
 from contracts.layout import INCIDENTS_PATH, RAW_PREFIX, raw_partition_path
 from contracts.store import ObjectStore
-from contracts.telemetry import FLEET_METRICS, METRIC_RANGES, RAW_SCHEMA
+from contracts.telemetry import (
+    FLEET_METRICS,
+    METRIC_RANGES,
+    RAW_SCHEMA_WITH_TEMPLATES,
+    TEMPLATE_MINER_STATE_PATH,
+)
+from telemetry.logs.events import LogEventParser
+from telemetry.logs.state import load_miner
+from telemetry.logs.templates import LogTemplateMiner
 from training.cloudwatch_layout import CloudWatchLayout
 from training.simulator import (
     MAX_LOG_BATCH_BYTES,
@@ -102,9 +110,9 @@ def test_partitions_land_at_hour_paths_in_the_raw_schema(tmp_path: Path) -> None
 
     # 23:15 .. 00:44 spans two UTC hours, across midnight.
     hours = [datetime(2024, 1, 1, 23, tzinfo=UTC), datetime(2024, 1, 2, 0, tzinfo=UTC)]
-    assert store.list_keys(RAW_PREFIX) == [raw_partition_path(hour) for hour in hours]
+    assert store.list_keys(RAW_PREFIX, ".parquet") == [raw_partition_path(h) for h in hours]
     tables = [store.read_table(raw_partition_path(hour)) for hour in hours]
-    assert all(table.schema.equals(RAW_SCHEMA) for table in tables)
+    assert all(table.schema.equals(RAW_SCHEMA_WITH_TEMPLATES) for table in tables)
     first_minutes = [pl.from_arrow(t)["timestamp"].min() for t in tables]  # type: ignore[index]
     assert first_minutes[0] == datetime(2024, 1, 1, 23, 15, tzinfo=UTC)
     assert first_minutes[1] == hours[1]
@@ -476,3 +484,106 @@ def test_push_round_trip_through_the_cloudwatch_api(aws_emulator: ServerProcess)
         assert len(got) == 30
         want = dict(zip(mine["timestamp"], mine[name], strict=True))
         assert got == pytest.approx(want)
+
+
+# --- Logs through the exporter's path, incident signatures ----------------------------------
+
+
+def test_log_rows_hold_what_the_exporter_makes_of_the_pushed_events() -> None:
+    # Intent: the simulator's logs take the exporter's path: each row equals what the exporter
+    # parses and mines from the event the simulator would push (same order, a new miner).
+    tables = [table for _, table in simulate_fleet(_small(incident_rate=0.3))]
+    logs = _logs(pl.from_arrow(pa.concat_tables(tables)))  # type: ignore[arg-type]
+    assert logs["template_id"].null_count() == 0
+    assert logs["component"].null_count() == logs.height
+    parser = LogEventParser(LogTemplateMiner())
+    fields = ("level", "component", "message", "metadata", "parse_error", "template_id")
+    for row in logs.iter_rows(named=True):
+        body = {"level": row["level"], "message": row["message"]}
+        text = json.dumps(body | {"metadata": json.loads(row["metadata"])}, ensure_ascii=False)
+        assert tuple(parser.parse(text)) == tuple(row[name] for name in fields)
+
+
+def test_a_simulation_leaves_its_template_miner_in_the_store(tmp_path: Path) -> None:
+    store = ObjectStore.from_uri(str(tmp_path))
+    write_simulation(store, _small())
+    miner = load_miner(store, TEMPLATE_MINER_STATE_PATH)
+    ids = pl.concat(
+        pl.DataFrame(store.read_table(key)) for key in store.list_keys(RAW_PREFIX, ".parquet")
+    )["template_id"].drop_nulls()
+    assert ids.n_unique() > 20
+    assert ids.max() <= miner.template_count
+    # An exporter carrying on in this store gives a known template its id.
+    known = "Out of memory: Killed process 4242 (payments-api) total-vm:812344kB"
+    again = LogEventParser(miner).parse(json.dumps({"level": "CRITICAL", "message": known}))
+    assert again.template_id <= miner.template_count
+
+
+def _incident_logs(fleet: Simulated, incident: dict[str, Any]) -> pl.DataFrame:
+    return fleet.logs.filter(
+        (pl.col("instance_id") == incident["instance_id"])
+        & pl.col("minute").is_between(incident["start"], incident["end"])
+    )
+
+
+def test_an_error_spike_is_a_bad_deployment_opened_by_its_version_lines(fleet: Simulated) -> None:
+    spikes = fleet.incidents.filter(pl.col("incident_type") == "error_spike")
+    checked = 0
+    for incident in spikes.iter_rows(named=True):
+        logs = _incident_logs(fleet, incident)
+        first = logs.filter(pl.col("minute") == incident["start"]).head(2)["message"].to_list()
+        if incident["start"] == FRIDAY:
+            continue  # begun before the simulation: no onset lines
+        assert first[0].startswith("Deploying "), first
+        assert first[1].startswith("Deployment of "), first
+        version = first[0].split()[2]
+        unhandled = logs.filter(pl.col("message").str.starts_with("Unhandled "))["message"]
+        # One broken code path: one exception, one endpoint, the deployed version.
+        assert unhandled.str.replace(r" in \S+ \S+ ", " in ").n_unique() <= 1
+        assert all(message.endswith(f"since {version}") for message in unhandled)
+        checked += 1
+    assert checked >= 3
+
+
+@pytest.mark.parametrize(
+    ("incident_type", "signature"),
+    [
+        ("resource_exhaustion", r"GC overhead|OutOfMemoryError|Out of memory|No space left|CPU"),
+        ("service_outage", r"refused|Service Unavailable|returning 503|unhealthy|disconnect"),
+        ("latency_degradation", r"(?i)slow request|exceeds SLO|deadline|Timeout"),
+        ("security_threat", r"(?i)failed (login|password)|WAF blocked|Rejected input|locked"),
+        ("data_anomaly", r"(?i)schema|malformed|Null value|Checksum|Failed to parse"),
+        ("error_spike", r"Unhandled|Error rate|Circuit breaker|Error budget|Deploy"),
+    ],
+)
+def test_each_incident_type_writes_its_own_log_signature(
+    fleet: Simulated, incident_type: str, signature: str
+) -> None:
+    during = fleet.logs.filter(pl.col("incident_type") == incident_type)
+    normal = fleet.logs.filter(pl.col("incident_type").is_null())
+    assert during["message"].str.contains(signature).mean() > 0.15  # type: ignore[operator]
+    # The signature's templates are the incident's own: rare in normal operation.
+    incident_templates = set(
+        during.filter(pl.col("message").str.contains(signature))["template_id"].to_list()
+    )
+    share = normal["template_id"].is_in(list(incident_templates)).mean()
+    assert share < 0.02  # type: ignore[operator]
+
+
+def test_incident_log_share_zero_leaves_the_metrics_and_no_log_signature() -> None:
+    config = _small(incident_rate=0.3, duration=timedelta(hours=2))
+    loud, quiet = (
+        pl.from_arrow(
+            pa.concat_tables(t for _, t in simulate_fleet(config.model_copy(update=update)))
+        )
+        for update in ({}, {"incident_log_share": 0.0})
+    )
+    assert isinstance(loud, pl.DataFrame)
+    assert isinstance(quiet, pl.DataFrame)
+    assert loud.filter(pl.col("kind") == "metric").equals(quiet.filter(pl.col("kind") == "metric"))
+    incident_lines = (
+        r"Deploying|Unhandled|Error rate|Out of memory|OutOfMemory|No space left|usage at|WAF"
+        r"|exceeds SLO|deadline|Timeout after|Failed password|schema|Checksum|Null value|refused"
+    )
+    assert _logs(loud)["message"].str.contains(incident_lines).any()
+    assert not _logs(quiet)["message"].str.contains(incident_lines).any()
