@@ -10,7 +10,7 @@ from types import ModuleType
 import pytest
 import yaml
 
-from vigil.dashboard_check import PanelQuery, panel_queries, queries_without_data
+from vigil.dashboard_check import WATCHER_DASHBOARD, PanelQuery, panel_queries, queries_without_data
 from vigil.processes import ServerProcess, free_port, start_server
 
 GRAFANA = Path(__file__).resolve().parents[2] / "monitoring" / "grafana"
@@ -116,7 +116,7 @@ def test_the_logs_dashboard_reads_only_metrics_the_watcher_exports() -> None:
     exported = {
         sample.name for family in WatchMetrics().registry.collect() for sample in family.samples
     } | {family.name for family in WatchMetrics().registry.collect()}
-    logs = [q for q in panel_queries() if q.dashboard == "Vigil / Logs"]
+    logs = [q for q in panel_queries() if q.dashboard == WATCHER_DASHBOARD]
     assert len(logs) >= 8
     used = {name for q in logs for name in re.findall(r"vigil_log_[a-z_]+", q.expr)}
     assert used

@@ -18,7 +18,7 @@ from serving.nginx import RouterConfig
 from serving.triton import TritonPorts
 from tests.serving.conftest import Registered, Repository
 from tests.training.conftest import START, fleet_frames
-from vigil.dashboard_check import panel_queries, wait_for_panel_data
+from vigil.dashboard_check import stack_panel_queries, wait_for_panel_data
 from vigil.demo_replay import send_feedback, wait_for_replay
 from vigil.local_stack import Serving, start_explainer, start_prometheus, start_scorer
 from vigil.processes import ServerProcess
@@ -77,7 +77,7 @@ def live(
 
 def test_every_panel_query_returns_data_from_the_live_stack(live: LiveStack) -> None:
     checked = wait_for_panel_data(live.prometheus.url, timeout=240)
-    assert checked == len(panel_queries()) > 20
+    assert checked == len(stack_panel_queries()) > 20
 
 
 def test_prometheus_scrapes_every_service_of_the_stack(live: LiveStack) -> None:

@@ -20,7 +20,7 @@ import yaml
 
 from contracts.log_watch import LogWatchWindow
 from tests.telemetry.logs.watch.conftest import BURST_TEMPLATE, append, error_burst, normal_traffic
-from vigil.dashboard_check import panel_queries, queries_without_data
+from vigil.dashboard_check import WATCHER_DASHBOARD, panel_queries, queries_without_data
 from vigil.processes import ServerProcess, free_port, start_server
 
 VIGIL = str(Path(sys.executable).parent / "vigil")
@@ -158,7 +158,7 @@ def test_watch_reports_a_new_error_burst_where_it_happens_through_rotation_and_t
     assert (query(server, "vigil_log_templates_known") or 0) >= 3
     assert (query(server, "vigil_log_lines_total") or 0) > 0
     # Every panel of the Logs dashboard has data from this one watcher.
-    logs_panels = [q for q in panel_queries() if q.dashboard == "Vigil / Logs"]
+    logs_panels = [q for q in panel_queries() if q.dashboard == WATCHER_DASHBOARD]
     assert queries_without_data(server.url, logs_panels) == []
     assert watch.stop() == 0, watch.stderr()
 
