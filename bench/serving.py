@@ -4,7 +4,7 @@ Run: ``.venv/bin/python bench/serving.py [--quick] [--model fleet|small]``. The 
 trained with ``training.pipeline.run_training`` and registered in a local MLflow:
 
 - ``fleet`` (default): the model ``vigil demo`` registers as champion: the demo's simulated
-  fleet (50 instances × 3 days) and training config, 341 features, 100 trees (a smaller fleet
+  fleet (50 instances × 3 days) and training config, 353 features, 100 trees (a smaller fleet
   stops early at ~8 trees, not what the platform serves);
 - ``small``: the training tests' synthetic fleet: 54 features, 7 trees, where a request's fixed
   cost dwarfs the prediction itself.

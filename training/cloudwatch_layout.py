@@ -1,8 +1,10 @@
 """How the fleet appears in CloudWatch: shared by the exporter and the simulator's push.
 
 - Logs: one log group per source; one log stream per instance (stream name = instance id);
-  each event's message is a JSON object ``{"level": ..., "message": ..., "metadata": {...}}``.
-  An event that is not such an object is still exported, flagged ``parse_error``.
+  Vigil's own services write each event's message as a JSON object ``{"level": ...,
+  "message": ..., "metadata": {...}}``; any other text is parsed by the log parser
+  (``telemetry.logs.events``), and only an event whose level cannot be read is flagged
+  ``parse_error``. Every log event is stored with its template id.
 - Metrics: one namespace per source, dimension ``InstanceId``, 1-minute period.
 """
 
