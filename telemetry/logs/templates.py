@@ -185,6 +185,23 @@ class LogTemplateMiner:
             )
         return cached[1]
 
+    def template(self, template_id: int) -> Template | None:
+        """The template an id stands for, as the miner builds it now; None for an unknown id.
+
+        Args:
+            template_id: An id ``identify`` handed out (in this process or before a reload).
+        """
+        for (cluster_id, words), known in self._ids.items():
+            cluster = self._miner.drain.id_to_cluster.get(cluster_id)
+            if known != template_id or cluster is None:
+                continue
+            tokens = list(cluster.log_template_tokens)
+            # An id handed out before the cluster's word slots changed keeps its own words.
+            for position, word in zip(self._clusters[cluster_id].categorical, words, strict=False):
+                tokens[position] = word
+            return Template(template_id, " ".join(tokens))
+        return None
+
     def add(self, message: str) -> Template:
         """``learn`` then ``identify``: the template of a message in a stream."""
         return self.identify(self.learn(message))

@@ -12,7 +12,7 @@ import json
 import re
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
@@ -21,7 +21,7 @@ import polars as pl
 import pytest
 from mlflow import MlflowClient
 
-from contracts.features import feature_columns
+from contracts.features import LOG_TEMPLATE_COLUMNS, feature_columns
 from contracts.serving import CHALLENGER, CHAMPION
 from rag.embeddings import load_embedder
 from rag.explainer import Explainer
@@ -48,7 +48,7 @@ from vigil.demo_replay import send_feedback
 from vigil.demo_report import rebuild_demo_report
 from vigil.local_stack import start_local_mlflow, start_serving
 from vigil.processes import free_port
-from vigil.report.model import DataSummary, ReportData
+from vigil.report.model import DataSummary, DriftRow, ExplanationCard, ReportData
 from vigil.report.publish import REPORT_ARTIFACT_PATH
 from vigil.report.render import SECTION_IDS, render_report
 from vigil.stack import stop_stack
@@ -164,6 +164,10 @@ def test_the_report_holds_every_section_with_real_numbers(page: Path) -> None:
     assert "ROC (replayed windows)" in sections["detection"]
     assert "Chi-square test" in sections["ab-test"] or "not computable" in sections["ab-test"]
     assert "Top 15 features by PSI" in sections["drift"]
+    # Every log-template feature is listed whatever its rank; this fleet has no logs.
+    log_patterns = sections["drift"].split("<h3>Log patterns</h3>", 1)[1]
+    assert log_patterns.count("<tr><td>log_") == len(LOG_TEMPLATE_COLUMNS)
+    assert "no template (no logs)" in log_patterns
     assert "true incidents" in sections["timeline"]
     cards = sections["explanations"]
     assert cards.count('<article class="card">') >= 1
@@ -233,9 +237,9 @@ def test_chromium_renders_every_section_without_console_errors(page: Path, tmp_p
     assert len(visit.screenshot) > 50_000
 
 
-def test_sections_say_plainly_when_a_source_has_no_data() -> None:
+def empty_report() -> ReportData:
     moment = datetime(2024, 1, 1, tzinfo=UTC)
-    empty = ReportData(
+    return ReportData(
         generated_at=moment,
         start=moment,
         end=moment + timedelta(hours=1),
@@ -263,15 +267,54 @@ def test_sections_say_plainly_when_a_source_has_no_data() -> None:
         ab=None,
         drift=[],
         drift_features=0,
+        log_drift=[],
         timelines=[],
         explanations=[],
         explanations_total=0,
     )
-    html = render_report(empty)
+
+
+def test_sections_say_plainly_when_a_source_has_no_data() -> None:
+    html = render_report(empty_report())
     for section in SECTION_IDS:
         assert 'class="empty"' in _section(html, section), f"{section} does not say it is empty"
     assert "No explanation was received" in html
     assert "<svg" not in html
+
+
+def test_log_patterns_and_log_evidence_are_shown_with_their_templates() -> None:
+    template = "Unhandled <*> in GET <PATH>"
+    card = ExplanationCard(
+        instance_id="i-0abc",
+        window_start=datetime(2024, 1, 1, tzinfo=UTC),
+        score=0.97,
+        model="xgboost_anomaly",
+        top_features=["cpu_utilization"],
+        log_evidence=[f"novel ERROR ×3 (usually 0): {template}"],
+        analysis_type="performance",
+        root_cause="a bad deployment",
+        impact="errors",
+        actions=["roll back"],
+        prevention=[],
+        sources=[],
+        degraded=False,
+        degraded_reason=None,
+        complete=True,
+    )
+    drift = [DriftRow("cpu_utilization", 0.02, 0.01)]
+    report = replace(
+        empty_report(),
+        drift=drift,
+        drift_features=1,
+        log_drift=[DriftRow("log_template_1_sum_15", 0.4, 0.2, template)],
+        explanations=[card],
+        explanations_total=1,
+    )
+    html = render_report(report)
+    escaped = template.replace("<", "&lt;").replace(">", "&gt;")
+    patterns = _section(html, "drift").split("<h3>Log patterns</h3>", 1)[1]
+    assert f"<td>log_template_1_sum_15</td><td><code>{escaped}</code></td>" in patterns
+    assert f"novel ERROR ×3 (usually 0): {escaped}" in _section(html, "explanations")
 
 
 def _section(html: str, name: str) -> str:

@@ -14,9 +14,19 @@ import mlflow.artifacts
 from mlflow.exceptions import MlflowException
 from pydantic import ValidationError
 
-from contracts.explanation import ExplainResponse
+from contracts.dataset import read_dataset_info
+from contracts.explanation import ExplainResponse, LogEvidence
+from contracts.features import (
+    ERROR_BURST,
+    LOG_TEMPLATE_COLUMNS,
+    NOVEL_TEMPLATES,
+    RARE_TEMPLATE_RATIO,
+    TEMPLATE_ENTROPY,
+    TOP_TEMPLATE_COLUMNS,
+)
 from contracts.layout import INCIDENTS_PATH
 from contracts.store import ObjectStore
+from contracts.telemetry import TEMPLATE_MINER_STATE_PATH
 from serving.ab_report import ABReport
 from serving.drift import DriftMonitor
 from serving.explanation_log import LoggedExplanation, read_explanations
@@ -24,6 +34,7 @@ from serving.prediction_log import read_predictions
 from serving.scorer_settings import ScorerSettings
 from serving.served_models import ServedModels, load_served_models
 from serving.window_features import read_window_features
+from telemetry.logs.state import load_miner
 from training.pipeline import TrainingSummary
 from vigil.report.detection import arm_detection, instance_timelines, scored_windows
 from vigil.report.model import DriftRow, ExplanationCard, ReportData
@@ -32,6 +43,13 @@ from vigil.report.store_summary import read_incidents, summarize_store
 SUMMARY_ARTIFACT = "summary.json"
 DEFAULT_WINDOW = timedelta(seconds=ScorerSettings.model_fields["window_seconds"].default)
 SOURCES_PER_CARD = 3
+LOG_EVIDENCE_PER_CARD = 3
+LOG_FEATURE_MEANING = {
+    NOVEL_TEMPLATES: "templates new on the instance in the last 5 minutes",
+    RARE_TEMPLATE_RATIO: "share of the last 15 minutes' events with a rare template",
+    ERROR_BURST: "largest burst of one error template against its own history",
+    TEMPLATE_ENTROPY: "entropy of the last 15 minutes' templates",
+}
 
 EXPLANATION_CARDS = 12
 
@@ -88,6 +106,7 @@ def collect_report(
         ab=ab,
         drift=sorted(drift, key=lambda row: -row.psi)[:top_features],
         drift_features=len(drift),
+        log_drift=_log_drift(store, drift),
         timelines=instance_timelines(
             windows, read_incidents(store), explained, start, end, window, timeline_instances
         ),
@@ -124,6 +143,30 @@ def _drift(
     return [DriftRow(name, psi, kl) for name, (psi, kl) in monitor.drift().items()]
 
 
+def _log_drift(store: ObjectStore, drift: list[DriftRow]) -> list[DriftRow]:
+    """The log-template features' drift rows, each with what it counts: a top slot names its
+    template (the dataset's catalogue, read through the store's template miner)."""
+    counts = dict(LOG_FEATURE_MEANING)
+    catalogue = read_dataset_info(store).log_templates
+    if catalogue is not None and store.exists(TEMPLATE_MINER_STATE_PATH):
+        miner = load_miner(store, TEMPLATE_MINER_STATE_PATH)
+        for column, template_id in zip(TOP_TEMPLATE_COLUMNS, catalogue.top, strict=False):
+            template = miner.template(template_id)
+            counts[column] = template.text if template else f"template {template_id}"
+    rows = [row for row in drift if row.feature in LOG_TEMPLATE_COLUMNS]
+    return [
+        DriftRow(row.feature, row.psi, row.kl, counts.get(row.feature, "no template (no logs)"))
+        for row in sorted(rows, key=lambda row: LOG_TEMPLATE_COLUMNS.index(row.feature))
+    ]
+
+
+def _evidence_line(evidence: LogEvidence) -> str:
+    return (
+        f"{evidence.kind} {evidence.level or ''} ×{evidence.count} "
+        f"(usually {evidence.baseline:g}): {evidence.template}"
+    ).replace("  ", " ")
+
+
 def _card(record: LoggedExplanation) -> ExplanationCard:
     request, answer = record.request, record.response
     try:
@@ -146,6 +189,7 @@ def _card(record: LoggedExplanation) -> ExplanationCard:
         score=request.score,
         model=request.model,
         top_features=[f.name for f in request.top_features[:5]],
+        log_evidence=[_evidence_line(e) for e in request.log_evidence[:LOG_EVIDENCE_PER_CARD]],
         analysis_type=response.analysis_type if response else str(answer.get("analysis_type", "")),
         root_cause=response.root_cause if response else str(answer.get("root_cause", "")),
         impact=response.impact if response else str(answer.get("impact", "")),

@@ -75,6 +75,7 @@ class DriftRow:
     feature: str
     psi: float
     kl: float
+    counts: str = ""  # what a log-template feature counts (its template, for a top slot)
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ class ExplanationCard:
     score: float
     model: str
     top_features: list[str]
+    log_evidence: list[str]  # the window's novel / spiking / bursting templates, one line each
     analysis_type: str
     root_cause: str
     impact: str
@@ -125,6 +127,7 @@ class ReportData:
     ab: ABReport | None
     drift: list[DriftRow]
     drift_features: int  # features drift was computed for (the table shows the top ones)
+    log_drift: list[DriftRow]  # every log-template feature, whatever its rank
     timelines: list[InstanceTimeline]
     explanations: list[ExplanationCard]
     explanations_total: int

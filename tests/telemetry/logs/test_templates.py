@@ -62,6 +62,15 @@ def test_template_ids_are_stable_after_reloading_the_state() -> None:
     assert after[-1] not in before
 
 
+def test_a_reloaded_miner_names_the_template_of_every_id() -> None:
+    first = LogTemplateMiner()
+    mined = mine_records([LogRecord(n, m) for n, m in enumerate(MESSAGES, 1)], first)
+    reloaded = LogTemplateMiner.from_state(first.state())
+    for item in mined:
+        assert reloaded.template(item.template.template_id) == item.template
+    assert reloaded.template(999) is None
+
+
 def test_state_round_trip_through_the_object_store(tmp_path: Path) -> None:
     store, key = state_location(str(tmp_path / "states" / "miner.json"), Settings())
     miner = load_miner(store, key)
