@@ -31,7 +31,7 @@ from rag.answer_check import UnusableAnswerError, usable_answer
 from rag.chunking import list_items
 from rag.embeddings import Embedder
 from rag.knowledge_base import Hit, KnowledgeBase
-from rag.llm import LLMClient, LLMError
+from rag.llm import LLMClient, LLMError, LLMReplyError
 from rag.prompts import SYSTEM_PROMPT, TEMPLATES, build_prompt, describe_evidence
 from rag.settings import RagSettings
 
@@ -82,13 +82,13 @@ class Explainer:
         context = retrieved.history + retrieved.runbooks
         try:
             answer = usable_answer(self.llm.explain(SYSTEM_PROMPT, prompt), request)
-        except LLMError as error:
-            logger.warning("LLM failed, answering from retrieval only: %s", error)
-            return self._retrieval_answer(request, analysis_type, retrieved, f"LLM failed: {error}")
-        except UnusableAnswerError as error:
+        except (LLMReplyError, UnusableAnswerError) as error:
             logger.warning("LLM answer unusable, answering from retrieval only: %s", error)
             reason = f"LLM answer unusable: {error}"
             return self._retrieval_answer(request, analysis_type, retrieved, reason)
+        except LLMError as error:
+            logger.warning("LLM failed, answering from retrieval only: %s", error)
+            return self._retrieval_answer(request, analysis_type, retrieved, f"LLM failed: {error}")
         return ExplainResponse(
             root_cause=answer.root_cause,
             impact=answer.impact,

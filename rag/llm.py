@@ -30,6 +30,10 @@ class LLMError(Exception):
     """The LLM could not be reached, timed out, or never gave a valid answer."""
 
 
+class LLMReplyError(LLMError):
+    """The LLM answered, but no reply was a valid answer (cut off, not JSON, fields missing)."""
+
+
 def parse_answer(text: str) -> LLMAnswer:
     """Validate the model's reply, tolerating code fences and text around the JSON object.
 
@@ -78,9 +82,11 @@ class LLMClient:
         all attempts within ``deadline_s``.
 
         Raises:
-            LLMError: when every attempt failed or the deadline passed; the message says why.
+            LLMReplyError: when the LLM replied but no reply was a valid answer.
+            LLMError: when no attempt got a reply or the deadline passed; the message says why.
         """
         reasons = []
+        replied = False
         deadline = time.monotonic() + self.deadline_s
         for _ in range(self.attempts):
             remaining = deadline - time.monotonic()
@@ -90,12 +96,13 @@ class LLMClient:
             started = time.perf_counter()
             try:
                 reply = self.complete(system, user, min(self.timeout_s, remaining))
+                replied = True
                 return parse_answer(reply)
             except (openai.APIError, ValueError) as error:
                 reasons.append(f"{type(error).__name__}: {error}")
             finally:
                 LLM_REQUEST_DURATION.observe(time.perf_counter() - started)
-        raise LLMError("; ".join(reasons))
+        raise (LLMReplyError if replied else LLMError)("; ".join(reasons))
 
     def ping(self) -> str:
         """``ok (<models>)`` when the server answers its model list; raises otherwise."""
