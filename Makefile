@@ -63,7 +63,7 @@ bench: setup ## run the benchmarks (they print ratios against a baseline)
 
 helm-sync: setup ## copy monitoring rules, dashboards and the A/B routes into the Helm chart (tests fail on drift)
 	$(PY) helm/sync_monitoring.py
-	$(PY) -m serving.nginx --write-chart-routes
+	$(PY) -m serving.router.nginx --write-chart-routes
 
 # checkov pins an old boto3, so it gets a venv of its own.
 CHECKOV_VENV := .venv-checkov

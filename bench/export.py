@@ -34,8 +34,8 @@ from botocore.client import BaseClient
 
 from contracts.settings import Settings
 from contracts.store import ObjectStore
-from training.cloudwatch import export, make_cloudwatch_clients
-from training.cloudwatch_layout import CloudWatchLayout
+from telemetry.cloudwatch_export import export, make_cloudwatch_clients
+from telemetry.cloudwatch_layout import CloudWatchLayout
 
 INSTANCES = 50
 HOURS = 2

@@ -4,10 +4,11 @@ Run: ``.venv/bin/python bench/log_features.py [--instances 20] [--hours 24] [--s
 [--config training/configs/demo.yaml] [--variants all,no_templates,no_logs] [--json PATH]``.
 
 For each seed the fleet simulator writes a store (its six incident types leave their log
-signatures, see ``training.incidents``), the feature job builds the features, and the training
-pipeline (``training.pipeline.train_and_write``: the detector, the review queue answered by the
-simulated reviewer within the label budget, XGBoost and CatBoost, thresholds, evaluation on the
-held-out test rows) runs once per variant on the same rows, true labels, split and config:
+signatures, see ``telemetry.simulator.incidents``), the feature job builds the features, and
+the training pipeline (``training.pipeline.train_and_write``: the detector, the review queue
+answered by the simulated reviewer within the label budget, XGBoost and CatBoost, thresholds,
+evaluation on the held-out test rows) runs once per variant on the same rows, true labels,
+split and config:
 
 - ``all``: every feature column of the contract;
 - ``no_templates``: without ``contracts.features.LOG_TEMPLATE_COLUMNS`` (the log-template
@@ -42,11 +43,11 @@ from contracts.features import (  # noqa: E402
     SUMMED_LOG_COUNTS,
 )
 from contracts.store import ObjectStore  # noqa: E402
+from telemetry.feature_job import build_features  # noqa: E402
+from telemetry.simulator.simulation import SimulationConfig, write_simulation  # noqa: E402
 from training.config import TrainingConfig  # noqa: E402
-from training.feature_job import build_features  # noqa: E402
 from training.pipeline import TrainingData, load_training_data, train_and_write  # noqa: E402
 from training.review_queue import load_reviews  # noqa: E402
-from training.simulator import SimulationConfig, write_simulation  # noqa: E402
 
 LEVEL_FEATURES = (
     *LOG_COUNT_COLUMNS,

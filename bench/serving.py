@@ -20,7 +20,7 @@ Then the same XGBoost model version is served
   ~40 ms for a delayed ACK, so one worker is its best for sequential requests. Bodies are
   encoded once up front, so the peer's figures leave out the client's encoding;
 - by Triton behind the NGINX A/B router (ours, ``vigil.local_stack.start_serving``), called by
-  model name through the router with ``serving.inference.InferenceClient`` (the scorer's
+  model name through the router with ``serving.scorer.inference.InferenceClient`` (the scorer's
   client), over gRPC and over HTTP with binary tensors.
 
 XGBoost runs on one thread everywhere, as in Triton's model instances: on this machine's two
@@ -70,15 +70,15 @@ from numpy.typing import NDArray  # noqa: E402
 
 from contracts.serving import INPUT_TENSOR, XGBOOST_MODEL  # noqa: E402
 from contracts.store import ObjectStore  # noqa: E402
-from serving.ab_config import AB_MODEL  # noqa: E402
-from serving.inference import InferenceClient, assigned_model  # noqa: E402
+from serving.router.ab_config import AB_MODEL  # noqa: E402
+from serving.scorer.inference import InferenceClient, assigned_model  # noqa: E402
+from telemetry.feature_job import build_features  # noqa: E402
+from telemetry.simulator.simulation import SimulationConfig, write_simulation  # noqa: E402
 from tests.training.conftest import small_config, write_fleet_store  # noqa: E402
 from training.config import load_training_config  # noqa: E402
-from training.feature_job import build_features  # noqa: E402
 from training.pipeline import run_training  # noqa: E402
 from training.registry import RunDirectory, load_detector, load_holdout  # noqa: E402
-from training.simulator import SimulationConfig, write_simulation  # noqa: E402
-from vigil.demo import DEMO_CONFIG_PATH, DemoConfig  # noqa: E402
+from vigil.demo.run import DEMO_CONFIG_PATH, DemoConfig  # noqa: E402
 from vigil.local_stack import start_local_mlflow, start_serving  # noqa: E402
 from vigil.processes import ServerProcess, free_port, start_server, venv_tool  # noqa: E402
 from vigil.stack import stop_stack  # noqa: E402
@@ -88,7 +88,7 @@ CONCURRENT_CLIENTS = 16
 WARMUP_REQUESTS = 20
 FORMAT_TRIALS = 12  # requests per request format when picking the peer's fastest
 NO_GATES = {"min_f1": 0.0, "min_precision": 0.0}
-XGBOOST_THREADS = 1  # as in each Triton model instance (serving.triton's default threads)
+XGBOOST_THREADS = 1  # as in each Triton model instance (serving.triton.server's default threads)
 JSON_TYPE = "application/json"
 # The request formats of MLflow's scoring server and their content types.
 MLFLOW_FORMATS = {

@@ -3,7 +3,7 @@
 Run: ``.venv/bin/python bench/window_read.py [--instances N]``. A simulated fleet (default the
 demo's 50 instances; 2 days, so that the second day's features have their history) is turned
 into features twice, from the same raw store: once with the feature job's row groups of whole
-hours (``training.feature_job.ROW_GROUP_ROWS``, ours) and once with one row group per batch of
+hours (``telemetry.feature_job.ROW_GROUP_ROWS``, ours) and once with one row group per batch of
 instances (the layout before, where every row group spans the whole day). Then the scorer's
 ``read_window_features`` reads the same 24 five-minute windows of the second day from each,
 the rows are checked equal, and the last line is ``window_read_speedup_vs_day_row_groups: X``
@@ -29,9 +29,9 @@ from contracts.dataset import read_dataset_info  # noqa: E402
 from contracts.features import feature_columns  # noqa: E402
 from contracts.layout import features_path  # noqa: E402
 from contracts.store import ObjectStore  # noqa: E402
-from serving.window_features import read_window_features  # noqa: E402
-from training import feature_job  # noqa: E402
-from training.simulator import SimulationConfig, write_simulation  # noqa: E402
+from serving.scorer.window_features import read_window_features  # noqa: E402
+from telemetry import feature_job  # noqa: E402
+from telemetry.simulator.simulation import SimulationConfig, write_simulation  # noqa: E402
 
 WINDOW = timedelta(minutes=5)
 WINDOWS = 24

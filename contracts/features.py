@@ -1,6 +1,6 @@
 """The feature contract: the ordered feature columns and the one function that computes them.
 
-Training (``training/feature_job.py``) and the online scorer (``serving/``) both call this module,
+Training (``telemetry/feature_job.py``) and the online scorer (``serving/``) both call this module,
 so a model always sees features computed by the same code (no train/serve skew):
 
 - ``to_wide`` turns raw telemetry rows (``contracts.telemetry.RAW_SCHEMA``) into one row per

@@ -32,7 +32,7 @@ from telemetry.logs.records import LogRecord
 from telemetry.logs.templates import LogTemplateMiner, mine_records
 
 INDEXED_LEVELS = ("WARN", "ERROR", "CRITICAL")  # and records without a level
-# The scorer's default window (serving.scorer_settings.window_seconds): one point per
+# The scorer's default window (serving.scorer.settings.window_seconds): one point per
 # template and instance-window.
 LOG_WINDOW = timedelta(minutes=5)
 MAX_EXAMPLES = 3

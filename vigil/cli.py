@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 import typer
 from rich.console import Console
 
-from vigil import data_commands, logs_commands, rag_commands, serving_commands, training_commands
-from vigil.options import EntitiesOption, split_entities
+from vigil.commands import data, logs, rag, serving, training
+from vigil.commands.options import EntitiesOption, split_entities
 
 app = typer.Typer(
     help="Vigil: anomaly detection for cloud fleets.",
@@ -23,18 +23,18 @@ def quiet_mlflow_downloads() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
-app.command("simulate")(data_commands.simulate)
-app.command("export")(data_commands.export_command)
-app.command("import-dataset")(data_commands.import_dataset_command)
-app.command("features")(data_commands.features)
-app.command("validate")(data_commands.validate)
-app.command("train")(training_commands.train)
-app.command("register")(training_commands.register)
-app.command("evaluate")(training_commands.evaluate)
-app.add_typer(training_commands.review_app, name="review")
-app.add_typer(serving_commands.serving_app, name="serving")
-app.add_typer(rag_commands.rag_app, name="rag")
-app.add_typer(logs_commands.logs_app, name="logs")
+app.command("simulate")(data.simulate)
+app.command("export")(data.export_command)
+app.command("import-dataset")(data.import_dataset_command)
+app.command("features")(data.features)
+app.command("validate")(data.validate)
+app.command("train")(training.train)
+app.command("register")(training.register)
+app.command("evaluate")(training.evaluate)
+app.add_typer(training.review_app, name="review")
+app.add_typer(serving.serving_app, name="serving")
+app.add_typer(rag.rag_app, name="rag")
+app.add_typer(logs.logs_app, name="logs")
 
 
 DEFAULT_DEMO_PATH = Path(".vigil/demo")
@@ -66,7 +66,7 @@ def demo(
 ) -> None:
     """Run the platform end to end on this machine (on a simulated fleet, or on a published
     dataset with --dataset) and print what each step did."""
-    from vigil.demo import DemoConfig, run_demo, summary_table
+    from vigil.demo.run import DemoConfig, run_demo, summary_table
 
     if dataset is None and (path is not None or entities is not None):
         raise typer.BadParameter("--path and --entities need --dataset")
@@ -112,8 +112,8 @@ def report(
     ),
 ) -> None:
     """Rebuild the demo's HTML report from its folder (no rerun) and log it to MLflow."""
-    from vigil.demo import DemoConfig
-    from vigil.demo_report import rebuild_demo_report
+    from vigil.demo.report import rebuild_demo_report
+    from vigil.demo.run import DemoConfig
 
     rebuilt = rebuild_demo_report(DemoConfig(work_path=work_dir, report_path=out))
     Console().print(f"wrote {rebuilt.path}; MLflow run {rebuilt.run_id}: {rebuilt.artifact}")
@@ -126,7 +126,7 @@ def status(
     """List the local stack's services with their URL, PID and health."""
     from rich.table import Table
 
-    from vigil.demo import DemoConfig
+    from vigil.demo.run import DemoConfig
     from vigil.stack import stack_status
 
     statuses = stack_status(DemoConfig(work_path=work_dir).stack_path)
@@ -146,7 +146,7 @@ def down(
     work_dir: Annotated[Path, typer.Option(help="The demo's folder.")] = Path(".vigil/demo"),
 ) -> None:
     """Stop every service the demo started, by its own PID."""
-    from vigil.demo import DemoConfig
+    from vigil.demo.run import DemoConfig
     from vigil.stack import stop_stack
 
     stopped = stop_stack(DemoConfig(work_path=work_dir).stack_path)
@@ -170,8 +170,8 @@ def user_errors() -> tuple[type[Exception], ...]:
 
     Imported only when an error happened, so the parts load only for the commands that use them.
     """
-    from training.cloudwatch import ExportError
+    from telemetry.cloudwatch_export import ExportError
     from training.registry import RegistrationError
-    from vigil.demo import DemoStepError
+    from vigil.demo.run import DemoStepError
 
     return (ValueError, OSError, ExportError, RegistrationError, DemoStepError)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import yaml
 
-from serving.ab_config import load_ab_config
-from serving.model_repository import RepositorySummary, build_repository
-from serving.nginx import LIVE_PATH, RouterConfig, arm_models, nginx_argv, write_nginx_conf
-from serving.triton import READY_PATH, TritonPorts, triton_argv
+from serving.router.ab_config import load_ab_config
+from serving.router.nginx import LIVE_PATH, RouterConfig, arm_models, nginx_argv, write_nginx_conf
+from serving.triton.model_repository import RepositorySummary, build_repository
+from serving.triton.server import READY_PATH, TritonPorts, triton_argv
 from vigil.processes import (
     ServerProcess,
     free_port,

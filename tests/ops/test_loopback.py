@@ -15,7 +15,7 @@ import pytest
 import typer.main
 
 from contracts.serving import CATBOOST_MODEL, XGBOOST_MODEL
-from serving.nginx import LIVE_PATH
+from serving.router.nginx import LIVE_PATH
 from tests.listening import assert_loopback_only
 from vigil.cli import app
 from vigil.local_stack import (
@@ -111,7 +111,7 @@ def test_retrain_relay_listens_on_loopback_only(
     argv = [
         sys.executable,
         "-m",
-        "vigil.retrain_relay",
+        "vigil.relay",
         "--port",
         str(port),
     ]

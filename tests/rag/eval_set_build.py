@@ -4,9 +4,9 @@ Run from the repository root (deterministic: the same simulation gives the same 
 
     .venv/bin/python -m tests.rag.eval_set_build
 
-A small fleet is simulated with ``training.simulator``; for each of the six incident types,
-``PER_TYPE`` incidents are picked (round-robin over the type's variants: memory / CPU / disk
-exhaustion, brute force / SQL injection / XSS) and each becomes the ``/explain`` request the
+A small fleet is simulated with ``telemetry.simulator.simulation``; for each of the six incident
+types, ``PER_TYPE`` incidents are picked (round-robin over the type's variants: memory / CPU /
+disk exhaustion, brute force / SQL injection / XSS) and each becomes the ``/explain`` request the
 scorer would send at the incident's last minute:
 
 - ``top_features``: the feature-contract columns (``contracts.features``) of that minute that
@@ -14,7 +14,7 @@ scorer would send at the incident's last minute:
   the baseline median beside each value. The scorer sends TreeSHAP contributions; a deviation
   ranking needs no trained model, and names the same kind of evidence.
 - ``log_lines``: the instance's last ``LOG_LINES`` log lines (every level) up to that minute,
-  formatted as ``serving.explain_trigger.recent_log_lines`` formats them.
+  formatted as ``serving.scorer.explain_trigger.recent_log_lines`` formats them.
 - ``score`` is a fixed 0.95: the set is about explanations, not detection.
 
 Each case expects the runbook of its incident type (``rag/runbooks/<type>.md``) among the
@@ -33,7 +33,7 @@ from contracts.features import TIME_FEATURES, compute_features, feature_columns,
 from contracts.labels import INCIDENT_TYPES
 from contracts.telemetry import FLEET_METRICS
 from rag.evaluation import EVAL_SET_PATH
-from training.simulator import SimulationConfig, simulate_fleet, simulated_incidents
+from telemetry.simulator.simulation import SimulationConfig, simulate_fleet, simulated_incidents
 
 OUTPUT_PATH = EVAL_SET_PATH
 CONFIG = SimulationConfig(instances=40, duration=timedelta(days=1), seed=11, incident_rate=0.05)

@@ -20,11 +20,11 @@ from numpy.typing import NDArray
 from contracts.detector import FittedDetector
 from contracts.serving import CATBOOST_MODEL, XGBOOST_MODEL
 from contracts.store import ObjectStore
-from serving.ab_config import load_ab_config
-from serving.model_repository import RepositorySummary, build_repository
-from serving.nginx import RouterConfig, arm_models, start_router
-from serving.triton import READY_PATH, TritonPorts, triton_argv
-from serving.triton_config import BatchingOptions
+from serving.router.ab_config import load_ab_config
+from serving.router.nginx import RouterConfig, arm_models, start_router
+from serving.triton.config import BatchingOptions
+from serving.triton.model_repository import RepositorySummary, build_repository
+from serving.triton.server import READY_PATH, TritonPorts, triton_argv
 from tests.training.conftest import small_config, write_fleet_store
 from training.pipeline import run_training
 from training.registry import REGISTERED_NAMES, RunDirectory, load_detector, load_holdout

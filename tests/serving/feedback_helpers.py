@@ -11,9 +11,9 @@ from pydantic import SecretStr
 
 from contracts.serving import XGBOOST_MODEL
 from contracts.store import ObjectStore
-from serving.prediction_log import FEEDBACK_PREFIX, write_predictions
-from serving.scorer import Scorer
-from serving.scorer_app import create_app
+from serving.scorer.app import create_app
+from serving.scorer.prediction_log import FEEDBACK_PREFIX, write_predictions
+from serving.scorer.scorer import Scorer
 from tests.serving.scorer_helpers import offline_scorer, sample, scrape, serve_in_thread
 
 FLAGGED = "i-0a1b2c3d"  # scored anomalous (probability 0.97) in every window written here

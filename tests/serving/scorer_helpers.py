@@ -15,9 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from contracts.detector import fit_detector
 from contracts.serving import CHAMPION, XGBOOST_MODEL
 from contracts.store import ObjectStore
-from serving.scorer import Scorer
-from serving.scorer_settings import ScorerSettings
-from serving.served_models import Arm, ServedModels
+from serving.scorer.scorer import Scorer
+from serving.scorer.served_models import Arm, ServedModels
+from serving.scorer.settings import ScorerSettings
 from vigil.processes import free_port
 
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from serving.ab_config import DEFAULT_VALUES_PATH, AbTestConfig, load_ab_config
-from serving.nginx import RouterConfig, check_nginx_conf, render_nginx_conf, write_nginx_conf
+from serving.router.ab_config import DEFAULT_VALUES_PATH, AbTestConfig, load_ab_config
+from serving.router.nginx import RouterConfig, check_nginx_conf, render_nginx_conf, write_nginx_conf
 
 
 def _values(tmp_path: Path, text: str) -> Path:

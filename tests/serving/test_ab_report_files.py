@@ -10,8 +10,14 @@ from pathlib import Path
 import polars as pl
 
 from contracts.store import TMP_MARKER
-from serving.ab_report import REPORT_HTML, REPORT_JSON, ABReport, build_ab_report, write_ab_report
-from serving.prediction_log import FEEDBACK_SCHEMA, PREDICTION_SCHEMA
+from serving.scorer.ab_report import (
+    REPORT_HTML,
+    REPORT_JSON,
+    ABReport,
+    build_ab_report,
+    write_ab_report,
+)
+from serving.scorer.prediction_log import FEEDBACK_SCHEMA, PREDICTION_SCHEMA
 from tests.contracts.interrupted_writes import run_child
 
 ARMS = {"champion": "xgboost_anomaly/1", "challenger": "catboost_anomaly/1"}
@@ -36,7 +42,7 @@ def test_report_write_cut_short_keeps_the_previous_report(tmp_path: Path) -> Non
     child = run_child(
         f"""
 from pathlib import Path
-from serving.ab_report import ABReport, write_ab_report
+from serving.scorer.ab_report import ABReport, write_ab_report
 report = ABReport.model_validate_json(Path({str(json_path)!r}).read_text())
 report = report.model_copy(update={{"reason": "x" * 100_000}})
 limit_file_size(512)

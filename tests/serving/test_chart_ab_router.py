@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from contracts.serving import INPUT_TENSOR
-from serving.ab_config import ARM_HEADER, MODEL_HEADER
-from serving.nginx import arm_models, check_nginx_conf, nginx_binary
-from serving.triton import READY_PATH, TritonPorts
+from serving.router.ab_config import ARM_HEADER, MODEL_HEADER
+from serving.router.nginx import arm_models, check_nginx_conf, nginx_binary
+from serving.triton.server import READY_PATH, TritonPorts
 from tests.ops.conftest import find, render
 from tests.serving.conftest import Repository
 from vigil.processes import ServerProcess, free_port, start_server

@@ -14,12 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serving.nginx import RouterConfig
-from serving.triton import TritonPorts
+from serving.router.nginx import RouterConfig
+from serving.triton.server import TritonPorts
 from tests.serving.conftest import Registered, Repository
 from tests.training.conftest import START, fleet_frames
 from vigil.dashboard_check import stack_panel_queries, wait_for_panel_data
-from vigil.demo_replay import send_feedback, wait_for_replay
+from vigil.demo.replay import send_feedback, wait_for_replay
 from vigil.local_stack import Serving, start_explainer, start_prometheus, start_scorer
 from vigil.processes import ServerProcess
 from vigil.stack import stop_stack

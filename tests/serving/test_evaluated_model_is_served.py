@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from contracts.serving import CATBOOST_MODEL, XGBOOST_MODEL
-from serving.inference import InferenceClient
-from serving.model_repository import build_repository
-from serving.served_models import load_served_models
-from serving.triton import READY_PATH, TritonPorts, triton_argv
+from serving.scorer.inference import InferenceClient
+from serving.scorer.served_models import load_served_models
+from serving.triton.model_repository import build_repository
+from serving.triton.server import READY_PATH, TritonPorts, triton_argv
 from tests.serving.conftest import SERVED_SCORE_ATOL
 from training.models import CATBOOST, XGBOOST
 from training.real_evaluation.entity_data import load_entity

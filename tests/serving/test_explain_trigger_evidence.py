@@ -12,7 +12,7 @@ from contracts.explanation import ExplainRequest
 from contracts.layout import raw_partition_path
 from contracts.store import ObjectStore
 from contracts.telemetry import RAW_SCHEMA
-from serving.explain_trigger import (
+from serving.scorer.explain_trigger import (
     format_log_lines,
     log_evidence,
     read_log_rows,

@@ -13,7 +13,7 @@ import pytest
 
 from contracts.explanation import ExplainRequest
 from contracts.store import ObjectStore, decode_key_segment
-from serving.explanation_log import EXPLANATIONS_PREFIX, read_explanations, write_explanation
+from serving.scorer.explanation_log import EXPLANATIONS_PREFIX, read_explanations, write_explanation
 from vigil.processes import ServerProcess
 
 START = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

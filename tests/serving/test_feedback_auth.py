@@ -11,8 +11,8 @@ import pytest
 
 from contracts.auth import API_KEY_HEADER
 from contracts.store import ObjectStore
-from serving.feedback import IDEMPOTENCY_KEY_HEADER, IDEMPOTENCY_PREFIX
-from serving.scorer_settings import ScorerSettings
+from serving.scorer.feedback import IDEMPOTENCY_KEY_HEADER, IDEMPOTENCY_PREFIX
+from serving.scorer.settings import ScorerSettings
 from tests.serving.feedback_helpers import (
     FLAGGED,
     feedback_files,

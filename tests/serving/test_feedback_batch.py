@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from contracts.store import ObjectStore
-from serving.feedback import FEEDBACK_BATCH_MAX, IDEMPOTENCY_KEY_HEADER
-from serving.prediction_log import read_feedback
-from serving.scorer_app import REPLAYED_HEADER
+from serving.scorer.app import REPLAYED_HEADER
+from serving.scorer.feedback import FEEDBACK_BATCH_MAX, IDEMPOTENCY_KEY_HEADER
+from serving.scorer.prediction_log import read_feedback
 from tests.serving.feedback_helpers import (
     FLAGGED,
     NORMAL,

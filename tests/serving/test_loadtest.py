@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from serving.loadtest.run import SUMMARY_FILE, LoadtestSummary, run_loadtest
-from serving.nginx import RouterConfig
+from serving.router.nginx import RouterConfig
 from vigil.processes import ServerProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("triton")]

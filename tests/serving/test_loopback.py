@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from serving.nginx import RouterConfig
-from serving.triton import TritonPorts
+from serving.router.nginx import RouterConfig
+from serving.triton.server import TritonPorts
 from tests.listening import assert_loopback_only
 from tests.serving.conftest import Registered, Repository
 from vigil.local_stack import Serving, start_scorer

@@ -22,14 +22,14 @@ from contracts.serving import (
     XGBOOST_MODEL,
 )
 from contracts.store import ObjectStore
-from serving.model_repository import (
+from serving.triton.config import BatchingOptions, parse_pbtxt, to_pbtxt
+from serving.triton.model_repository import (
     CONFIG_FILE,
     RepositoryBuildError,
     build_repository,
     read_summary,
 )
-from serving.triton import prepare_launch_repository
-from serving.triton_config import BatchingOptions, parse_pbtxt, to_pbtxt
+from serving.triton.server import prepare_launch_repository
 from tests.serving.conftest import BATCHING, Predict, Registered, Repository
 from vigil.processes import ServerProcess
 

@@ -24,22 +24,22 @@ from numpy.typing import NDArray
 from tritonclient.utils import InferenceServerException
 
 from contracts.serving import CHALLENGER, CHAMPION, INPUT_TENSOR, OUTPUT_TENSOR
-from serving.ab_config import (
+from serving.router.ab_config import (
     ARM_HEADER,
     KEY_HEADER,
     MODEL_HEADER,
     AbTestConfig,
     RateLimitValues,
 )
-from serving.inference import assigned_model
-from serving.nginx import (
+from serving.router.nginx import (
     ACCESS_LOG,
     RouterConfig,
     reload_nginx,
     start_router,
     write_nginx_conf,
 )
-from serving.triton import READY_PATH, TritonPorts, triton_argv
+from serving.scorer.inference import assigned_model
+from serving.triton.server import READY_PATH, TritonPorts, triton_argv
 from tests.serving.conftest import Repository
 from vigil.processes import ServerProcess, free_port, start_server
 

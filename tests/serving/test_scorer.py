@@ -18,17 +18,17 @@ from contracts.explanation import ExplainRequest
 from contracts.features import TIMESTAMP
 from contracts.serving import CHALLENGER, CHAMPION
 from contracts.store import ObjectStore
-from serving.inference import choose_arm
-from serving.scorer import Scorer, WindowResult, replay
-from serving.scorer_app import create_app
-from serving.scorer_settings import ScorerSettings
-from serving.served_models import ServedModels, load_served_models
-from serving.triton import TritonPorts
-from serving.window_features import read_window_features
+from serving.scorer.app import create_app
+from serving.scorer.inference import choose_arm
+from serving.scorer.scorer import Scorer, WindowResult, replay
+from serving.scorer.served_models import ServedModels, load_served_models
+from serving.scorer.settings import ScorerSettings
+from serving.scorer.window_features import read_window_features
+from serving.triton.server import TritonPorts
 from tests.serving.conftest import SERVED_SCORE_ATOL, Predict, Registered
 from tests.serving.scorer_helpers import sample, scrape, serve_in_thread
 from tests.training.conftest import START, write_fleet_store
-from vigil.demo_replay import wait_for_explanations
+from vigil.demo.replay import wait_for_explanations
 from vigil.processes import ServerProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("triton")]

@@ -12,9 +12,9 @@ from mlflow import MlflowClient
 
 from contracts.serving import CHALLENGER, CHAMPION
 from contracts.store import ObjectStore
-from serving.ab_report import ab_report_from_store, promote_challenger, write_ab_report
-from serving.prediction_log import write_feedback, write_predictions
-from serving.served_models import ServedModels, load_served_models
+from serving.scorer.ab_report import ab_report_from_store, promote_challenger, write_ab_report
+from serving.scorer.prediction_log import write_feedback, write_predictions
+from serving.scorer.served_models import ServedModels, load_served_models
 from tests.serving.conftest import Registered
 from tests.training.conftest import START
 

@@ -28,9 +28,10 @@ from contracts.dataset import DatasetInfo, write_dataset_info
 from contracts.features import INSTANCE_ID, TIMESTAMP, TIMESTAMP_TYPE
 from contracts.layout import features_path
 from contracts.store import ObjectStore
-from serving.nginx import RouterConfig, start_router
-from serving.prediction_log import predictions_key, read_window_predictions
-from serving.scorer import (
+from serving.router.nginx import RouterConfig, start_router
+from serving.scorer.app import create_app
+from serving.scorer.prediction_log import predictions_key, read_window_predictions
+from serving.scorer.scorer import (
     SKIPPED_PREFIX,
     Scorer,
     WindowNotScoredError,
@@ -39,16 +40,15 @@ from serving.scorer import (
     skipped_key,
     window_start_of,
 )
-from serving.scorer_app import create_app
-from serving.scorer_settings import ScorerSettings
-from serving.served_models import ServedModels, load_served_models
-from serving.triton import TritonPorts
-from serving.window_features import read_window_features
+from serving.scorer.served_models import ServedModels, load_served_models
+from serving.scorer.settings import ScorerSettings
+from serving.scorer.window_features import read_window_features
+from serving.triton.server import TritonPorts
+from telemetry.feature_job import build_features
 from tests.serving.conftest import SERVED_SCORE_ATOL, Predict, Registered
 from tests.serving.scorer_helpers import offline_scorer, scrape, serve_in_thread
+from tests.telemetry.test_feature_job import write_raw
 from tests.training.conftest import METRICS, START, fleet_frames
-from tests.training.test_feature_job import write_raw
-from training.feature_job import build_features
 from vigil.processes import ServerProcess, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("triton")]
@@ -389,7 +389,7 @@ def test_a_window_of_wrongly_typed_rows_is_retried_then_skipped_recorded_and_cou
     """Two windows whose rows hold a feature as text (the models take float32): each is tried
     ``MAX_ATTEMPTS`` times, then skipped with a record, a log line and a count, and the loop
     scores the next window. Before, the loop retried the first of them every second forever."""
-    caplog.set_level(logging.WARNING, logger="serving.scorer")
+    caplog.set_level(logging.WARNING, logger="serving.scorer.scorer")
     store = ObjectStore.from_uri(str(tmp_path / "live"))
     scorer = Scorer(_loop_settings(registered, router_config), store, served)
     with _scoring_app(scorer) as url:

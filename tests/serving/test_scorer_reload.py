@@ -22,12 +22,12 @@ from mlflow import MlflowClient
 from contracts.features import INSTANCE_ID, TIMESTAMP
 from contracts.serving import CHAMPION, THRESHOLD_TAG
 from contracts.store import ObjectStore
-from serving.model_repository import build_repository
-from serving.prediction_log import predictions_key, read_window_predictions
-from serving.scorer import Scorer, WindowNotScoredError, window_start_of
-from serving.scorer_settings import ScorerSettings
-from serving.served_models import ServedModels, ServedModelsError, load_served_models
-from serving.triton import READY_PATH, TritonPorts, triton_argv
+from serving.scorer.prediction_log import predictions_key, read_window_predictions
+from serving.scorer.scorer import Scorer, WindowNotScoredError, window_start_of
+from serving.scorer.served_models import ServedModels, ServedModelsError, load_served_models
+from serving.scorer.settings import ScorerSettings
+from serving.triton.model_repository import build_repository
+from serving.triton.server import READY_PATH, TritonPorts, triton_argv
 from tests.serving.conftest import BATCHING, SERVED_SCORE_ATOL, Predict, Registered
 from tests.serving.test_scorer_loop import (
     INSTANCES,

@@ -14,10 +14,10 @@ from contracts.features import FEATURE_DTYPE, ID_COLUMNS, INSTANCE_ID, TIMESTAMP
 from contracts.layout import features_path
 from contracts.serving import XGBOOST_MODEL
 from contracts.store import ObjectStore
-from serving.prediction_log import predictions_key
-from serving.window_features import read_window_features
+from serving.scorer.prediction_log import predictions_key
+from serving.scorer.window_features import read_window_features
 from tests.serving.scorer_helpers import offline_scorer
-from tests.training.test_feature_job import raw_telemetry, write_raw
+from tests.telemetry.test_feature_job import raw_telemetry, write_raw
 
 START = datetime(2024, 1, 1, 20, 0, tzinfo=UTC)
 END = START + timedelta(minutes=5)

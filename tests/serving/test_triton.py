@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 from tritonclient.utils import InferenceServerException
 
 from contracts.serving import CATBOOST_MODEL, INPUT_TENSOR, MODEL_NAMES, OUTPUT_TENSOR
-from serving.triton import TritonPorts
+from serving.triton.server import TritonPorts
 from tests.serving.conftest import BATCHING, Predict, Registered, Repository
 from vigil.processes import ServerProcess
 

@@ -17,8 +17,8 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from contracts.serving import INPUT_TENSOR
-from serving.nginx import arm_models
-from serving.triton import (
+from serving.router.nginx import arm_models
+from serving.triton.server import (
     ADMIN_KEY_HEADER,
     GRPC_ADMIN_KEY_HEADER,
     READY_PATH,

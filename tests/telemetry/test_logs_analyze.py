@@ -16,7 +16,7 @@ from contracts.log_analysis import LogAnalysisReport
 from telemetry.logs.analysis.pipeline import analyze_inputs
 from telemetry.logs.analysis.settings import LogAnalysisSettings
 from tests.telemetry.logs.conftest import SHARED_LOGHUB
-from vigil.logs_commands import write_analysis
+from vigil.commands.logs import write_analysis
 from vigil.processes import free_port
 
 VIGIL = str(Path(sys.executable).parent / "vigil")

@@ -18,11 +18,12 @@ from contracts.features import feature_columns
 from contracts.layout import INCIDENTS_PATH, POINT_LABELS_PATH
 from contracts.store import ObjectStore
 from contracts.telemetry import FLEET_METRICS
+from telemetry.datasets.tidy import SYNTHETIC_EPOCH
 from tests.vigil.test_cli import vigil
 from training.config import load_training_config
-from training.datasets.tidy import SYNTHETIC_EPOCH
 from training.pipeline import run_training
-from vigil.demo import (
+from vigil.demo.replay import FEEDBACK_LABELS, feedback_span, replay_range
+from vigil.demo.run import (
     DEMO_DATASET_CONFIG_PATH,
     SCORER_WINDOW,
     DemoConfig,
@@ -30,7 +31,6 @@ from vigil.demo import (
     held_out_start,
     prepare_store,
 )
-from vigil.demo_replay import FEEDBACK_LABELS, feedback_span, replay_range
 
 SMD_SLICE = Path(__file__).resolve().parents[1] / "data" / "smd"
 MACHINE = "machine-1-2"

@@ -30,22 +30,22 @@ from rag.knowledge_base import open_knowledge_base
 from rag.llm import make_llm_client
 from rag.service import create_app as create_rag_app
 from rag.settings import RagSettings
-from serving.ab_config import load_ab_config
-from serving.ab_report import ab_report_from_store, write_ab_report
-from serving.scorer import Scorer, replay
-from serving.scorer_app import create_app as create_scorer_app
-from serving.scorer_settings import ScorerSettings
-from serving.served_models import load_served_models
+from serving.router.ab_config import load_ab_config
+from serving.scorer.ab_report import ab_report_from_store, write_ab_report
+from serving.scorer.app import create_app as create_scorer_app
+from serving.scorer.scorer import Scorer, replay
+from serving.scorer.served_models import load_served_models
+from serving.scorer.settings import ScorerSettings
+from telemetry.validation import validate_features, write_report
 from tests.serving.conftest import NO_GATES
 from tests.serving.scorer_helpers import serve_in_thread
 from tests.training.conftest import METRICS, START, fleet_frames, small_config, write_fleet_store
 from tests.vigil.browser import chromium_missing, open_page
 from tests.vigil.test_cli import succeed
 from training.pipeline import run_training
-from training.validation import validate_features, write_report
-from vigil.demo import DemoConfig
-from vigil.demo_replay import send_feedback
-from vigil.demo_report import rebuild_demo_report
+from vigil.demo.replay import send_feedback
+from vigil.demo.report import rebuild_demo_report
+from vigil.demo.run import DemoConfig
 from vigil.local_stack import start_local_mlflow, start_serving
 from vigil.processes import free_port
 from vigil.report.model import DataSummary, DriftRow, ExplanationCard, ReportData

@@ -28,8 +28,8 @@ from contracts import attribution
 from contracts.layout import INCIDENTS_PATH
 from contracts.serving import XGBOOST_MODEL
 from contracts.store import ObjectStore
-from training.datasets.importer import DatasetName
-from training.datasets.segments import UNKNOWN_INCIDENT_TYPE, label_segments
+from telemetry.datasets.importer import DatasetName
+from telemetry.datasets.segments import UNKNOWN_INCIDENT_TYPE, label_segments
 from training.models import XGBOOST, predict_proba
 from training.real_evaluation.entity_data import EntitySeries, load_entity
 from training.real_evaluation.evaluate import (

@@ -23,10 +23,10 @@ from contracts.dataset import read_dataset_info
 from contracts.features import INSTANCE_ID, TIMESTAMP, metric_slug
 from contracts.layout import DATASET_INFO_PATH, FEATURES_PREFIX, POINT_LABELS_PATH
 from contracts.store import ObjectStore
-from training.datasets import import_dataset
-from training.datasets.importer import DatasetName
-from training.datasets.tidy import TRAIN_SPLIT
-from training.feature_job import build_features
+from telemetry.datasets import import_dataset
+from telemetry.datasets.importer import DatasetName
+from telemetry.datasets.tidy import TRAIN_SPLIT
+from telemetry.feature_job import build_features
 from training.pipeline import TRUE_LABEL, load_training_data
 
 

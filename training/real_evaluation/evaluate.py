@@ -25,11 +25,11 @@ from pyod.models.ecod import ECOD
 from sklearn.decomposition import PCA
 
 from contracts.features import INSTANCE_ID, TIMESTAMP
+from telemetry.datasets.asd import list_asd_servers
+from telemetry.datasets.importer import DatasetName
+from telemetry.datasets.nab import list_nab_series
+from telemetry.datasets.smd import list_smd_machines
 from training.config import TrainingConfig, load_training_config
-from training.datasets.asd import list_asd_servers
-from training.datasets.importer import DatasetName
-from training.datasets.nab import list_nab_series
-from training.datasets.smd import list_smd_machines
 from training.evaluation import choose_threshold
 from training.models import CATBOOST, XGBOOST, Split
 from training.pipeline import (

@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.metrics import precision_recall_curve
 
-from training.datasets.segments import label_segments
+from telemetry.datasets.segments import label_segments
 from training.evaluation import classification_metrics, event_recall
 
 METRIC_KEYS = (

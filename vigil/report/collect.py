@@ -27,13 +27,13 @@ from contracts.features import (
 from contracts.layout import INCIDENTS_PATH
 from contracts.store import ObjectStore
 from contracts.telemetry import TEMPLATE_MINER_STATE_PATH
-from serving.ab_report import ABReport
-from serving.drift import DriftMonitor
-from serving.explanation_log import LoggedExplanation, read_explanations
-from serving.prediction_log import read_predictions
-from serving.scorer_settings import ScorerSettings
-from serving.served_models import ServedModels, load_served_models
-from serving.window_features import read_window_features
+from serving.scorer.ab_report import ABReport
+from serving.scorer.drift import DriftMonitor
+from serving.scorer.explanation_log import LoggedExplanation, read_explanations
+from serving.scorer.prediction_log import read_predictions
+from serving.scorer.served_models import ServedModels, load_served_models
+from serving.scorer.settings import ScorerSettings
+from serving.scorer.window_features import read_window_features
 from telemetry.logs.state import load_miner
 from training.pipeline import TrainingSummary
 from vigil.report.detection import arm_detection, instance_timelines, scored_windows

@@ -1,7 +1,7 @@
 """Detection against ground truth from the prediction log: per arm, and per instance in time.
 
 A *window* is one instance's rows of one scoring window (one arm answered it): it is truly
-anomalous when it overlaps one of the instance's incidents (``vigil.demo_replay.window_truth``,
+anomalous when it overlaps one of the instance's incidents (``vigil.demo.replay.window_truth``,
 the rule the demo's feedback uses), flagged when any row reached the arm's threshold, and its
 score for the curves is the highest probability among its rows. Windows whose request failed
 have no score and are left out.
@@ -22,7 +22,7 @@ from sklearn.metrics import (
 
 from contracts.serving import CHALLENGER, CHAMPION
 from contracts.store import ObjectStore
-from vigil.demo_replay import window_truth
+from vigil.demo.replay import window_truth
 from vigil.report.model import ArmDetection, InstanceTimeline
 from vigil.report.svg import Span
 

@@ -6,7 +6,7 @@ A section whose source had nothing holds None (or an empty list) and the page sa
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from serving.ab_report import ABReport
+from serving.scorer.ab_report import ABReport
 from training.pipeline import TrainingSummary
 from vigil.report.svg import Span
 

@@ -24,7 +24,7 @@ SECTION_IDS = (
     "timeline",
     "explanations",
 )
-PSI_STABLE, PSI_ACT = 0.1, 0.3  # the usual reading of PSI (serving.drift)
+PSI_STABLE, PSI_ACT = 0.1, 0.3  # the usual reading of PSI (serving.scorer.drift)
 
 
 def render_report(data: ReportData) -> str:

@@ -1,5 +1,5 @@
 {{- /*
-Generated from serving/templates/ab_routes.conf.j2 (vigil serving router
+Generated from serving/router/templates/ab_routes.conf.j2 (vigil serving router
 --write-chart-routes): the routes the local router serves too. Do not edit;
 tests/ops/test_chart.py fails on drift.
 */}}

@@ -1,6 +1,0 @@
-"""Importers of the public labelled datasets (SMD, ASD, NAB) into the raw telemetry layout."""
-
-from training.datasets.importer import ImportSummary, StoreNotEmptyError, import_dataset
-from training.datasets.published_files import DatasetFormatError
-
-__all__ = ["DatasetFormatError", "ImportSummary", "StoreNotEmptyError", "import_dataset"]
