@@ -4,7 +4,7 @@ Run: ``.venv/bin/python bench/log_features.py [--instances 20] [--hours 24] [--s
 [--config training/configs/demo.yaml] [--variants all,no_templates,no_logs] [--json PATH]``.
 
 For each seed the fleet simulator writes a store (its six incident types leave their log
-signatures, see ``telemetry.simulator.incidents``), the feature job builds the features, and
+signatures, see ``telemetry.simulator.incident_kinds``), the feature job builds the features, and
 the training pipeline (``training.pipeline.train_and_write``: the detector, the review queue
 answered by the simulated reviewer within the label budget, XGBoost and CatBoost, thresholds,
 evaluation on the held-out test rows) runs once per variant on the same rows, true labels,
@@ -44,7 +44,8 @@ from contracts.features import (  # noqa: E402
 )
 from contracts.store import ObjectStore  # noqa: E402
 from telemetry.feature_job import build_features  # noqa: E402
-from telemetry.simulator.simulation import SimulationConfig, write_simulation  # noqa: E402
+from telemetry.simulator.config import SimulationConfig  # noqa: E402
+from telemetry.simulator.simulation import write_simulation  # noqa: E402
 from training.config import TrainingConfig  # noqa: E402
 from training.pipeline import TrainingData, load_training_data, train_and_write  # noqa: E402
 from training.review_queue import load_reviews  # noqa: E402

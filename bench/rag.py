@@ -65,7 +65,8 @@ from rag.llm_server import HEALTH_PATH, llama_server_command  # noqa: E402
 from rag.log_history import LOG_WINDOW, incident_windows, log_chunks  # noqa: E402
 from rag.retrieval_server import ServerStore  # noqa: E402
 from rag.settings import RUNBOOKS_PATH, RagSettings  # noqa: E402
-from telemetry.simulator.simulation import SimulationConfig, simulate_fleet, simulated_incidents  # noqa: E402
+from telemetry.simulator.config import SimulationConfig  # noqa: E402
+from telemetry.simulator.simulation import simulate_fleet, simulated_incidents  # noqa: E402
 from vigil.processes import free_port, start_server, venv_tool, wait_for_ok  # noqa: E402
 
 CHUNKS = 10_000

@@ -73,7 +73,8 @@ from contracts.store import ObjectStore  # noqa: E402
 from serving.router.ab_config import AB_MODEL  # noqa: E402
 from serving.scorer.inference import InferenceClient, assigned_model  # noqa: E402
 from telemetry.feature_job import build_features  # noqa: E402
-from telemetry.simulator.simulation import SimulationConfig, write_simulation  # noqa: E402
+from telemetry.simulator.config import SimulationConfig  # noqa: E402
+from telemetry.simulator.simulation import write_simulation  # noqa: E402
 from tests.training.conftest import small_config, write_fleet_store  # noqa: E402
 from training.config import load_training_config  # noqa: E402
 from training.pipeline import run_training  # noqa: E402

@@ -31,7 +31,8 @@ from contracts.layout import features_path  # noqa: E402
 from contracts.store import ObjectStore  # noqa: E402
 from serving.scorer.window_features import read_window_features  # noqa: E402
 from telemetry import feature_job  # noqa: E402
-from telemetry.simulator.simulation import SimulationConfig, write_simulation  # noqa: E402
+from telemetry.simulator.config import SimulationConfig  # noqa: E402
+from telemetry.simulator.simulation import write_simulation  # noqa: E402
 
 WINDOW = timedelta(minutes=5)
 WINDOWS = 24

@@ -33,7 +33,8 @@ from contracts.features import TIME_FEATURES, compute_features, feature_columns,
 from contracts.labels import INCIDENT_TYPES
 from contracts.telemetry import FLEET_METRICS
 from rag.evaluation import EVAL_SET_PATH
-from telemetry.simulator.simulation import SimulationConfig, simulate_fleet, simulated_incidents
+from telemetry.simulator.config import SimulationConfig
+from telemetry.simulator.simulation import simulate_fleet, simulated_incidents
 
 OUTPUT_PATH = EVAL_SET_PATH
 CONFIG = SimulationConfig(instances=40, duration=timedelta(days=1), seed=11, incident_rate=0.05)

@@ -12,8 +12,8 @@ from tests.rag.conftest import ANOMALY_START, make_explainer, make_settings
 
 pytestmark = pytest.mark.xdist_group("rag")
 
-# Log lines of each simulated incident type (telemetry/simulator/incidents.py templates) and the
-# runbook that should come first.
+# Log lines of each simulated incident type (telemetry/simulator/incident_kinds.py templates)
+# and the runbook that should come first.
 INCIDENT_LOGS = {
     "error-spike.md": [
         "Unhandled exception in POST /api/v1/orders: NullPointerException",

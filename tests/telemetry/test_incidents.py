@@ -8,17 +8,19 @@ import pytest
 
 from contracts.labels import INCIDENT_TYPES
 from contracts.telemetry import FLEET_METRICS, LOG_LEVELS
-from telemetry.simulator.incidents import (
-    DURATION_MINUTES,
+from telemetry.simulator.incident_kinds import (
     INCIDENT_KINDS,
     INCIDENT_SLOTS,
+    RESOURCE_VARIANTS,
+    IncidentKind,
+)
+from telemetry.simulator.incidents import (
+    DURATION_MINUTES,
     INCIDENT_WEIGHTS,
     METRIC_INDEX,
     MIN_DURATION_MINUTES,
-    RESOURCE_VARIANTS,
     FloatArray,
     Incident,
-    IncidentKind,
     apply_incident,
     schedule_incidents,
 )

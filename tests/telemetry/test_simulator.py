@@ -26,16 +26,14 @@ from telemetry.cloudwatch_layout import CloudWatchLayout
 from telemetry.logs.events import LogEventParser
 from telemetry.logs.state import load_miner
 from telemetry.logs.templates import LogTemplateMiner
-from telemetry.simulator.simulation import (
+from telemetry.simulator.cloudwatch_push import (
     MAX_LOG_BATCH_BYTES,
     MAX_LOG_EVENTS_PER_CALL,
-    SimulationConfig,
     log_event_batches,
     push_to_cloudwatch,
-    simulate_fleet,
-    simulated_incidents,
-    write_simulation,
 )
+from telemetry.simulator.config import SimulationConfig
+from telemetry.simulator.simulation import simulate_fleet, simulated_incidents, write_simulation
 from vigil.processes import ServerProcess
 
 FRIDAY = datetime(2024, 1, 5, tzinfo=UTC)

@@ -67,12 +67,9 @@ def simulate(
 ) -> None:
     """Simulate a fleet with labelled incidents into the raw store (or push it to CloudWatch)."""
     from telemetry.cloudwatch_export import make_cloudwatch_clients
-    from telemetry.simulator.simulation import (
-        SimulationConfig,
-        partition_hours,
-        push_to_cloudwatch,
-        write_simulation,
-    )
+    from telemetry.simulator.cloudwatch_push import push_to_cloudwatch
+    from telemetry.simulator.config import SimulationConfig
+    from telemetry.simulator.simulation import partition_hours, write_simulation
 
     duration = timedelta(hours=hours)
     if start is None and push:

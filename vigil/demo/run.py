@@ -45,7 +45,9 @@ from telemetry.cloudwatch_export import export, make_cloudwatch_clients
 from telemetry.cloudwatch_layout import CloudWatchLayout
 from telemetry.datasets.importer import DatasetName, import_dataset
 from telemetry.feature_job import build_features
-from telemetry.simulator.simulation import SimulationConfig, push_to_cloudwatch, write_simulation
+from telemetry.simulator.cloudwatch_push import push_to_cloudwatch
+from telemetry.simulator.config import SimulationConfig
+from telemetry.simulator.simulation import write_simulation
 from telemetry.validation_job import validate_store
 from training.config import DEFAULT_CONFIG_PATH, SplitConfig, load_training_config
 from training.models import split_rows
