@@ -34,8 +34,9 @@ from botocore.client import BaseClient
 
 from contracts.settings import Settings
 from contracts.store import ObjectStore
-from telemetry.cloudwatch_export import export, make_cloudwatch_clients
+from telemetry.cloudwatch_export import export
 from telemetry.cloudwatch_layout import CloudWatchLayout
+from telemetry.cloudwatch_run import make_cloudwatch_clients
 
 INSTANCES = 50
 HOURS = 2

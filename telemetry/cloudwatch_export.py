@@ -29,26 +29,18 @@ same id and never gives a new template an id that a partition already uses for a
 Partitions written before templates were mined are rewritten with null template columns.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Literal
 
-import boto3
-import botocore.session
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from botocore.client import BaseClient
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from botocore.utils import parse_timestamp
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from contracts.layout import EXPORT_LEASE_PATH, raw_partition_path
-from contracts.settings import Settings
 from contracts.store import Lease, LeaseBusyError, ObjectStore
 from contracts.telemetry import (
     RAW_SCHEMA,
@@ -62,121 +54,21 @@ from telemetry.checkpoint import (
     read_checkpoint,
     write_checkpoint,
 )
+from telemetry.cloudwatch_fetch import (
+    EPOCH,
+    HourKeys,
+    MetricQueryError,
+    Stream,
+    StreamFetcher,
+    layout_streams,
+)
 from telemetry.cloudwatch_layout import CloudWatchLayout
-from telemetry.logs.events import LogEventParser, ParsedLogMessage, parse_log_message
-from telemetry.logs.state import load_miner, save_miner
+from telemetry.cloudwatch_run import ExportConfig, ExportError, ExportSummary
+from telemetry.logs.events import LogEventParser
+from telemetry.logs.state import load_miner
 
 _HOUR = timedelta(hours=1)
-_MILLISECOND = timedelta(milliseconds=1)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_STATISTIC = "Average"  # one datapoint per instance-minute: the mean of what was published
 _KEY_COLUMNS = ["timestamp", "kind", "instance_id", "name", "event_id"]
-# Re-exported: the exporter's message shape is read by telemetry.logs.events.
-__all__ = ["ParsedLogMessage", "parse_log_message"]
-
-
-class ExportConfig(BaseModel):
-    """How far back a run looks, how big its pages are and how hard it retries."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    settle_lag: timedelta = Field(
-        default=timedelta(minutes=5),
-        ge=timedelta(0),
-        description="The default end is now minus this: CloudWatch takes late events for a while.",
-    )
-    initial_lookback: timedelta = Field(
-        default=timedelta(hours=1),
-        gt=timedelta(0),
-        description="Where a stream without a checkpoint starts when no start is given.",
-    )
-    log_page_size: int | None = Field(
-        default=None,
-        ge=1,
-        le=10_000,
-        description="filter_log_events limit; None lets CloudWatch fill pages (10,000 or 1 MB).",
-    )
-    metric_queries_per_call: int = Field(
-        default=500, ge=1, le=500, description="MetricDataQueries per get_metric_data call."
-    )
-    max_attempts: int = Field(
-        default=8, ge=1, description="Attempts per API call, the first included (throttling, 5xx)."
-    )
-    retry_mode: Literal["standard", "adaptive"] = "standard"
-    lease_ttl: timedelta = Field(
-        default=timedelta(minutes=10),
-        gt=timedelta(0),
-        description="How long the export lease outlives its last renewal: a crashed "
-        "exporter blocks the others this long.",
-    )
-    lease_wait: timedelta = Field(
-        default=timedelta(minutes=5),
-        ge=timedelta(0),
-        description="How long a run waits for another exporter to finish before giving up.",
-    )
-
-
-class ExportSummary(BaseModel):
-    """What one run did."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    end: AwareDatetime
-    metric_rows: int = 0
-    log_rows: int = 0
-    malformed_log_rows: int = Field(
-        default=0, description="log rows kept with parse_error (no level could be read)"
-    )
-    log_templates: int = Field(default=0, description="templates the store's miner knows")
-    duplicate_rows: int = Field(default=0, description="fetched rows the partition already held")
-    partitions_written: list[str] = Field(default_factory=list)
-    pages: int = Field(default=0, description="API responses read")
-    retries: int = Field(default=0, description="API calls retried after throttling or 5xx")
-    failures: list[StreamFailure] = Field(default_factory=list)
-
-
-class ExportError(RuntimeError):
-    """Some stream windows could not be fetched; they stay before the checkpoint."""
-
-    def __init__(self, summary: ExportSummary) -> None:
-        self.summary = summary
-        windows = "; ".join(
-            f"{f.stream} [{f.window_start:%Y-%m-%dT%H:%M:%SZ}, {f.window_end:%Y-%m-%dT%H:%M:%SZ})"
-            f": {f.error}"
-            for f in summary.failures
-        )
-        super().__init__(
-            f"CloudWatch export failed for {len(summary.failures)} stream window(s), "
-            f"left for the next run to retry: {windows}"
-        )
-
-
-def make_cloudwatch_clients(
-    settings: Settings, config: ExportConfig | None = None
-) -> tuple[BaseClient, BaseClient]:
-    """boto3 clients for CloudWatch Logs and CloudWatch metrics that retry throttling and 5xx.
-
-    Args:
-        settings: region and endpoint override (an emulator in tests, None in AWS).
-        config: retry mode and attempts; the defaults when None.
-
-    Returns:
-        The ``logs`` client and the ``cloudwatch`` client.
-    """
-    config = config or ExportConfig()
-    boto_config = Config(
-        region_name=settings.aws_region,
-        retries={"total_max_attempts": config.max_attempts, "mode": config.retry_mode},
-    )
-    core = botocore.session.get_session()
-    core.get_component("response_parser_factory").set_parser_defaults(
-        timestamp_parser=_parse_timestamp_utc
-    )
-    session = boto3.session.Session(botocore_session=core)
-    return (
-        session.client("logs", endpoint_url=settings.aws_endpoint_url, config=boto_config),
-        session.client("cloudwatch", endpoint_url=settings.aws_endpoint_url, config=boto_config),
-    )
 
 
 def export(
@@ -258,7 +150,7 @@ def _export_leased(
     """The export itself, once the lease is held: everything read here was written by
     exporters that held it before."""
     checkpoint = read_checkpoint(store)
-    streams = _streams(layout)
+    streams = layout_streams(layout)
     origins = {stream: _origin(stream, start, checkpoint, end, config) for stream in streams}
     if start is not None and _mark_unmarked(checkpoint, streams, start):
         # Kept before any hour: a first run from an explicit start killed before it completed
@@ -271,7 +163,7 @@ def _export_leased(
 
     summary = ExportSummary(end=end)
     miner = load_miner(store, TEMPLATE_MINER_STATE_PATH)
-    fetcher = _Fetcher(*clients, layout, config, summary, LogEventParser(miner))
+    fetcher = StreamFetcher(*clients, layout, config, summary, LogEventParser(miner))
     blocked: set[str] = set()
     for hours_done, hour in enumerate(hours, start=1):
         windows = {
@@ -295,29 +187,6 @@ def _export_leased(
     if summary.failures:
         raise ExportError(summary)
     return summary
-
-
-class _MetricQueryError(RuntimeError):
-    """get_metric_data answered a query with InternalError or Forbidden instead of data."""
-
-
-@dataclass(frozen=True)
-class _Stream:
-    kind: Literal["log", "metric"]
-    name: str  # log group or metric namespace
-    source: str
-
-    @property
-    def key(self) -> str:
-        return f"{'logs' if self.kind == 'log' else 'metrics'}:{self.name}"
-
-
-@dataclass
-class _HourKeys:
-    """Keys of the rows an hour partition holds: what a refetch must not add again."""
-
-    metric: set[tuple[str, str, int]] = field(default_factory=set)
-    log: set[str] = field(default_factory=set)
 
 
 class _PartitionWriter:
@@ -360,200 +229,20 @@ class _PartitionWriter:
         self._writer.write_table(table)
 
 
-class _Fetcher:
-    """Pages of one stream window turned into raw rows; pages and retries go to the summary."""
-
-    def __init__(
-        self,
-        logs_client: BaseClient,
-        cloudwatch_client: BaseClient,
-        layout: CloudWatchLayout,
-        config: ExportConfig,
-        summary: ExportSummary,
-        events: LogEventParser,
-    ) -> None:
-        self._logs = logs_client
-        self._cloudwatch = cloudwatch_client
-        self._layout = layout
-        self._config = config
-        self._summary = summary
-        self._events = events
-        self._series: dict[str, list[tuple[str, str]]] = {}
-
-    def save_miner(self, store: ObjectStore) -> None:
-        """Save what the template miner learned, before a partition using it is committed."""
-        save_miner(self._events.miner, store, TEMPLATE_MINER_STATE_PATH)
-
-    def tables(
-        self, stream: _Stream, start: datetime, end: datetime, keys: _HourKeys
-    ) -> Iterator[pa.Table]:
-        if stream.kind == "log":
-            return self._log_tables(stream, _ms(start), _ms(end), keys)
-        return self._metric_tables(stream, start, end, keys)
-
-    def count_failed_call(self, error: Exception) -> None:
-        if isinstance(error, ClientError):
-            self._summary.retries += error.response.get("ResponseMetadata", {}).get(
-                "RetryAttempts", 0
-            )
-
-    def _count(self, page: dict[str, Any]) -> None:
-        self._summary.pages += 1
-        self._summary.retries += page.get("ResponseMetadata", {}).get("RetryAttempts", 0)
-
-    def _log_tables(
-        self, stream: _Stream, start_ms: int, end_ms: int, keys: _HourKeys
-    ) -> Iterator[pa.Table]:
-        page_size = self._config.log_page_size
-        pages = self._logs.get_paginator("filter_log_events").paginate(
-            logGroupName=stream.name,
-            startTime=start_ms,
-            endTime=end_ms - 1,  # CloudWatch's endTime is inclusive
-            PaginationConfig={"PageSize": page_size} if page_size else {},
-        )
-        for page in pages:
-            self._count(page)
-            yield self._log_table(page["events"], stream.source, start_ms, end_ms, keys)
-
-    def _log_table(
-        self,
-        events: list[dict[str, Any]],
-        source: str,
-        start_ms: int,
-        end_ms: int,
-        keys: _HourKeys,
-    ) -> pa.Table:
-        kept = []
-        for event in events:
-            if not start_ms <= event["timestamp"] < end_ms:
-                continue
-            if event["eventId"] in keys.log:
-                self._summary.duplicate_rows += 1
-                continue
-            keys.log.add(event["eventId"])
-            kept.append(event)
-        columns: dict[str, list[Any]] = {
-            "timestamp": [event["timestamp"] for event in kept],
-            "instance_id": [event["logStreamName"] for event in kept],
-            "event_id": [event["eventId"] for event in kept],
-            **self._events.parse_all([event["message"] for event in kept]),
-        }
-        rows = len(kept)
-        self._summary.log_rows += rows
-        self._summary.malformed_log_rows += sum(columns["parse_error"])
-        return _raw_table(rows, columns, {"source": source, "kind": "log"})
-
-    def _metric_tables(
-        self, stream: _Stream, start: datetime, end: datetime, keys: _HourKeys
-    ) -> Iterator[pa.Table]:
-        series = self._discover(stream.name)
-        per_call = self._config.metric_queries_per_call
-        paginator = self._cloudwatch.get_paginator("get_metric_data")
-        for offset in range(0, len(series), per_call):
-            batch = series[offset : offset + per_call]
-            queries = [
-                {
-                    "Id": f"q{index}",
-                    "MetricStat": {
-                        "Metric": {
-                            "Namespace": stream.name,
-                            "MetricName": name,
-                            "Dimensions": [{"Name": self._layout.dimension, "Value": instance}],
-                        },
-                        "Period": self._layout.period_seconds,
-                        "Stat": _STATISTIC,
-                    },
-                }
-                for index, (instance, name) in enumerate(batch)
-            ]
-            pages = paginator.paginate(
-                MetricDataQueries=queries,
-                StartTime=start,
-                EndTime=end,
-                ScanBy="TimestampAscending",
-            )
-            for page in pages:
-                self._count(page)
-                yield self._metric_table(
-                    page["MetricDataResults"], batch, stream, _ms(start), _ms(end), keys
-                )
-
-    def _metric_table(
-        self,
-        results: list[dict[str, Any]],
-        batch: list[tuple[str, str]],
-        stream: _Stream,
-        start_ms: int,
-        end_ms: int,
-        keys: _HourKeys,
-    ) -> pa.Table:
-        columns: dict[str, list[Any]] = {
-            name: [] for name in ("timestamp", "instance_id", "name", "value", "event_id")
-        }
-        for result in results:
-            instance, name = batch[int(result["Id"][1:])]
-            if result.get("StatusCode") in ("InternalError", "Forbidden"):
-                raise _MetricQueryError(
-                    f"get_metric_data answered {result['StatusCode']} for {stream.name} "
-                    f"{name} of {instance}: {result.get('Messages', [])}"
-                )
-            provenance = f"{stream.name}/{name}"
-            for stamp, value in zip(result["Timestamps"], result["Values"], strict=True):
-                timestamp = (stamp - _EPOCH) // _MILLISECOND
-                if not start_ms <= timestamp < end_ms:
-                    continue
-                key = (instance, name, timestamp)
-                if key in keys.metric:
-                    self._summary.duplicate_rows += 1
-                    continue
-                keys.metric.add(key)
-                columns["timestamp"].append(timestamp)
-                columns["instance_id"].append(instance)
-                columns["name"].append(name)
-                columns["value"].append(value)
-                columns["event_id"].append(provenance)
-        rows = len(columns["timestamp"])
-        self._summary.metric_rows += rows
-        constants = {"source": stream.source, "kind": "metric", "parse_error": False}
-        return _raw_table(rows, columns, constants)
-
-    def _discover(self, namespace: str) -> list[tuple[str, str]]:
-        """(instance, metric) series of the namespace with exactly the instance dimension."""
-        if namespace not in self._series:
-            wanted = set(self._layout.metric_names)
-            dimension = self._layout.dimension
-            series: set[tuple[str, str]] = set()
-            pages = self._cloudwatch.get_paginator("list_metrics").paginate(
-                Namespace=namespace, Dimensions=[{"Name": dimension}]
-            )
-            for page in pages:
-                self._count(page)
-                for metric in page["Metrics"]:
-                    dimensions = metric.get("Dimensions", [])
-                    if (
-                        metric["MetricName"] in wanted
-                        and len(dimensions) == 1
-                        and dimensions[0]["Name"] == dimension
-                    ):
-                        series.add((dimensions[0]["Value"], metric["MetricName"]))
-            self._series[namespace] = sorted(series)
-        return self._series[namespace]
-
-
 def _export_hour(
     store: ObjectStore,
     hour: datetime,
-    windows: dict[_Stream, tuple[datetime, datetime]],
-    fetcher: _Fetcher,
+    windows: dict[Stream, tuple[datetime, datetime]],
+    fetcher: StreamFetcher,
     summary: ExportSummary,
     lease: Lease,
-) -> tuple[list[_Stream], list[StreamFailure]]:
+) -> tuple[list[Stream], list[StreamFailure]]:
     """Fetch every window of one hour into its partition; the streams that completed it and
     the failures of the others. The partition is replaced only while this run still holds
     the lease (renewed right before), so an exporter that took over is never overwritten."""
     key = raw_partition_path(hour)
     keys = _read_hour_keys(store, key, since=min(start for start, _ in windows.values()))
-    completed: list[_Stream] = []
+    completed: list[Stream] = []
     failures: list[StreamFailure] = []
     with _PartitionWriter(store, key) as partition:
         for stream, (start, end) in windows.items():
@@ -561,7 +250,7 @@ def _export_hour(
                 for table in fetcher.tables(stream, start, end, keys):
                     partition.write(table)
                     lease.renew_if_due()  # a LeaseLostError is no stream failure: it stops
-            except (ClientError, BotoCoreError, _MetricQueryError) as error:
+            except (ClientError, BotoCoreError, MetricQueryError) as error:
                 fetcher.count_failed_call(error)
                 failures.append(
                     StreamFailure(
@@ -578,9 +267,9 @@ def _export_hour(
     return completed, failures
 
 
-def _read_hour_keys(store: ObjectStore, key: str, since: datetime) -> _HourKeys:
+def _read_hour_keys(store: ObjectStore, key: str, since: datetime) -> HourKeys:
     """Keys of the partition's rows at or after ``since``: only those can be fetched again."""
-    keys = _HourKeys()
+    keys = HourKeys()
     if not store.exists(key):
         return keys
     with store.parquet_file(key) as parquet:
@@ -609,31 +298,6 @@ def _read_hour_keys(store: ObjectStore, key: str, since: datetime) -> _HourKeys:
     return keys
 
 
-def _raw_table(rows: int, columns: dict[str, list[Any]], constants: dict[str, Any]) -> pa.Table:
-    """A RAW_SCHEMA_WITH_TEMPLATES table from per-row columns and same-for-every-row values;
-    the rest null."""
-    arrays = []
-    for f in RAW_SCHEMA_WITH_TEMPLATES:
-        if f.name == "timestamp":  # from int64: building timestamps from ints is 15x slower
-            arrays.append(pa.array(columns[f.name], pa.int64()).cast(f.type))
-        elif f.name in columns:
-            arrays.append(pa.array(columns[f.name], f.type))
-        elif f.name in constants:
-            arrays.append(pa.repeat(pa.scalar(constants[f.name], f.type), rows))
-        else:
-            arrays.append(pa.nulls(rows, f.type))
-    return pa.Table.from_arrays(arrays, schema=RAW_SCHEMA_WITH_TEMPLATES)
-
-
-def _parse_timestamp_utc(value: str | float) -> datetime:
-    """botocore's timestamp parser, but in UTC: its default attaches a fresh tzlocal to every
-    timestamp, and converting those costs more than the rest of a metric page's handling."""
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, UTC)
-    parsed: datetime = parse_timestamp(value)
-    return parsed.astimezone(UTC)
-
-
 def _advance(checkpoint: ExportCheckpoint, stream: str, start: datetime, end: datetime) -> None:
     """Move the mark to ``end`` unless that would skip data between the mark and ``start``."""
     mark = checkpoint.high_water_marks.get(stream)
@@ -641,7 +305,7 @@ def _advance(checkpoint: ExportCheckpoint, stream: str, start: datetime, end: da
         checkpoint.high_water_marks[stream] = end
 
 
-def _mark_unmarked(checkpoint: ExportCheckpoint, streams: list["_Stream"], start: datetime) -> bool:
+def _mark_unmarked(checkpoint: ExportCheckpoint, streams: list["Stream"], start: datetime) -> bool:
     """Give the streams without a mark the mark ``start``; whether any had none."""
     unmarked = [s.key for s in streams if s.key not in checkpoint.high_water_marks]
     for key in unmarked:
@@ -650,7 +314,7 @@ def _mark_unmarked(checkpoint: ExportCheckpoint, streams: list["_Stream"], start
 
 
 def _origin(
-    stream: _Stream,
+    stream: Stream,
     start: datetime | None,
     checkpoint: ExportCheckpoint,
     end: datetime,
@@ -660,13 +324,6 @@ def _origin(
     if start is not None:
         return start
     return checkpoint.high_water_marks.get(stream.key, end - config.initial_lookback)
-
-
-def _streams(layout: CloudWatchLayout) -> list[_Stream]:
-    return [_Stream("log", group, source) for group, source in layout.log_groups.items()] + [
-        _Stream("metric", namespace, source)
-        for namespace, source in layout.metric_namespaces.items()
-    ]
 
 
 def _resolve_end(end: datetime | None, config: ExportConfig) -> datetime:
@@ -698,12 +355,8 @@ def _hours(first: datetime, end: datetime) -> list[datetime]:
 
 
 def _floor(moment: datetime, step: timedelta) -> datetime:
-    return moment - (moment - _EPOCH) % step
+    return moment - (moment - EPOCH) % step
 
 
 def _whole_second(moment: datetime) -> datetime:
     return moment.replace(microsecond=0)
-
-
-def _ms(moment: datetime) -> int:
-    return (moment - _EPOCH) // _MILLISECOND

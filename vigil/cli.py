@@ -170,7 +170,7 @@ def user_errors() -> tuple[type[Exception], ...]:
 
     Imported only when an error happened, so the parts load only for the commands that use them.
     """
-    from telemetry.cloudwatch_export import ExportError
+    from telemetry.cloudwatch_run import ExportError
     from training.registry import RegistrationError
     from vigil.demo.run import DemoStepError
 

@@ -1,7 +1,7 @@
 """Log events as raw telemetry rows: each event's text parsed, its template mined.
 
 The one path a log event takes into the raw store, whether the CloudWatch exporter fetched it
-(``telemetry.cloudwatch_export``) or the simulator wrote it (``telemetry.simulator.simulation``):
+(``telemetry.cloudwatch_fetch``) or the simulator wrote it (``telemetry.simulator.simulation``):
 
 1. **Parse.** An event in Vigil's CloudWatch shape, a JSON object ``{"level", "message",
    "metadata"}`` with a known level (``parse_log_message``), is read as such (the fast path:

@@ -42,14 +42,9 @@ from contracts.telemetry import (
     TEMPLATE_MINER_STATE_PATH,
 )
 from telemetry.checkpoint import read_checkpoint
-from telemetry.cloudwatch_export import (
-    ExportConfig,
-    ExportError,
-    export,
-    make_cloudwatch_clients,
-    parse_log_message,
-)
+from telemetry.cloudwatch_export import export
 from telemetry.cloudwatch_layout import CloudWatchLayout
+from telemetry.cloudwatch_run import ExportConfig, ExportError, make_cloudwatch_clients
 from telemetry.logs.events import LogEventParser
 from telemetry.logs.state import load_miner
 from telemetry.logs.templates import LogTemplateMiner
@@ -286,35 +281,6 @@ def _clean_run(tmp_path: Path, clients: tuple[BaseClient, BaseClient]) -> list[R
     store = _store(tmp_path, "clean")
     export(store, *clients, LAYOUT, start=START, end=END, config=SMALL_PAGES)
     return _rows(store)
-
-
-# --- log message parsing (no network) --------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        (
-            '{"level": "ERROR", "message": "disk full", "metadata": {"disk": "/dev/xvda"}}',
-            ("ERROR", "disk full", '{"disk": "/dev/xvda"}', False),
-        ),
-        ('{"level": "warn", "message": "slow"}', ("WARN", "slow", None, False)),
-        ("kernel: oom-killer invoked", (None, "kernel: oom-killer invoked", None, True)),
-        ('["not", "an", "object"]', (None, '["not", "an", "object"]', None, True)),
-        ('{"message": "no level"}', (None, '{"message": "no level"}', None, True)),
-        ('{"level": "INFO"}', ("INFO", '{"level": "INFO"}', None, True)),
-        (
-            '{"level": "INFO", "message": "x", "metadata": "text"}',
-            ("INFO", '{"level": "INFO", "message": "x", "metadata": "text"}', None, True),
-        ),
-        (
-            '{"level": "VERBOSE", "message": "x"}',
-            (None, '{"level": "VERBOSE", "message": "x"}', None, True),
-        ),
-    ],
-)
-def test_parse_log_message_keeps_malformed_text_whole(text: str, expected: tuple[Any, ...]):
-    assert tuple(parse_log_message(text)) == expected
 
 
 # --- argument checks (no network: they fail before any call) ----------------------------------

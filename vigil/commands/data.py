@@ -66,7 +66,7 @@ def simulate(
     store: StoreOption = None,
 ) -> None:
     """Simulate a fleet with labelled incidents into the raw store (or push it to CloudWatch)."""
-    from telemetry.cloudwatch_export import make_cloudwatch_clients
+    from telemetry.cloudwatch_run import make_cloudwatch_clients
     from telemetry.simulator.cloudwatch_push import push_to_cloudwatch
     from telemetry.simulator.config import SimulationConfig
     from telemetry.simulator.simulation import partition_hours, write_simulation
@@ -114,8 +114,9 @@ def export_command(
     store: StoreOption = None,
 ) -> None:
     """Export CloudWatch logs and metrics into raw hourly Parquet partitions (resumable)."""
-    from telemetry.cloudwatch_export import ExportConfig, export, make_cloudwatch_clients
+    from telemetry.cloudwatch_export import export
     from telemetry.cloudwatch_layout import CloudWatchLayout
+    from telemetry.cloudwatch_run import ExportConfig, make_cloudwatch_clients
 
     settings = settings_for(store)
     target = open_cli_store(store)

@@ -41,8 +41,9 @@ from serving.router.ab_config import load_ab_config
 from serving.scorer.ab_report import ab_report_from_store, write_ab_report
 from serving.scorer.served_models import load_served_models
 from serving.scorer.settings import ScorerSettings
-from telemetry.cloudwatch_export import export, make_cloudwatch_clients
+from telemetry.cloudwatch_export import export
 from telemetry.cloudwatch_layout import CloudWatchLayout
+from telemetry.cloudwatch_run import make_cloudwatch_clients
 from telemetry.datasets.importer import DatasetName, import_dataset
 from telemetry.feature_job import build_features
 from telemetry.simulator.cloudwatch_push import push_to_cloudwatch

@@ -2,6 +2,7 @@
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,3 +121,29 @@ def test_template_ids_survive_a_restart_through_the_object_store(tmp_path: Path)
     assert [later.parse(text).template_id for text in reversed(texts)] == ids[::-1]
     new = later.parse(vigil("WARN", "disk usage at 91% on /dev/nvme0n1p1")).template_id
     assert new not in ids  # a new template never takes an id in use
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            '{"level": "ERROR", "message": "disk full", "metadata": {"disk": "/dev/xvda"}}',
+            ("ERROR", "disk full", '{"disk": "/dev/xvda"}', False),
+        ),
+        ('{"level": "warn", "message": "slow"}', ("WARN", "slow", None, False)),
+        ("kernel: oom-killer invoked", (None, "kernel: oom-killer invoked", None, True)),
+        ('["not", "an", "object"]', (None, '["not", "an", "object"]', None, True)),
+        ('{"message": "no level"}', (None, '{"message": "no level"}', None, True)),
+        ('{"level": "INFO"}', ("INFO", '{"level": "INFO"}', None, True)),
+        (
+            '{"level": "INFO", "message": "x", "metadata": "text"}',
+            ("INFO", '{"level": "INFO", "message": "x", "metadata": "text"}', None, True),
+        ),
+        (
+            '{"level": "VERBOSE", "message": "x"}',
+            (None, '{"level": "VERBOSE", "message": "x"}', None, True),
+        ),
+    ],
+)
+def test_parse_log_message_keeps_malformed_text_whole(text: str, expected: tuple[Any, ...]):
+    assert tuple(parse_log_message(text)) == expected
