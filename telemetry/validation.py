@@ -3,7 +3,7 @@
 Every rule is a pandera check, validated lazily so that one run reports every failing rule:
 rules about one column (types, missing values, ranges, timestamp order) are checks of that
 column, rules about whole records (duplicate keys) are checks of the frame. Critical rules
-reject the batch (``ensure_valid``); warnings are only reported.
+reject the batch (``telemetry.validation_report.ensure_valid``); warnings are only reported.
 """
 
 import math
@@ -19,11 +19,8 @@ import pyarrow
 from pandera.api.polars.types import PolarsData
 from pandera.config import ValidationDepth, config_context
 from pandera.errors import SchemaError, SchemaErrors
-from pydantic import BaseModel, ConfigDict
 
 from contracts.features import metric_slug
-from contracts.layout import quality_report_path
-from contracts.store import ObjectStore
 from contracts.telemetry import (
     KINDS,
     LOG_KEY,
@@ -33,9 +30,13 @@ from contracts.telemetry import (
     RAW_SCHEMA,
     SOURCES,
 )
-
-Severity = Literal["critical", "warning"]
-JsonScalar = str | int | float | bool | None
+from telemetry.validation_report import (
+    CheckResult,
+    JsonScalar,
+    Severity,
+    ValidationReport,
+    quality_score,
+)
 
 SAMPLE_SIZE = 5
 DEFAULT_MAX_GAP = timedelta(minutes=15)
@@ -69,58 +70,6 @@ _RAW_CONTEXT = (
     "event_id",
     "parse_error",
 )
-
-
-class CheckResult(BaseModel):
-    """The outcome of one rule on one column (or on whole records when ``column`` is None)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    rule: str
-    column: str | None
-    severity: Severity
-    passed: bool
-    failed_rows: int
-    sample: list[dict[str, JsonScalar]]
-    detail: str | None = None
-
-
-class ValidationReport(BaseModel):
-    """Every rule run on one batch, and the batch's quality score."""
-
-    # Offending values are often NaN or infinite; as strings they stay visible in valid JSON.
-    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="strings")
-
-    dataset: Literal["raw", "features"]
-    rows: int
-    checks: list[CheckResult]
-    quality_score: float
-    parse_error_rows: int | None = None
-
-    @property
-    def failed_critical(self) -> list[CheckResult]:
-        return [c for c in self.checks if c.severity == "critical" and not c.passed]
-
-
-class DataValidationError(ValueError):
-    """A batch broke at least one critical rule; the message lists each with sample rows."""
-
-    def __init__(self, report: ValidationReport) -> None:
-        self.report = report
-        failed = report.failed_critical
-        lines = [
-            f"{report.dataset} batch rejected: {len(failed)} critical check(s) failed "
-            f"(quality score {report.quality_score}%)"
-        ]
-        for check in failed:
-            where = f" on column {check.column!r}" if check.column else ""
-            line = f"- {check.rule}{where}: {check.failed_rows} of {report.rows} rows"
-            if check.detail:
-                line += f" ({check.detail})"
-            if check.sample:
-                line += f", e.g. {check.sample}"
-            lines.append(line)
-        super().__init__("\n".join(lines))
 
 
 @dataclass(frozen=True)
@@ -210,31 +159,6 @@ def validate_features(
     if unknown:
         raise ValueError(f"critical names columns that are not in feature_columns: {unknown}")
     return _validate(df, "features", _features_plan(features, set(critical), max_gap))
-
-
-def write_report(store: ObjectStore, data_key: str, report: ValidationReport) -> str:
-    """Write ``report`` as JSON beside the data it describes.
-
-    Args:
-        store: The object store holding the data.
-        data_key: Key of the validated Parquet file.
-        report: Its validation report.
-
-    Returns:
-        The key written, ``contracts.layout.quality_report_path(data_key)``.
-    """
-    key = quality_report_path(data_key)
-    store.write_bytes(key, report.model_dump_json(indent=2).encode())
-    return key
-
-
-def ensure_valid(report: ValidationReport) -> None:
-    """Raise ``DataValidationError`` if any critical check failed; warnings pass.
-
-    The message names each failed rule and column, how many rows broke it and a sample of them.
-    """
-    if report.failed_critical:
-        raise DataValidationError(report)
 
 
 def _raw_plan(max_gap: timedelta) -> _Plan:
@@ -430,7 +354,7 @@ def _validate(
         dataset=dataset,
         rows=frame.height,
         checks=results,
-        quality_score=_quality_score(results, frame.height),
+        quality_score=quality_score(results, frame.height),
     )
 
 
@@ -456,19 +380,6 @@ def _unscreened(plan: _Plan, frame: pl.DataFrame) -> pa.DataFrameSchema:
 
 def _is_float(dtype: pl.DataType) -> bool:
     return dtype.is_float()
-
-
-def _quality_score(checks: Sequence[CheckResult], rows: int) -> float:
-    """100 × (checks × rows − Σ failed rows) / (checks × rows), rounded down to 0.1.
-
-    Each check counts once per row, so a rule failing on 1 % of rows costs 1 % / checks.
-    Rounding down keeps 100.0 for batches where every check passed on every row.
-    """
-    cells = len(checks) * rows
-    if cells == 0:
-        return 100.0
-    failed = sum(min(c.failed_rows, rows) for c in checks)
-    return (1000 * (cells - failed) // cells) / 10
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,8 @@ from contracts.layout import features_path, raw_partition_path
 from contracts.store import ObjectStore
 from telemetry.feature_job import RawPartitionsNotFoundError, raw_days
 from telemetry.quarantine import QuarantinedFile, read_or_quarantine
-from telemetry.validation import (
-    DataValidationError,
-    ValidationReport,
-    validate_features,
-    validate_raw,
-    write_report,
-)
+from telemetry.validation import validate_features, validate_raw
+from telemetry.validation_report import DataValidationError, ValidationReport, write_report
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,11 @@ import pytest
 from contracts.layout import raw_partition_path
 from contracts.store import ObjectStore
 from contracts.telemetry import RAW_SCHEMA
-from telemetry.validation import (
+from telemetry.validation import validate_features, validate_raw
+from telemetry.validation_report import (
     DataValidationError,
     ValidationReport,
     ensure_valid,
-    validate_features,
-    validate_raw,
     write_report,
 )
 

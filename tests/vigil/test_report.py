@@ -36,7 +36,8 @@ from serving.scorer.app import create_app as create_scorer_app
 from serving.scorer.scorer import Scorer, replay
 from serving.scorer.served_models import load_served_models
 from serving.scorer.settings import ScorerSettings
-from telemetry.validation import validate_features, write_report
+from telemetry.validation import validate_features
+from telemetry.validation_report import write_report
 from tests.serving.conftest import NO_GATES
 from tests.serving.scorer_helpers import serve_in_thread
 from tests.training.conftest import METRICS, START, fleet_frames, small_config, write_fleet_store

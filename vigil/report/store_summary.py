@@ -14,8 +14,8 @@ from contracts.features import ID_COLUMNS, INSTANCE_ID, TIMESTAMP
 from contracts.labels import INCIDENTS_SCHEMA
 from contracts.layout import FEATURES_PREFIX, INCIDENTS_PATH, RAW_PREFIX
 from contracts.store import ObjectStore
-from telemetry.validation import ValidationReport
 from telemetry.validation_job import FileQuality, StoreQuality
+from telemetry.validation_report import ValidationReport
 from vigil.report.model import DataSummary, QualitySummary
 
 QUALITY_SUFFIX = ".quality.json"
