@@ -8,10 +8,9 @@ so a model always sees features computed by the same code (no train/serve skew):
   counted per level.
 - ``compute_features`` turns that wide frame into the features, one row per (instance_id,
   timestamp), columns ``ID_COLUMNS + feature_columns(metrics)`` in that order.
-- ``latest_features`` is the scorer's entry point: given the last ``HISTORY_STEPS`` (or more)
-  steps of raw telemetry it returns the newest row per instance, computed by the same two
-  functions. Those rows are bit-for-bit equal to the rows the batch job writes for the same
-  timestamps.
+- ``contracts.raw_window.window_features_from_raw`` runs both over a time window and its
+  ``HISTORY_STEPS`` steps of history, for the batch job and the online scorer alike: the
+  scorer's rows are bit-for-bit equal to the rows the batch job writes for the same timestamps.
 
 Why that equality holds: every window statistic is a fixed-order combination of exactly the
 values inside its window. Each window aggregate (sum, sum of squared deviations, min, max)
@@ -146,7 +145,8 @@ COUNTER_METRICS = frozenset(
     }
 )
 
-_RAW_COLUMNS = ("timestamp", "instance_id", "kind", "name", "value", "level", "parse_error")
+# The raw telemetry columns the features are computed from (besides the optional template id).
+RAW_FEATURE_COLUMNS = ("timestamp", "instance_id", "kind", "name", "value", "level", "parse_error")
 _POS = "__pos"  # row number inside the instance, 0 at its first step
 # Padding rows placed before each instance: more than any window or lag reaches back.
 _PAD = HISTORY_STEPS
@@ -277,12 +277,14 @@ def to_wide(
         ValueError: on a missing column, a naive timestamp, a null key or a non-finite value.
     """
     frame = raw if isinstance(raw, pl.DataFrame) else pl.DataFrame(pl.from_arrow(raw))
-    _require_columns(frame, _RAW_COLUMNS, "raw telemetry")
+    _require_columns(frame, RAW_FEATURE_COLUMNS, "raw telemetry")
     if step_seconds <= 0:
         raise ValueError(f"step_seconds must be positive, got {step_seconds}")
     step_ms = step_seconds * 1000
     template = pl.col(TEMPLATE_ID) if TEMPLATE_ID in frame.columns else pl.lit(None)
-    frame = frame.select(*_RAW_COLUMNS, template.cast(pl.Int64).alias(TEMPLATE_ID)).with_columns(
+    frame = frame.select(
+        *RAW_FEATURE_COLUMNS, template.cast(pl.Int64).alias(TEMPLATE_ID)
+    ).with_columns(
         _utc_ms(frame, "raw telemetry").dt.epoch("ms").floordiv(step_ms).mul(step_ms).alias("step")
     )
     _require_no_nulls(frame, ("step", INSTANCE_ID, "kind"), "raw telemetry")
@@ -391,47 +393,6 @@ def compute_features(wide: pl.DataFrame, metrics: Sequence[str]) -> pl.DataFrame
     )
     features = [_chunk_features(chunk, metrics, columns) for chunk in chunks]
     return pl.concat(features) if features else _chunk_features(prepared, metrics, columns)
-
-
-def latest_features(
-    raw_recent: pl.DataFrame | pa.Table,
-    metrics: Sequence[str],
-    step_seconds: int,
-    log_templates: LogTemplateCatalogue | None = None,
-) -> pl.DataFrame:
-    """The newest feature row of each instance, for online scoring.
-
-    Computed by ``to_wide`` and ``compute_features``, exactly as the batch job does, so each
-    row equals the batch row of the same (instance_id, timestamp).
-
-    Args:
-        raw_recent: raw telemetry covering at least the last ``HISTORY_STEPS`` steps.
-        metrics: the dataset's metrics.
-        step_seconds: the grid step.
-        log_templates: the dataset's template catalogue, as the batch job used it.
-
-    Returns:
-        One row per instance: ``ID_COLUMNS + feature_columns(metrics)``, sorted by instance_id.
-
-    Raises:
-        ValueError: when the telemetry spans fewer than ``HISTORY_STEPS`` steps (the windows
-            would be shorter than the batch job's), and on the errors of ``to_wide``.
-    """
-    wide = to_wide(raw_recent, metrics, step_seconds, log_templates)
-    span = wide.select(
-        first=pl.col(TIMESTAMP).min(),
-        last=pl.col(TIMESTAMP).max(),
-        steps=(pl.col(TIMESTAMP).max() - pl.col(TIMESTAMP).min()).dt.total_seconds() // step_seconds
-        + 1,
-    ).row(0, named=True)
-    if wide.height and span["steps"] < HISTORY_STEPS:
-        raise ValueError(
-            f"raw telemetry spans {span['steps']} steps ({span['first']} to {span['last']}); "
-            f"online features need at least {HISTORY_STEPS} so that every window matches "
-            "the batch features"
-        )
-    features = compute_features(wide, metrics)
-    return features.filter(pl.col(TIMESTAMP) == pl.col(TIMESTAMP).max().over(INSTANCE_ID))
 
 
 def _repeated(names: Sequence[str]) -> set[str]:

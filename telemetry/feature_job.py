@@ -2,8 +2,8 @@
 
 For each day the job reads the day's hourly raw partitions plus the ``HISTORY_STEPS`` steps
 before midnight, so that windows and lags crossing midnight see the previous day; only the
-day's own rows are written. Features come from ``contracts.features`` (the code the online
-scorer runs too). Instances are processed in batches, each batch written as row groups of
+day's own rows are written. Features come from ``contracts.raw_window`` (the code the
+online scorer runs too). Instances are processed in batches, each batch written as row groups of
 consecutive whole hours (about ``ROW_GROUP_ROWS`` rows each), so that a reader of one time
 window — the online scorer, every few minutes — skips the other row groups by their timestamp
 statistics instead of decoding the whole day:
@@ -45,16 +45,15 @@ from contracts.dataset import (
     write_dataset_info,
 )
 from contracts.features import (
-    HISTORY_STEPS,
     INSTANCE_ID,
+    RAW_FEATURE_COLUMNS,
     TIMESTAMP,
-    compute_features,
     feature_columns,
     feature_schema,
     log_template_catalogue,
-    to_wide,
 )
-from contracts.layout import RAW_PREFIX, features_path, raw_partition_path
+from contracts.layout import RAW_PREFIX, features_path
+from contracts.raw_window import history_start, raw_partition_keys, window_features_from_raw
 from contracts.store import ObjectStore
 from contracts.telemetry import TEMPLATE_ID
 from telemetry.quarantine import QuarantinedFile, read_or_quarantine
@@ -69,7 +68,6 @@ INSTANCES_PER_BATCH = 256
 # Rows a row group of a feature file aims for: fewer would be mostly metadata (one chunk per
 # column, 300+ columns), more would make a window read decode more hours than it needs.
 ROW_GROUP_ROWS = 10_000
-_RAW_COLUMNS = ["timestamp", "instance_id", "kind", "name", "value", "level", "parse_error"]
 _RAW_KEY = re.compile(
     rf"^{RAW_PREFIX}/(\d{{4}})/(\d{{2}})/(\d{{2}})/\d{{2}}/data_\d{{10}}\.parquet$"
 )
@@ -164,10 +162,8 @@ def batch_features(
 
     ``raw`` may hold earlier rows (the lookback); they shape the windows but are not returned.
     """
-    wide = to_wide(raw, metrics, step_seconds, log_templates)
-    features = compute_features(wide, metrics)
-    in_day = features.filter(pl.col(TIMESTAMP).is_between(start, end, closed="left"))
-    return in_day.to_arrow().cast(feature_schema(metrics))
+    features = window_features_from_raw(raw, metrics, step_seconds, start, end, log_templates)
+    return features.to_arrow().cast(feature_schema(metrics))
 
 
 def time_slices(table: pa.Table, day_start: datetime) -> list[pa.Table]:
@@ -212,21 +208,14 @@ def _build_day(
 ) -> DayFeatures | None:
     start = datetime.combine(day, time(), tzinfo=UTC)
     end = start + timedelta(days=1)
-    step = timedelta(seconds=info.step_seconds)
-    lookback = start - HISTORY_STEPS * step
-    day_keys = [raw_partition_path(start + timedelta(hours=h)) for h in range(24)]
-    day_keys = [key for key in day_keys if store.exists(key)]
+    lookback = history_start(start, info.step_seconds)
+    day_keys = raw_partition_keys(store, start, end)
     if not day_keys:
         raise RawPartitionsNotFoundError(
             f"no raw partitions for {day:%Y-%m-%d}: nothing under "
             f"{store.uri}/{RAW_PREFIX}/{day:%Y/%m/%d}/"
         )
-    hour = lookback.replace(minute=0, second=0, microsecond=0)
-    lookback_keys = []
-    while hour < start:
-        if store.exists(key := raw_partition_path(hour)):
-            lookback_keys.append(key)
-        hour += timedelta(hours=1)
+    lookback_keys = raw_partition_keys(store, lookback, start)
     day_frames = _read_raw(store, day_keys, quarantined)
     if not day_frames:
         logger.warning("no readable raw partition for %s: no features written", day)
@@ -256,12 +245,10 @@ def _record_log_templates(
     """The dataset info with the template catalogue of ``days``, written to the store; the
     info unchanged when those days hold no templated log event (no logs, or logs exported
     before templates were mined)."""
-    keys = [
-        key
-        for d in days
-        for h in range(24)
-        if store.exists(key := raw_partition_path(datetime.combine(d, time(h), tzinfo=UTC)))
-    ]
+    keys = []
+    for d in days:
+        start = datetime.combine(d, time(), tzinfo=UTC)
+        keys += raw_partition_keys(store, start, start + timedelta(days=1))
     tables = []
     for key in keys:
         if TEMPLATE_ID not in _raw_columns(store, key):
@@ -304,14 +291,16 @@ def _read_raw(
 
 
 def _raw_columns(store: ObjectStore, key: str) -> list[str]:
-    """The columns to read from a raw partition: ``_RAW_COLUMNS``, and the template id when
+    """The columns to read from a raw partition: ``RAW_FEATURE_COLUMNS``, and the template id when
     the partition has one. A file whose footer does not read is left to ``read_or_quarantine``."""
     try:
         with store.parquet_file(key) as parquet:
             names = parquet.schema_arrow.names
     except (pa.ArrowInvalid, OSError):
-        return _RAW_COLUMNS
-    return [*_RAW_COLUMNS, TEMPLATE_ID] if TEMPLATE_ID in names else _RAW_COLUMNS
+        return list(RAW_FEATURE_COLUMNS)
+    return (
+        [*RAW_FEATURE_COLUMNS, TEMPLATE_ID] if TEMPLATE_ID in names else list(RAW_FEATURE_COLUMNS)
+    )
 
 
 def _instance_batches(raw: pl.DataFrame) -> list[pl.DataFrame]:

@@ -52,7 +52,7 @@ from contracts.explanation import (
     LogEvidence,
     LogEvidenceKind,
 )
-from contracts.layout import raw_partition_path
+from contracts.raw_window import read_raw_window
 from contracts.store import ObjectStore
 from serving.scorer.explanation_log import write_explanation
 from serving.scorer.metrics import ScorerMetrics
@@ -287,25 +287,11 @@ def read_log_rows(
     store: ObjectStore, instance_id: str, start: datetime, end: datetime
 ) -> list[dict[str, Any]]:
     """The instance's raw log rows in ``[start, end)``, in time order."""
-    rows: list[dict[str, Any]] = []
-    hour = start.replace(minute=0, second=0, microsecond=0)
-    while hour < end:
-        key = raw_partition_path(hour)
-        if store.exists(key):
-            table = store.read_table(key, columns=_RAW_LOG_COLUMNS)
-            stamps = table.column("timestamp")
-            keep = pc.and_(
-                pc.and_(
-                    pc.equal(table.column("instance_id"), instance_id),
-                    pc.equal(table.column("kind"), "log"),
-                ),
-                pc.and_(
-                    pc.greater_equal(stamps, start),
-                    pc.less(stamps, end),
-                ),
-            )
-            rows += table.filter(keep).sort_by("timestamp").to_pylist()
-        hour += timedelta(hours=1)
+    mine = (pc.field("instance_id") == instance_id) & (pc.field("kind") == "log")
+    table = read_raw_window(store, start, end, _RAW_LOG_COLUMNS, where=mine)
+    if not table.num_rows:
+        return []
+    rows: list[dict[str, Any]] = table.sort_by("timestamp").to_pylist()
     return rows
 
 

@@ -2,7 +2,7 @@
 
 Two sources, the same rows: the feature job's files (``processed-logs/YYYY-MM-DD/
 features.parquet``), or raw telemetry (``raw-logs/…``) turned into features here by
-``contracts.features`` — the very functions the feature job runs, with the dataset's log
+``contracts.raw_window`` — the very function the feature job runs, with the dataset's log
 template catalogue it recorded, over the window plus the ``HISTORY_STEPS`` steps before it, so
 every window statistic sees a full history.
 """
@@ -12,21 +12,12 @@ from typing import Literal
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from contracts.dataset import read_dataset_info
-from contracts.features import (
-    FEATURE_DTYPE,
-    HISTORY_STEPS,
-    ID_COLUMNS,
-    INSTANCE_ID,
-    TIMESTAMP,
-    TIMESTAMP_TYPE,
-    compute_features,
-    to_wide,
-)
-from contracts.layout import features_path, raw_partition_path
+from contracts.features import FEATURE_DTYPE, ID_COLUMNS, INSTANCE_ID, TIMESTAMP, TIMESTAMP_TYPE
+from contracts.layout import features_path
+from contracts.raw_window import history_start, read_raw_window, window_features_from_raw
 from contracts.store import ObjectStore
 
 FeatureSource = Literal["features", "raw"]
@@ -119,24 +110,10 @@ def _from_features(
 
 def _from_raw(store: ObjectStore, start: datetime, end: datetime) -> pa.Table:
     info = read_dataset_info(store)
-    history_start = start - timedelta(seconds=HISTORY_STEPS * info.step_seconds)
-    hour = history_start.replace(minute=0, second=0, microsecond=0)
-    tables = []
-    while hour < end:
-        key = raw_partition_path(hour)
-        if store.exists(key):
-            table = store.read_table(key)
-            stamps = table.column(TIMESTAMP)
-            keep = pc.and_(
-                pc.greater_equal(stamps, pa.scalar(history_start, stamps.type)),
-                pc.less(stamps, pa.scalar(end, stamps.type)),
-            )
-            tables.append(table.filter(keep))
-        hour += timedelta(hours=1)
-    if not tables or not sum(t.num_rows for t in tables):
+    raw = read_raw_window(store, history_start(start, info.step_seconds), end)
+    if not raw.num_rows:
         return pa.table({})
-    # Promoted: partitions written before templates were mined lack the template columns.
-    raw = pa.concat_tables(tables, promote_options="default")
-    wide = to_wide(raw, info.metrics, info.step_seconds, info.log_templates)
-    features = compute_features(wide, info.metrics)
-    return features.filter((pl.col(TIMESTAMP) >= start) & (pl.col(TIMESTAMP) < end)).to_arrow()
+    features = window_features_from_raw(
+        raw, info.metrics, info.step_seconds, start, end, info.log_templates
+    )
+    return features.to_arrow()

@@ -27,11 +27,11 @@ from contracts.features import (
     compute_features,
     feature_columns,
     feature_schema,
-    latest_features,
     log_template_catalogue,
     metric_slug,
     to_wide,
 )
+from contracts.raw_window import window_features_from_raw
 from contracts.telemetry import FLEET_METRICS, RAW_SCHEMA, RAW_SCHEMA_WITH_TEMPLATES
 
 MONDAY = datetime(2026, 1, 5, tzinfo=UTC)
@@ -331,17 +331,10 @@ def test_online_rows_equal_batch_rows_bit_for_bit():
     batch = compute_features(to_wide(raw, metrics, 60), metrics)
     for now in (MONDAY + 150 * STEP, MONDAY + 399 * STEP):
         recent = raw.filter(pl.col("timestamp").is_between(now - (HISTORY_STEPS - 1) * STEP, now))
-        online = latest_features(recent, metrics, step_seconds=60)
+        online = window_features_from_raw(recent, metrics, 60, now, now + STEP)
         expected = batch.filter(pl.col("timestamp") == now)
         assert online.height == 3
         assert_frame_equal(online, expected, check_exact=True)
-
-
-def test_online_features_need_a_full_window_of_history():
-    metrics = ["cpu"]
-    raw = raw_rows(random_wide(1, 30, metrics), metrics)
-    with pytest.raises(ValueError, match=f"at least {HISTORY_STEPS}"):
-        latest_features(raw, metrics, step_seconds=60)
 
 
 # --- log-template features --------------------------------------------------------------------
@@ -488,5 +481,5 @@ def test_online_log_template_features_equal_batch_rows_bit_for_bit():
         now = MONDAY + minute * STEP
         first, end = now - (HISTORY_STEPS - 1) * STEP, now + STEP  # the steps' whole minutes
         recent = raw.filter((pl.col("timestamp") >= first) & (pl.col("timestamp") < end))
-        online = latest_features(recent, metrics, 60, catalogue)
+        online = window_features_from_raw(recent, metrics, 60, now, end, catalogue)
         assert_frame_equal(online, batch.filter(pl.col("timestamp") == now), check_exact=True)
