@@ -1,5 +1,10 @@
 """The feature contract: the ordered feature columns and the one function that computes them.
 
+One module on purpose (about 870 lines): the column names, ``to_wide`` (which computes the
+log-template features, since they need each template's own counts) and ``compute_features``
+share the grid's constants and windows, and the online-equality argument below covers all of
+them at once. Reading raw telemetry by time window lives apart, in ``contracts.raw_window``.
+
 Training (``telemetry/feature_job.py``) and the online scorer (``serving/``) both call this module,
 so a model always sees features computed by the same code (no train/serve skew):
 
