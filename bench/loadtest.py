@@ -1,6 +1,6 @@
 """Benchmark: locust load on the A/B endpoint (NGINX -> Triton), beside the seed's reference.
 
-Run: ``.venv/bin/python bench/loadtest.py [--users 10] [--duration 60]``. Both models are
+Run: ``.venv/bin/python -m bench.loadtest [--users 10] [--duration 60]``. Both models are
 trained on a small fleet (the training tests' synthetic one) and registered in a local MLflow;
 the local serving stack (``vigil.local_stack.start_serving``: Triton and the NGINX A/B router,
 the way ``vigil up`` runs them) serves their champion and challenger. Then
@@ -14,22 +14,16 @@ model, beside the reference deployment of seed 003 (27.7 requests/s, 253 ms mean
 at 10 users), and last ``loadtest_rps_vs_seed: X`` (our requests/s / 27.7).
 """
 
-import sys
+import argparse
+import tempfile
+import time
 from pathlib import Path
 
-# Put the repository root in the place of this folder on the import path, so the training
-# tests' fleet is importable.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
-
-import argparse  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-
-from serving.loadtest.run import RequestStats, run_loadtest  # noqa: E402
-from tests.training.conftest import small_config, write_fleet_store  # noqa: E402
-from training.pipeline import run_training  # noqa: E402
-from vigil.local_stack import start_local_mlflow, start_serving  # noqa: E402
-from vigil.stack import stop_stack  # noqa: E402
+from serving.loadtest.run import RequestStats, run_loadtest
+from tests.training.conftest import small_config, write_fleet_store
+from training.pipeline import run_training
+from vigil.local_stack import start_local_mlflow, start_serving
+from vigil.stack import stop_stack
 
 SEED_USERS = 10
 SEED_RPS = 27.7
