@@ -10,7 +10,7 @@ each client coming back as a new one (new arm draw) every 20 requests. The load 
 shares this machine's cores with the servers. Every server is stopped at the end.
 
 Prints requests/s, mean and p50/p95/p99 latency and failures, in total and per answering
-model, beside the reference deployment of seed 003 (27.7 requests/s, 253 ms mean, 0 failures
+model, beside the reference deployment (27.7 requests/s, 253 ms mean, 0 failures
 at 10 users), and last ``loadtest_rps_vs_seed: X`` (our requests/s / 27.7).
 """
 
@@ -66,7 +66,7 @@ def main() -> None:
     print(_row("all (ours)", result.total))
     for model, stats in sorted(result.arms.items()):
         print(_row(f"  answered by {model}", stats))
-    seed = f"seed 003 ({SEED_USERS} users)"
+    seed = f"reference ({SEED_USERS} users)"
     print(f"{seed:32} {SEED_RPS:7.1f} {SEED_MEAN_MS:8.0f} {'':>7} {'':>7} {'':>7} {'':>9} ", end="")
     print(f"{SEED_FAILURES:9d}")
     print(f"success rate: {result.success_rate:.4f}")

@@ -160,7 +160,7 @@ def start_mlflow_serve(
     bin_dir = str(Path(venv_tool("mlflow")).parent)
     argv = [
         "env",
-        f"PATH={bin_dir}:/usr/bin:/bin",  # mlflow serve runs its server by name (LOCAL.md)
+        f"PATH={bin_dir}:/usr/bin:/bin",  # mlflow serve runs its server by name
         f"MLFLOW_TRACKING_URI={tracking_uri}",
         f"OMP_NUM_THREADS={XGBOOST_THREADS}",
         venv_tool("mlflow"),

@@ -4,7 +4,7 @@ Run: ``.venv/bin/python -m bench.training [--rows N] [--features F] [--engine lo
 A synthetic fleet (1,000 instances; default 1 M rows x 300 float32 features, as in issue 3)
 is made with numpy from a fixed seed: standard-normal features, and incidents covering about
 5 % of the rows during which 30 of the features shift. Every row has a true label; the
-pipeline starts, as in seed 003, from 1.2 % of them.
+pipeline starts, as the reference deployment did, from 1.2 % of them.
 
 Each side runs in its own child process that builds the same matrix, then reports its wall
 time and its peak RSS growth (``ru_maxrss`` after minus RSS before):

