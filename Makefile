@@ -46,24 +46,24 @@ lint: setup ## ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy bench  # the benchmarks are scripts, checked all the same
+	$(VENV)/bin/mypy bench  # the benchmarks, a package outside the installed ones, checked all the same
 
 format: setup ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
 bench: setup ## run the benchmarks (they print ratios against a baseline)
-	$(PY) bench/features.py
-	$(PY) bench/export.py
-	$(PY) bench/training.py
-	$(PY) bench/window_read.py
-	$(PY) bench/serving.py
-	$(PY) bench/loadtest.py
-	$(PY) bench/rag.py
+	$(PY) -m bench.features
+	$(PY) -m bench.export
+	$(PY) -m bench.training
+	$(PY) -m bench.window_read
+	$(PY) -m bench.serving
+	$(PY) -m bench.loadtest
+	$(PY) -m bench.rag
 
 helm-sync: setup ## copy monitoring rules, dashboards and the A/B routes into the Helm chart (tests fail on drift)
 	$(PY) helm/sync_monitoring.py
-	$(PY) -m serving.router.nginx --write-chart-routes
+	$(VENV)/bin/vigil serving router --write-chart-routes
 
 # checkov pins an old boto3, so it gets a venv of its own.
 CHECKOV_VENV := .venv-checkov

@@ -11,7 +11,7 @@ Raw and ours alternate for three rounds and the best of each is kept. Prints row
 the exporter's peak RSS and, as its last line, ``export_efficiency: X`` with X = ours / raw
 throughput (target >= 0.8).
 
-Run: ``.venv/bin/python bench/export.py``
+Run: ``.venv/bin/python -m bench.export``
 """
 
 import json

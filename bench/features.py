@@ -1,6 +1,6 @@
 """Feature throughput and memory: contracts.features against a plain pandas implementation.
 
-Run: ``.venv/bin/python bench/features.py``. One synthetic day of a 1,500-instance fleet at
+Run: ``.venv/bin/python -m bench.features``. One synthetic day of a 1,500-instance fleet at
 1-minute steps (2.16 M instance-minutes; 6 metrics plus log counts, with a few gaps) is made
 with numpy from a fixed seed. Each implementation turns the same wide frame (one row per
 instance-minute, as ``contracts.features.to_wide`` returns it) into features in its own child
@@ -186,7 +186,15 @@ def main() -> None:
         out_dir = Path(tmp)
         figures = {}
         for implementation in ("pandas", "vigil"):
-            command = [sys.executable, __file__, "--run", implementation, "--out", tmp]
+            command = [
+                sys.executable,
+                "-m",
+                "bench.features",
+                "--run",
+                implementation,
+                "--out",
+                tmp,
+            ]
             subprocess.run(command, check=True)
             figures[implementation] = json.loads((out_dir / f"{implementation}.json").read_text())
             f = figures[implementation]

@@ -1,6 +1,6 @@
 """Benchmark: locust load on the A/B endpoint (NGINX -> Triton), beside the seed's reference.
 
-Run: ``.venv/bin/python bench/loadtest.py [--users 10] [--duration 60]``. Both models are
+Run: ``.venv/bin/python -m bench.loadtest [--users 10] [--duration 60]``. Both models are
 trained on a small fleet (the training tests' synthetic one) and registered in a local MLflow;
 the local serving stack (``vigil.local_stack.start_serving``: Triton and the NGINX A/B router,
 the way ``vigil up`` runs them) serves their champion and challenger. Then
@@ -10,26 +10,20 @@ each client coming back as a new one (new arm draw) every 20 requests. The load 
 shares this machine's cores with the servers. Every server is stopped at the end.
 
 Prints requests/s, mean and p50/p95/p99 latency and failures, in total and per answering
-model, beside the reference deployment of seed 003 (27.7 requests/s, 253 ms mean, 0 failures
+model, beside the reference deployment (27.7 requests/s, 253 ms mean, 0 failures
 at 10 users), and last ``loadtest_rps_vs_seed: X`` (our requests/s / 27.7).
 """
 
-import sys
+import argparse
+import tempfile
+import time
 from pathlib import Path
 
-# Put the repository root in the place of this folder on the import path, so the training
-# tests' fleet is importable.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
-
-import argparse  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-
-from serving.loadtest.run import RequestStats, run_loadtest  # noqa: E402
-from tests.training.conftest import small_config, write_fleet_store  # noqa: E402
-from training.pipeline import run_training  # noqa: E402
-from vigil.local_stack import start_local_mlflow, start_serving  # noqa: E402
-from vigil.stack import stop_stack  # noqa: E402
+from serving.loadtest.run import RequestStats, run_loadtest
+from tests.training.conftest import small_config, write_fleet_store
+from training.pipeline import run_training
+from vigil.local_stack import start_local_mlflow, start_serving
+from vigil.stack import stop_stack
 
 SEED_USERS = 10
 SEED_RPS = 27.7
@@ -72,7 +66,7 @@ def main() -> None:
     print(_row("all (ours)", result.total))
     for model, stats in sorted(result.arms.items()):
         print(_row(f"  answered by {model}", stats))
-    seed = f"seed 003 ({SEED_USERS} users)"
+    seed = f"reference ({SEED_USERS} users)"
     print(f"{seed:32} {SEED_RPS:7.1f} {SEED_MEAN_MS:8.0f} {'':>7} {'':>7} {'':>7} {'':>9} ", end="")
     print(f"{SEED_FAILURES:9d}")
     print(f"success rate: {result.success_rate:.4f}")

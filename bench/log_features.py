@@ -1,6 +1,6 @@
 """Detection on the simulated fleet with and without the log features, same protocol.
 
-Run: ``.venv/bin/python bench/log_features.py [--instances 20] [--hours 24] [--seeds 0 1 2]
+Run: ``.venv/bin/python -m bench.log_features [--instances 20] [--hours 24] [--seeds 0 1 2]
 [--config training/configs/demo.yaml] [--variants all,no_templates,no_logs] [--json PATH]``.
 
 For each seed the fleet simulator writes a store (its six incident types leave their log
@@ -22,33 +22,28 @@ minus that of ``no_templates``, over both models and every seed.
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
 
-# Scripts run with their own folder first on the path: drop it, so that ``training`` and
-# ``contracts`` are the packages, whatever this folder holds.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+import numpy as np
+import yaml
 
-import numpy as np  # noqa: E402
-import yaml  # noqa: E402
-
-from contracts.features import (  # noqa: E402
+from contracts.features import (
     ERROR_RATIO,
     LOG_COUNT_COLUMNS,
     LOG_TEMPLATE_COLUMNS,
     SUM_WINDOW,
     SUMMED_LOG_COUNTS,
 )
-from contracts.store import ObjectStore  # noqa: E402
-from telemetry.feature_job import build_features  # noqa: E402
-from telemetry.simulator.config import SimulationConfig  # noqa: E402
-from telemetry.simulator.simulation import write_simulation  # noqa: E402
-from training.config import TrainingConfig  # noqa: E402
-from training.pipeline import TrainingData, load_training_data, train_and_write  # noqa: E402
-from training.review_queue import load_reviews  # noqa: E402
+from contracts.store import ObjectStore
+from telemetry.feature_job import build_features
+from telemetry.simulator.config import SimulationConfig
+from telemetry.simulator.simulation import write_simulation
+from training.config import TrainingConfig
+from training.pipeline import TrainingData, load_training_data, train_and_write
+from training.review_queue import load_reviews
 
 LEVEL_FEATURES = (
     *LOG_COUNT_COLUMNS,

@@ -1,6 +1,6 @@
 """Log parsing throughput and memory: ``telemetry.logs`` (parse + mine) against plain Drain3.
 
-Run: ``.venv/bin/python bench/logs.py [--lines N] [--path shared/data/loghub]``.
+Run: ``.venv/bin/python -m bench.logs [--lines N] [--path shared/data/loghub]``.
 
 The lines: the Loghub samples under ``--path`` (every ``X/X_2k.log``), repeated to ``--lines``
 in all (default 1,000,000, split evenly between the systems). Nine lines in ten are perturbed
@@ -29,29 +29,24 @@ analysed again with that LLM (``VIGIL_LOGS_*`` settings, e.g. ``VIGIL_LOGS_LLM_M
 and ``analyze_lines_per_min_llm: X`` is printed too. ``--only analyze`` skips the parse runs.
 """
 
-import sys
+import argparse
+import csv
+import random
+import re
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
-# Run as a script: put the repository root, not bench/, first on the import path.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
+from drain3 import TemplateMiner
+from drain3.template_miner_config import TemplateMinerConfig
 
-import argparse  # noqa: E402
-import csv  # noqa: E402
-import random  # noqa: E402
-import re  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import tracemalloc  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-
-from drain3 import TemplateMiner  # noqa: E402
-from drain3.template_miner_config import TemplateMinerConfig  # noqa: E402
-
-from telemetry.logs.analysis.pipeline import analyze_inputs  # noqa: E402
-from telemetry.logs.analysis.settings import LogAnalysisSettings  # noqa: E402
-from telemetry.logs.detection import LogParser  # noqa: E402
-from telemetry.logs.grouping import loghub_systems  # noqa: E402
-from telemetry.logs.templates import LogTemplateMiner  # noqa: E402
+from telemetry.logs.analysis.pipeline import analyze_inputs
+from telemetry.logs.analysis.settings import LogAnalysisSettings
+from telemetry.logs.detection import LogParser
+from telemetry.logs.grouping import loghub_systems
+from telemetry.logs.templates import LogTemplateMiner
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "shared" / "data" / "loghub"
 PERTURBED_SHARE = 0.9

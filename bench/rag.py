@@ -1,6 +1,6 @@
 """Benchmark: retrieval over 10,000 indexed chunks, and ``/explain`` end to end with the local LLM.
 
-Run: ``.venv/bin/python bench/rag.py [--quick]``.
+Run: ``.venv/bin/python -m bench.rag [--quick]``.
 
 1. **Index**: the shipped runbooks' chunks plus log-history chunks (``rag.log_history``: one per
    log template, instance and 5-minute window) of a fleet simulated with a fixed seed,
@@ -33,41 +33,35 @@ search, same run), ``rag_retrieval_p95_vs_numpy``, ``rag_search_p95_ms`` and, la
 ``rag_retrieval_p95_ms: X`` (the explainer's log search, embed + search, p95, on Qdrant Edge).
 """
 
-import sys
+import argparse
+import contextlib
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-# This file is named like the package it measures: put the repository root in the place of
-# its folder on the import path (which also makes the evaluation set's loader importable).
-sys.path[0] = str(Path(__file__).resolve().parents[1])
+import httpx
+import numpy as np
+from numpy.typing import NDArray
+from prometheus_client.parser import text_string_to_metric_families
+from qdrant_client import QdrantClient
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from datetime import UTC, datetime, timedelta  # noqa: E402
-
-import httpx  # noqa: E402
-import numpy as np  # noqa: E402
-from numpy.typing import NDArray  # noqa: E402
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
-from qdrant_client import QdrantClient  # noqa: E402
-
-from contracts.layout import raw_partition_path  # noqa: E402
-from rag.chunking import Chunk  # noqa: E402
-from rag.documents import list_runbooks, parse_runbook, runbook_chunks  # noqa: E402
-from rag.embeddings import Embedder, load_embedder  # noqa: E402
-from rag.evaluation import EVAL_SET_PATH, load_eval_set  # noqa: E402
-from rag.indexing import encode_once  # noqa: E402
-from rag.knowledge_base import KnowledgeBase, open_knowledge_base  # noqa: E402
-from rag.llm_server import HEALTH_PATH, llama_server_command  # noqa: E402
-from rag.log_history import LOG_WINDOW, incident_windows, log_chunks  # noqa: E402
-from rag.retrieval_server import ServerStore  # noqa: E402
-from rag.settings import RUNBOOKS_PATH, RagSettings  # noqa: E402
-from telemetry.simulator.config import SimulationConfig  # noqa: E402
-from telemetry.simulator.simulation import simulate_fleet, simulated_incidents  # noqa: E402
-from vigil.processes import free_port, start_server, venv_tool, wait_for_ok  # noqa: E402
+from contracts.layout import raw_partition_path
+from rag.chunking import Chunk
+from rag.documents import list_runbooks, parse_runbook, runbook_chunks
+from rag.embeddings import Embedder, load_embedder
+from rag.evaluation import EVAL_SET_PATH, load_eval_set
+from rag.indexing import encode_once
+from rag.knowledge_base import KnowledgeBase, open_knowledge_base
+from rag.llm_server import HEALTH_PATH, llama_server_command
+from rag.log_history import LOG_WINDOW, incident_windows, log_chunks
+from rag.retrieval_server import ServerStore
+from rag.settings import RUNBOOKS_PATH, RagSettings
+from telemetry.simulator.config import SimulationConfig
+from telemetry.simulator.simulation import simulate_fleet, simulated_incidents
+from vigil.processes import free_port, start_server, venv_tool, wait_for_ok
 
 CHUNKS = 10_000
 K = 5

@@ -1,6 +1,6 @@
 """Benchmark: one registered XGBoost model served three ways on this machine.
 
-Run: ``.venv/bin/python bench/serving.py [--quick] [--model fleet|small]``. The model is
+Run: ``.venv/bin/python -m bench.serving [--quick] [--model fleet|small]``. The model is
 trained with ``training.pipeline.run_training`` and registered in a local MLflow:
 
 - ``fleet`` (default): the model ``vigil demo`` registers as champion: the demo's simulated
@@ -43,53 +43,47 @@ is stopped at the end. Prints the tables and, last, the ratios of ours (gRPC thr
 ``serving_p99_ratio_vs_mlflow_serve`` (batch 1, target <= 0.7).
 """
 
-import sys
+import argparse
+import io
+import json
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
-# This file is named like the package it measures: put the repository root in the place of
-# its folder on the import path (which also makes the training tests' fleet importable).
-sys.path[0] = str(Path(__file__).resolve().parents[1])
+import httpx
+import mlflow.xgboost
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+from numpy.typing import NDArray
 
-import argparse  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from datetime import timedelta  # noqa: E402
-
-import httpx  # noqa: E402
-import mlflow.xgboost  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import xgboost as xgb  # noqa: E402
-from numpy.typing import NDArray  # noqa: E402
-
-from contracts.serving import INPUT_TENSOR, XGBOOST_MODEL  # noqa: E402
-from contracts.store import ObjectStore  # noqa: E402
-from serving.router.ab_config import AB_MODEL  # noqa: E402
-from serving.scorer.inference import InferenceClient, assigned_model  # noqa: E402
-from telemetry.feature_job import build_features  # noqa: E402
-from telemetry.simulator.config import SimulationConfig  # noqa: E402
-from telemetry.simulator.simulation import write_simulation  # noqa: E402
-from tests.training.conftest import small_config, write_fleet_store  # noqa: E402
-from training.config import load_training_config  # noqa: E402
-from training.pipeline import run_training  # noqa: E402
-from training.registry import RunDirectory, load_detector, load_holdout  # noqa: E402
-from vigil.demo.run import DEMO_CONFIG_PATH, DemoConfig  # noqa: E402
-from vigil.local_stack import start_local_mlflow, start_serving  # noqa: E402
-from vigil.processes import ServerProcess, free_port, start_server, venv_tool  # noqa: E402
-from vigil.stack import stop_stack  # noqa: E402
+from contracts.serving import INPUT_TENSOR, XGBOOST_MODEL
+from contracts.store import ObjectStore
+from serving.router.ab_config import AB_MODEL
+from serving.scorer.inference import InferenceClient, assigned_model
+from telemetry.feature_job import build_features
+from telemetry.simulator.config import SimulationConfig
+from telemetry.simulator.simulation import write_simulation
+from tests.training.conftest import small_config, write_fleet_store
+from training.config import load_training_config
+from training.pipeline import run_training
+from training.registry import RunDirectory, load_detector, load_holdout
+from vigil.demo.run import DEMO_CONFIG_PATH, DemoConfig
+from vigil.local_stack import start_local_mlflow, start_serving
+from vigil.processes import ServerProcess, free_port, start_server, venv_tool
+from vigil.stack import stop_stack
 
 BATCH = 1_024
 CONCURRENT_CLIENTS = 16
 WARMUP_REQUESTS = 20
 FORMAT_TRIALS = 12  # requests per request format when picking the peer's fastest
 NO_GATES = {"min_f1": 0.0, "min_precision": 0.0}
-XGBOOST_THREADS = 1  # as in each Triton model instance (serving.triton.server's default threads)
+XGBOOST_THREADS = 1  # as in each Triton model instance (`vigil serving triton`'s default --threads)
 JSON_TYPE = "application/json"
 # The request formats of MLflow's scoring server and their content types.
 MLFLOW_FORMATS = {
@@ -167,7 +161,7 @@ def start_mlflow_serve(
     bin_dir = str(Path(venv_tool("mlflow")).parent)
     argv = [
         "env",
-        f"PATH={bin_dir}:/usr/bin:/bin",  # mlflow serve runs its server by name (LOCAL.md)
+        f"PATH={bin_dir}:/usr/bin:/bin",  # mlflow serve runs its server by name
         f"MLFLOW_TRACKING_URI={tracking_uri}",
         f"OMP_NUM_THREADS={XGBOOST_THREADS}",
         venv_tool("mlflow"),

@@ -1,10 +1,10 @@
 """Benchmark: the training pipeline against a bare ``xgboost.train`` on the same matrix.
 
-Run: ``.venv/bin/python bench/training.py [--rows N] [--features F] [--engine local|dask]``.
+Run: ``.venv/bin/python -m bench.training [--rows N] [--features F] [--engine local|dask]``.
 A synthetic fleet (1,000 instances; default 1 M rows x 300 float32 features, as in issue 3)
 is made with numpy from a fixed seed: standard-normal features, and incidents covering about
 5 % of the rows during which 30 of the features shift. Every row has a true label; the
-pipeline starts, as in seed 003, from 1.2 % of them.
+pipeline starts, as the reference deployment did, from 1.2 % of them.
 
 Each side runs in its own child process that builds the same matrix, then reports its wall
 time and its peak RSS growth (``ru_maxrss`` after minus RSS before):
@@ -30,19 +30,15 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-# This file is named like the package it measures: drop its folder from the import path, or
-# ``import training`` would find this script.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+import numpy as np
+import polars as pl
+import psutil
+import xgboost as xgb
 
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-import psutil  # noqa: E402
-import xgboost as xgb  # noqa: E402
-
-from training.config import TrainingConfig  # noqa: E402
-from training.models import xgboost_params  # noqa: E402
-from training.pipeline import TRUE_LABEL, TrainingData, dask_client, train_and_write  # noqa: E402
-from training.review_queue import REVIEWS_SCHEMA, row_id_expr  # noqa: E402
+from training.config import TrainingConfig
+from training.models import xgboost_params
+from training.pipeline import TRUE_LABEL, TrainingData, dask_client, train_and_write
+from training.review_queue import REVIEWS_SCHEMA, row_id_expr
 
 INSTANCES = 1_000
 SHIFTED_FEATURES = 30
@@ -144,7 +140,8 @@ def main() -> None:
         for side in ("bare", "pipeline"):
             command = [
                 sys.executable,
-                __file__,
+                "-m",
+                "bench.training",
                 *("--rows", str(args.rows), "--features", str(args.features)),
                 *("--engine", args.engine, "--side", side, "--out", tmp),
             ]

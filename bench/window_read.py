@@ -1,6 +1,6 @@
 """The online scorer's window read: a feature file cut into row groups of whole hours, or not.
 
-Run: ``.venv/bin/python bench/window_read.py [--instances N]``. A simulated fleet (default the
+Run: ``.venv/bin/python -m bench.window_read [--instances N]``. A simulated fleet (default the
 demo's 50 instances; 2 days, so that the second day's features have their history) is turned
 into features twice, from the same raw store: once with the feature job's row groups of whole
 hours (``telemetry.feature_job.ROW_GROUP_ROWS``, ours) and once with one row group per batch of
@@ -10,29 +10,24 @@ the rows are checked equal, and the last line is ``window_read_speedup_vs_day_ro
 (the median read time of the old layout / ours), beside the file sizes.
 """
 
-import sys
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
-# Run as a script: put the repository root, not bench/, first on the import path.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
+from polars.testing import assert_frame_equal
 
-import argparse  # noqa: E402
-import shutil  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from datetime import datetime, timedelta  # noqa: E402
-
-from polars.testing import assert_frame_equal  # noqa: E402
-
-from contracts.dataset import read_dataset_info  # noqa: E402
-from contracts.features import feature_columns  # noqa: E402
-from contracts.layout import features_path  # noqa: E402
-from contracts.store import ObjectStore  # noqa: E402
-from serving.scorer.window_features import read_window_features  # noqa: E402
-from telemetry import feature_job  # noqa: E402
-from telemetry.simulator.config import SimulationConfig  # noqa: E402
-from telemetry.simulator.simulation import write_simulation  # noqa: E402
+from contracts.dataset import read_dataset_info
+from contracts.features import feature_columns
+from contracts.layout import features_path
+from contracts.store import ObjectStore
+from serving.scorer.window_features import read_window_features
+from telemetry import feature_job
+from telemetry.simulator.config import SimulationConfig
+from telemetry.simulator.simulation import write_simulation
 
 WINDOW = timedelta(minutes=5)
 WINDOWS = 24

@@ -1,4 +1,5 @@
-"""The Explanation API (DESIGN.md): what the scorer sends to ``POST /explain`` and gets back."""
+"""The Explanation API: what the scorer sends to ``POST /explain`` and gets back
+(docs/architecture.md, APIs)."""
 
 from datetime import datetime
 from typing import Literal

@@ -29,7 +29,3 @@ THRESHOLD_TAG = "threshold"  # model version tag: the probability at which it fl
 
 # The summary build_repository writes at the repository root (Triton loads only folders).
 REPOSITORY_SUMMARY = "repository.json"
-
-TRITON_HTTP_PORT = 8000
-TRITON_GRPC_PORT = 8001
-TRITON_METRICS_PORT = 8002

@@ -1,4 +1,4 @@
-"""The raw telemetry schema: one row per CloudWatch datapoint or log event (DESIGN.md).
+"""The raw telemetry schema: one row per CloudWatch datapoint or log event (docs/architecture.md).
 
 ``RAW_SCHEMA`` holds the columns every raw partition has. The exporter and the simulator also
 write ``TEMPLATE_FIELDS`` (``RAW_SCHEMA_WITH_TEMPLATES``): each log event's mined template id

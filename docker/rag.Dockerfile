@@ -33,8 +33,8 @@ ENV PATH=/opt/vigil/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 HOME=
     HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 USER 10001:10001
 WORKDIR /tmp
-EXPOSE 8000
+EXPOSE 8100
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8100/healthz', timeout=4)"]
 ENTRYPOINT []
-CMD ["python", "-m", "rag.service", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["vigil", "rag", "serve", "--host", "0.0.0.0"]

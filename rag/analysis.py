@@ -1,4 +1,5 @@
-"""Which analysis type (seed 000) fits an anomaly, from its top features and its log lines."""
+"""Which analysis type (``contracts.explanation.ANALYSIS_TYPES``) fits an anomaly, from its top
+features and its log lines."""
 
 import re
 from collections.abc import Sequence

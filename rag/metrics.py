@@ -1,4 +1,4 @@
-"""Every Prometheus metric of the explanation service (names from DESIGN.md / seed 003 §7)."""
+"""Every Prometheus metric of the explanation service (names in docs/architecture.md, Metrics)."""
 
 from prometheus_client import Counter, Gauge, Histogram
 

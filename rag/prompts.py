@@ -1,4 +1,5 @@
-"""Prompt templates per analysis type (seed 000) and the prompt built from an anomaly.
+"""Prompt templates per analysis type (``contracts.explanation.ANALYSIS_TYPES``) and the prompt
+built from an anomaly.
 
 Log lines, runbook text and every other string that came with the request are untrusted: they
 are fenced between markers the text itself cannot forge, labelled as data, and the system

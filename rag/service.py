@@ -1,6 +1,5 @@
-"""The explanation service: the FastAPI app factory and ``python -m rag.service``."""
+"""The explanation service: the FastAPI app factory and the server ``vigil rag serve`` runs."""
 
-import argparse
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,6 +11,7 @@ from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
+from contracts.ports import EXPLAINER_PORT
 from rag.api import ReadinessProbes, router
 from rag.embeddings import load_embedder
 from rag.explainer import Explainer
@@ -114,19 +114,8 @@ class BodySizeLimit:
         await response(scope, receive, send)
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, settings: RagSettings | None = None) -> None:
+def serve(
+    host: str = "127.0.0.1", port: int = EXPLAINER_PORT, settings: RagSettings | None = None
+) -> None:
     """``vigil rag serve``: run the API with uvicorn until interrupted."""
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Serve the API; everything but the address comes from ``VIGIL_RAG_*`` settings."""
-    parser = argparse.ArgumentParser(prog="python -m rag.service", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    args = parser.parse_args(argv)
-    serve(args.host, args.port)
-
-
-if __name__ == "__main__":
-    main()

@@ -7,9 +7,10 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.explanation import ANSWER_DEADLINE_SECONDS
+from contracts.ports import LLM_SERVER_PORT
 
 RUNBOOKS_PATH = Path(__file__).parent / "runbooks"
-LOCAL_LLM_MODEL = "gemma-3-270m"  # the name rag.llm_server gives the local model
+LOCAL_LLM_MODEL = "gemma-3-270m"  # the name `vigil rag llm-server` gives the local model
 
 
 class RagSettings(BaseSettings):
@@ -31,7 +32,8 @@ class RagSettings(BaseSettings):
     )
     embedding_batch_size: int = Field(default=64, ge=1)
     llm_base_url: str = Field(
-        default="http://127.0.0.1:8080/v1", description="OpenAI-compatible API (vLLM, llama.cpp)."
+        default=f"http://127.0.0.1:{LLM_SERVER_PORT}/v1",
+        description="OpenAI-compatible API (vLLM, llama.cpp).",
     )
     llm_model: str = Field(default=LOCAL_LLM_MODEL, description="Model name sent to the LLM API.")
     llm_api_key: SecretStr | None = None

@@ -1,4 +1,4 @@
-"""Data validation of raw telemetry and feature tables before they are used (seed 003 §2 step 3).
+"""Data validation of raw telemetry and feature tables before they are used.
 
 Every rule is a pandera check, validated lazily so that one run reports every failing rule:
 rules about one column (types, missing values, ranges, timestamp order) are checks of that

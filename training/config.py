@@ -1,4 +1,4 @@
-"""The training pipeline's configuration: a YAML file read into pydantic models (seed 003 §3)."""
+"""The training pipeline's configuration: a YAML file read into pydantic models."""
 
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self

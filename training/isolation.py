@@ -1,4 +1,4 @@
-"""Phase 1: Isolation Forest scores and the confidence buckets of seed 003 §3.
+"""Phase 1: Isolation Forest scores and its confidence buckets.
 
 The forest's raw score is normalised to [-1, 1] with 0 at the contamination quantile (the
 seed's "anomaly scores (-1 to 1)"). Each side is mapped through the empirical distribution of

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import typer
 from rich.console import Console
 
-from vigil.commands import data, logs, rag, serving, training
+from vigil.commands import data, logs, rag, relay, serving, training
 from vigil.commands.options import EntitiesOption, split_entities
 
 app = typer.Typer(
@@ -31,6 +31,7 @@ app.command("validate")(data.validate)
 app.command("train")(training.train)
 app.command("register")(training.register)
 app.command("evaluate")(training.evaluate)
+app.command("relay")(relay.relay)
 app.add_typer(training.review_app, name="review")
 app.add_typer(serving.serving_app, name="serving")
 app.add_typer(rag.rag_app, name="rag")

@@ -12,9 +12,9 @@ from pathlib import Path
 import yaml
 
 from serving.router.ab_config import load_ab_config
-from serving.router.nginx import LIVE_PATH, RouterConfig, arm_models, nginx_argv, write_nginx_conf
+from serving.router.nginx import LIVE_PATH, RouterConfig, arm_models, prepare_nginx
 from serving.triton.model_repository import RepositorySummary, build_repository
-from serving.triton.server import READY_PATH, TritonPorts, triton_argv
+from serving.triton.server import READY_PATH, TritonPorts
 from vigil.processes import (
     ServerProcess,
     free_port,
@@ -44,6 +44,46 @@ class Serving:
 def _record(stack_path: Path, server: ServerProcess, health_path: str) -> ServerProcess:
     record(stack_path, server, health_path)
     return server
+
+
+def triton_argv(
+    repository: Path,
+    ports: TritonPorts,
+    host: str = "127.0.0.1",
+    threads: int = 1,
+    admin_key_env: str | None = None,
+) -> list[str]:
+    """The command that runs the local Triton (``vigil serving triton``) as a process; with
+    ``admin_key_env``, the admin APIs need the key held by that environment variable."""
+    admin = ["--admin-key-env", admin_key_env] if admin_key_env else []
+    return [
+        venv_tool("vigil"),
+        "serving",
+        "triton",
+        "--repository",
+        str(repository),
+        "--host",
+        host,
+        "--http-port",
+        str(ports.http),
+        "--grpc-port",
+        str(ports.grpc),
+        "--metrics-port",
+        str(ports.metrics),
+        "--threads",
+        str(threads),
+        *admin,
+    ]
+
+
+def start_router(
+    config: RouterConfig, prefix: Path, log_dir: Path, timeout: float = 30, detach: bool = False
+) -> ServerProcess:
+    """The A/B router: ``config`` rendered and checked under ``prefix``, nginx run until it
+    answers on its HTTP port."""
+    url = f"http://{config.host}:{config.http_port}"
+    argv = prepare_nginx(config, prefix)
+    return start_server("nginx", argv, url, LIVE_PATH, log_dir, timeout, detach=detach)
 
 
 def start_local_mlflow(stack_path: Path) -> ServerProcess:
@@ -81,17 +121,7 @@ def start_serving(stack_path: Path, tracking_uri: str) -> Serving:
         grpc_port=free_port(),
         worker_processes=1,
     )
-    prefix = stack_path / "nginx"
-    prefix.mkdir(parents=True, exist_ok=True)
-    conf_path = write_nginx_conf(config, prefix)
-    router = start_server(
-        "nginx",
-        nginx_argv(conf_path, prefix),
-        f"http://127.0.0.1:{config.http_port}",
-        LIVE_PATH,
-        _logs(stack_path),
-        detach=True,
-    )
+    router = start_router(config, stack_path / "nginx", _logs(stack_path), 60, detach=True)
     _record(stack_path, router, LIVE_PATH)
     assert config.grpc_port is not None
     return Serving(summary, triton, ports, router, config.grpc_port)

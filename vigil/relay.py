@@ -11,12 +11,11 @@ start a retrain an hour, and what it remembers is bounded by ``RETRAIN_ALERTS``.
 ``Authorization: Bearer`` from the Secret's file) and the exact shape of Alertmanager's
 webhook (version 4): anything else is a 401 or a 422 and dispatches nothing.
 
-Run: ``python -m vigil.relay --port 8080`` with ``VIGIL_RELAY_GITHUB_REPOSITORY``,
-``VIGIL_RELAY_GITHUB_TOKEN`` and ``VIGIL_RELAY_API_KEY`` set (both secrets have no default and
-live in Secrets).
+Run: ``vigil relay`` (on ``contracts.ports.RELAY_PORT`` by default) with
+``VIGIL_RELAY_GITHUB_REPOSITORY``, ``VIGIL_RELAY_GITHUB_TOKEN`` and ``VIGIL_RELAY_API_KEY`` set
+(both secrets have no default and live in Secrets).
 """
 
-import argparse
 import asyncio
 import time
 from collections.abc import AsyncIterator
@@ -25,7 +24,6 @@ from functools import lru_cache
 from typing import Annotated, Literal
 
 import httpx
-import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -225,15 +223,3 @@ def create_app(settings: RelaySettings | None = None) -> FastAPI:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m vigil.relay", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    args = parser.parse_args()
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,5 +1,5 @@
-"""Generate the Grafana dashboards as JSON (``make dashboards``): the four of seed 003 §7 and
-the Logs dashboard of ``vigil logs watch``.
+"""Generate the Grafana dashboards as JSON (``make dashboards``): four on the metrics of
+docs/architecture.md and the Logs dashboard of ``vigil logs watch``.
 
 Dashboards are code: this file is the source, ``dashboards/*.json`` is generated and committed,
 and a test fails when the two drift apart. Panels read the recording rules of

@@ -24,7 +24,7 @@ addresses. What the rendered nginx does:
 Run in the foreground (stop with ``kill -QUIT``; a weight change is a re-render plus
 ``reload_nginx``, which lets in-flight requests finish on the old workers)::
 
-    python -m serving.router.nginx --weights-from helm/vigil/values.yaml --repository DIR \
+    vigil serving router --weights-from helm/vigil/values.yaml --repository DIR \
         --upstream 127.0.0.1:8000 --grpc-upstream 127.0.0.1:8001 \
         --metrics-upstream 127.0.0.1:8002 --port 8080 --grpc-port 8081 --prefix DIR
 
@@ -32,14 +32,10 @@ After a change to ``templates/ab_routes.conf.j2``, ``vigil serving router
 --write-chart-routes`` rewrites the chart's copy (tests fail until it matches).
 """
 
-import argparse
-import os
 import re
 import shutil
 import subprocess
-import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
@@ -47,18 +43,15 @@ import jinja2
 import psutil
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from contracts.ports import ROUTER_HTTP_PORT
 from contracts.serving import CHALLENGER, CHAMPION
-from contracts.store import ObjectStore
 from serving.router.ab_config import (
     AB_MODEL,
     ARM_HEADER,
-    DEFAULT_VALUES_PATH,
     KEY_HEADER,
     MODEL_HEADER,
     AbTestConfig,
-    load_ab_config,
 )
-from vigil.processes import ServerProcess, start_server
 
 if TYPE_CHECKING:
     # Only a type here: importing serving.triton.model_repository loads MLflow (seconds).
@@ -87,8 +80,6 @@ CONF_FILE = "nginx.conf"
 PID_FILE = "nginx.pid"
 ACCESS_LOG = "logs/access.log"
 LIVE_PATH = "/v2/health/live"
-DEFAULT_HTTP_PORT = 8080
-DEFAULT_GRPC_PORT = 8081
 _ADDRESS = r"^[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}$"
 _NAME = r"^[A-Za-z0-9_.\-]+$"
 
@@ -105,7 +96,7 @@ class RouterConfig(BaseModel):
     grpc_upstreams: list[str] = []  # Triton gRPC; none: no gRPC listener
     metrics_upstreams: list[str] = []  # Triton metrics; none: no /metrics
     host: str = Field("127.0.0.1", pattern=r"^[A-Za-z0-9.\-\[\]:]+$")
-    http_port: int = Field(DEFAULT_HTTP_PORT, gt=0, lt=65536)
+    http_port: int = Field(ROUTER_HTTP_PORT, gt=0, lt=65536)
     grpc_port: int | None = Field(None, gt=0, lt=65536)
     worker_processes: int | None = Field(None, gt=0)  # None: one per core
 
@@ -256,14 +247,12 @@ def reload_nginx(prefix: Path, conf_path: Path | None = None, timeout: float = 1
     raise RuntimeError(f"nginx under {prefix} started no new worker within {timeout}s")
 
 
-def start_router(
-    config: RouterConfig, prefix: Path, log_dir: Path, timeout: float = 30
-) -> ServerProcess:
-    """Render the config under ``prefix`` and run nginx until it answers on its HTTP port."""
+def prepare_nginx(config: RouterConfig, prefix: Path) -> list[str]:
+    """Render ``config`` under ``prefix``, check it with ``nginx -t``, and return the command
+    that runs nginx on it in the foreground (``vigil serving router`` and the local stack)."""
     conf_path = write_nginx_conf(config, prefix)
     check_nginx_conf(conf_path, prefix)
-    url = f"http://{config.host}:{config.http_port}"
-    return start_server("nginx", nginx_argv(conf_path, prefix), url, LIVE_PATH, log_dir, timeout)
+    return nginx_argv(conf_path, prefix)
 
 
 def _master(prefix: Path) -> psutil.Process:
@@ -285,73 +274,3 @@ def _environment() -> jinja2.Environment:
 
 def _matches(pattern: str, value: str) -> bool:
     return re.fullmatch(pattern, value) is not None
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serving.router.nginx", description=__doc__)
-    parser.add_argument(
-        "--weights-from",
-        type=Path,
-        default=DEFAULT_VALUES_PATH,
-        help="Helm values file with the abTest section",
-    )
-    parser.add_argument("--repository", help="model repository (its summary names the arms)")
-    parser.add_argument("--champion-model", help="instead of --repository")
-    parser.add_argument("--challenger-model", help="instead of --repository")
-    parser.add_argument(
-        "--write-chart-routes",
-        action="store_true",
-        help=f"only write the A/B routes into the chart ({CHART_ROUTES_PATH.name}) and exit",
-    )
-    parser.add_argument(
-        "--upstream",
-        action="append",
-        default=[],
-        help="Triton HTTP host:port (repeat for a pool)",
-    )
-    parser.add_argument(
-        "--grpc-upstream",
-        action="append",
-        default=[],
-        help="Triton gRPC host:port (repeat for a pool)",
-    )
-    parser.add_argument(
-        "--metrics-upstream", action="append", default=[], help="Triton metrics host:port"
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=DEFAULT_HTTP_PORT)
-    parser.add_argument("--grpc-port", type=int, help="gRPC listener (with --grpc-upstream)")
-    parser.add_argument("--prefix", type=Path, help="nginx's working folder")
-    args = parser.parse_args(argv)
-    if args.write_chart_routes:
-        print(write_chart_routes())
-        return 0
-    if not args.upstream or args.prefix is None:
-        parser.error("--upstream and --prefix are required")
-    if args.repository:
-        from serving.triton.model_repository import read_summary
-
-        champion, challenger = arm_models(read_summary(ObjectStore.from_uri(args.repository)))
-    elif args.champion_model:
-        champion, challenger = args.champion_model, args.challenger_model
-    else:
-        parser.error("give --repository or --champion-model")
-    config = RouterConfig(
-        ab=load_ab_config(args.weights_from),
-        champion_model=champion,
-        challenger_model=challenger,
-        http_upstreams=args.upstream,
-        grpc_upstreams=args.grpc_upstream,
-        metrics_upstreams=args.metrics_upstream,
-        host=args.host,
-        http_port=args.port,
-        grpc_port=args.grpc_port if args.grpc_upstream else None,
-    )
-    conf_path = write_nginx_conf(config, args.prefix)
-    check_nginx_conf(conf_path, args.prefix)
-    argv_nginx = nginx_argv(conf_path, args.prefix)
-    os.execv(argv_nginx[0], argv_nginx)  # nginx becomes this process: signals reach it
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Every Prometheus metric of the online scorer (names from DESIGN.md / seed 003 §7).
+"""Every Prometheus metric of the online scorer (names in docs/architecture.md, Metrics).
 
 The metrics live on a registry owned by each ``ScorerMetrics``, not the process-wide one: a
 scorer's ``/metrics`` shows exactly its own counts, and two scorers in one process (tests,

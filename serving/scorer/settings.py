@@ -11,7 +11,7 @@ from pydantic import AwareDatetime, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.explanation import ANSWER_DEADLINE_SECONDS
-from contracts.serving import TRITON_GRPC_PORT
+from contracts.ports import MLFLOW_PORT, SCORER_PORT, TRITON_GRPC_PORT
 
 # The model name the NGINX A/B router answers for; it routes each request to one arm.
 AB_ROUTER_MODEL = "anomaly"
@@ -35,7 +35,7 @@ class ScorerSettings(BaseSettings):
         "raw-logs/ with the same feature code.",
     )
     tracking_uri: str = Field(
-        default="http://127.0.0.1:5000",
+        default=f"http://127.0.0.1:{MLFLOW_PORT}",
         description="MLflow: alias holders, thresholds, reference distributions, the champion.",
     )
     inference_url: str = Field(
@@ -108,7 +108,7 @@ class ScorerSettings(BaseSettings):
         default=0.0, ge=0.0, description="Wall-clock seconds between replayed windows."
     )
     host: str = Field(default="127.0.0.1", description="Address /metrics and /feedback bind.")
-    port: int = Field(default=9108, ge=1, le=65535)
+    port: int = Field(default=SCORER_PORT, ge=1, le=65535)
 
 
 @lru_cache

@@ -24,13 +24,13 @@ artifact with XGBoost or ONNX Runtime. Consequences:
   benchmarks read statistics here; the chart always restricts them, with the same
   ``restricted_api_args`` (a test checks they agree).
 
-Run as a process, as tests and the demo do (stop it with SIGTERM to its PID)::
+Run as a process, as tests and the demo do (``vigil.local_stack.triton_argv``; stop it with
+SIGTERM to its PID)::
 
-    python -m serving.triton.server --repository DIR --http-port 8000 --grpc-port 8001 \
+    vigil serving triton --repository DIR --http-port 8000 --grpc-port 8001 \
         --metrics-port 8002 [--admin-key-env VIGIL_TRITON_ADMIN_KEY]
 """
 
-import argparse
 import ctypes
 import ctypes.util
 import os
@@ -40,14 +40,13 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-from contracts.serving import TRITON_GRPC_PORT, TRITON_HTTP_PORT, TRITON_METRICS_PORT
+from contracts.ports import TRITON_GRPC_PORT, TRITON_HTTP_PORT, TRITON_METRICS_PORT
 from serving.triton.config import parse_pbtxt, to_pbtxt
 
 PYTHON_MODEL = Path(__file__).with_name("python_model.py")
@@ -87,36 +86,6 @@ def restricted_api_args(admin_key: str) -> list[str]:
     with ``$(TRITON_ADMIN_KEY)`` expanded by Kubernetes from a Secret)."""
     restriction = f"{','.join(RESTRICTED_APIS)}:{ADMIN_KEY_HEADER}={admin_key}"
     return [f"--http-restricted-api={restriction}", f"--grpc-restricted-protocol={restriction}"]
-
-
-def triton_argv(
-    repository: Path,
-    ports: TritonPorts,
-    host: str = "127.0.0.1",
-    threads: int = 1,
-    admin_key_env: str | None = None,
-) -> list[str]:
-    """The command that runs the local Triton as a process (for ``vigil.processes``); with
-    ``admin_key_env``, the admin APIs need the key held by that environment variable."""
-    admin = ["--admin-key-env", admin_key_env] if admin_key_env else []
-    return [
-        sys.executable,
-        "-m",
-        "serving.triton.server",
-        "--repository",
-        str(repository),
-        "--host",
-        host,
-        "--http-port",
-        str(ports.http),
-        "--grpc-port",
-        str(ports.grpc),
-        "--metrics-port",
-        str(ports.metrics),
-        "--threads",
-        str(threads),
-        *admin,
-    ]
 
 
 def prepare_launch_repository(repository: Path, models_dir: Path, threads: int = 1) -> list[str]:
@@ -255,29 +224,3 @@ def _die_with_parent() -> None:
     """In the child: receive SIGTERM if this launcher dies, so no tritonserver is orphaned."""
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serving.triton.server", description=__doc__)
-    parser.add_argument("--repository", type=Path, required=True, help="model repository")
-    parser.add_argument("--host", default="127.0.0.1", help="address every endpoint binds")
-    parser.add_argument("--http-port", type=int, default=TRITON_HTTP_PORT)
-    parser.add_argument("--grpc-port", type=int, default=TRITON_GRPC_PORT)
-    parser.add_argument("--metrics-port", type=int, default=TRITON_METRICS_PORT)
-    parser.add_argument("--threads", type=int, default=1, help="threads per model instance")
-    parser.add_argument(
-        "--admin-key-env",
-        help="environment variable holding the key Triton's admin APIs require (default: open)",
-    )
-    args = parser.parse_args(argv)
-    admin_key = None
-    if args.admin_key_env:
-        admin_key = os.environ.get(args.admin_key_env)
-        if not admin_key:
-            parser.error(f"--admin-key-env: ${args.admin_key_env} is not set")
-    ports = TritonPorts(args.http_port, args.grpc_port, args.metrics_port)
-    return run_triton(args.repository, ports, args.host, args.threads, admin_key)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """The six incident types the fleet simulator injects: when they happen and what they do.
 
-Each type follows the state machine of seed 004 §4: it walks through its phases in order
+Each type is a state machine: it walks through its phases in order
 (error spike WARNING → ERROR → CRITICAL, latency slow → degraded → timeout, resource
 exhaustion 70 → 80 → 90 → 99 %, ...) and each phase changes both the instance's metrics and
 its logs: how many lines it writes, what share come from the incident, and at which levels.

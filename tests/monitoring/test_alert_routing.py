@@ -8,7 +8,6 @@ requires its API key, which Alertmanager reads from the Secret's file as in prod
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ import yaml
 
 from contracts.auth import SECRET_KEY
 from vigil.local_stack import alertmanager_argv
-from vigil.processes import ServerProcess, free_port, start_server
+from vigil.processes import ServerProcess, free_port, start_server, venv_tool
 
 ALERTMANAGER_CONFIG = (
     Path(__file__).resolve().parents[2] / "monitoring" / "alertmanager" / "alertmanager.yml"
@@ -83,9 +82,8 @@ def relay(recorder: Recorder, tmp_path_factory: pytest.TempPathFactory) -> Itera
     argv = [
         "env",
         *(f"{k}={v}" for k, v in env.items()),
-        sys.executable,
-        "-m",
-        "vigil.relay",
+        venv_tool("vigil"),
+        "relay",
         "--port",
         str(port),
     ]
@@ -255,7 +253,7 @@ def test_relay_refuses_to_start_without_a_token(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_RELAY_")}
     env["VIGIL_RELAY_GITHUB_REPOSITORY"] = "a/b"
     result = subprocess.run(
-        [sys.executable, "-m", "vigil.relay", "--port", str(free_port())],
+        [venv_tool("vigil"), "relay", "--port", str(free_port())],
         env=env,
         capture_output=True,
         text=True,

@@ -19,7 +19,15 @@ from kubernetes_validate import utils as kubernetes_schemas
 from referencing import Registry, Resource
 
 from contracts.auth import SECRET_KEY
-from contracts.serving import TRITON_GRPC_PORT, TRITON_HTTP_PORT, TRITON_METRICS_PORT
+from contracts.ports import (
+    EXPLAINER_PORT,
+    MLFLOW_PORT,
+    RELAY_PORT,
+    SCORER_PORT,
+    TRITON_GRPC_PORT,
+    TRITON_HTTP_PORT,
+    TRITON_METRICS_PORT,
+)
 from serving.router.ab_config import AB_MODEL, load_ab_config
 from serving.router.nginx import (
     CHART_ROUTES_PATH,
@@ -436,6 +444,23 @@ def test_triton_ports_are_the_serving_contract(rendered: dict[str, list[Manifest
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert "--model-repository=s3://" in " ".join(container["args"])
+
+
+def test_chart_ports_are_the_code_defaults() -> None:
+    """Each server listens in the cluster where the code's defaults expect it
+    (contracts/ports.py): values.yaml is the chart's single source."""
+    from serving.scorer.settings import ScorerSettings
+
+    values = yaml.safe_load((CHART_PATH / "values.yaml").read_text())
+    assert values["triton"]["ports"] == {
+        "http": TRITON_HTTP_PORT,
+        "grpc": TRITON_GRPC_PORT,
+        "metrics": TRITON_METRICS_PORT,
+    }
+    assert values["scorer"]["port"] == ScorerSettings.model_fields["port"].default == SCORER_PORT
+    assert values["explainer"]["port"] == EXPLAINER_PORT
+    assert values["retrainRelay"]["port"] == RELAY_PORT
+    assert values["mlflow"]["port"] == MLFLOW_PORT
 
 
 def test_monitoring_copies_match_monitoring() -> None:

@@ -1,4 +1,4 @@
-"""The cluster definition (k8s/): node groups of seed 003 §5, IRSA, add-ons wired to the chart."""
+"""The cluster definition (k8s/): node groups, IRSA, add-ons wired to the chart."""
 
 from pathlib import Path
 from typing import Any

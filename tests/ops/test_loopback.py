@@ -6,7 +6,6 @@ Triton, the A/B router in front of it and the scorer need registered models: the
 the same way in ``tests/serving/test_loopback.py``.
 """
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -108,13 +107,7 @@ def test_retrain_relay_listens_on_loopback_only(
     monkeypatch.setenv("VIGIL_RELAY_GITHUB_REPOSITORY", "example/vigil")
     monkeypatch.setenv("VIGIL_RELAY_GITHUB_TOKEN", "unused")
     port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "vigil.relay",
-        "--port",
-        str(port),
-    ]
+    argv = [venv_tool("vigil"), "relay", "--port", str(port)]
     server = start_server("relay", argv, f"http://127.0.0.1:{port}", "/healthz", tmp_path)
     try:
         assert_loopback_only(server.process.pid, port)

@@ -1,4 +1,5 @@
-"""Analysis-type detection from top features and log lines (seed 000's seven types)."""
+"""Analysis-type detection from top features and log lines (the seven types of
+``contracts.explanation``)."""
 
 import pytest
 

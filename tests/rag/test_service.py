@@ -3,7 +3,6 @@ server with Gemma 3 270M on loopback. The app is driven over HTTP by its ASGI te
 
 import json
 import re
-import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -21,7 +20,7 @@ from rag.llm import LLMAnswer
 from rag.service import create_app
 from rag.settings import RUNBOOKS_PATH, RagSettings
 from tests.rag.conftest import ANOMALY_START, make_explainer, make_settings
-from vigil.processes import ServerProcess, free_port, start_server
+from vigil.processes import ServerProcess, free_port, start_server, venv_tool
 
 pytestmark = pytest.mark.xdist_group("rag")
 
@@ -280,8 +279,8 @@ def test_health_readiness_metrics_and_openapi(client: TestClient) -> None:
     assert "ExplainResponse" in schema["components"]["schemas"]
 
 
-def test_module_entry_point_serves_over_http(tmp_path: Path) -> None:
-    """``python -m rag.service`` as a real uvicorn process; Qdrant is empty, the LLM absent:
+def test_vigil_rag_serve_serves_over_http(tmp_path: Path) -> None:
+    """``vigil rag serve`` as a real uvicorn process; Qdrant is empty, the LLM absent:
     ready all the same (Qdrant answers, the model encodes), and /explain degraded."""
     port = free_port()
     server = start_server(
@@ -290,9 +289,9 @@ def test_module_entry_point_serves_over_http(tmp_path: Path) -> None:
             "env",
             f"VIGIL_RAG_QDRANT_PATH={tmp_path / 'qdrant'}",
             "VIGIL_RAG_LLM_BASE_URL=http://127.0.0.1:9/v1",
-            sys.executable,
-            "-m",
-            "rag.service",
+            venv_tool("vigil"),
+            "rag",
+            "serve",
             "--port",
             str(port),
         ],

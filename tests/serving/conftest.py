@@ -21,13 +21,14 @@ from contracts.detector import FittedDetector
 from contracts.serving import CATBOOST_MODEL, XGBOOST_MODEL
 from contracts.store import ObjectStore
 from serving.router.ab_config import load_ab_config
-from serving.router.nginx import RouterConfig, arm_models, start_router
+from serving.router.nginx import RouterConfig, arm_models
 from serving.triton.config import BatchingOptions
 from serving.triton.model_repository import RepositorySummary, build_repository
-from serving.triton.server import READY_PATH, TritonPorts, triton_argv
+from serving.triton.server import READY_PATH, TritonPorts
 from tests.training.conftest import small_config, write_fleet_store
 from training.pipeline import run_training
 from training.registry import REGISTERED_NAMES, RunDirectory, load_detector, load_holdout
+from vigil.local_stack import start_router, triton_argv
 from vigil.processes import ServerProcess, free_port, start_server
 
 # A long batching window: concurrent test requests are sure to share a batch.

@@ -16,12 +16,13 @@ from contracts.serving import CATBOOST_MODEL, XGBOOST_MODEL
 from serving.scorer.inference import InferenceClient
 from serving.scorer.served_models import load_served_models
 from serving.triton.model_repository import build_repository
-from serving.triton.server import READY_PATH, TritonPorts, triton_argv
+from serving.triton.server import READY_PATH, TritonPorts
 from tests.serving.conftest import SERVED_SCORE_ATOL
 from training.models import CATBOOST, XGBOOST
 from training.real_evaluation.entity_data import load_entity
 from training.real_evaluation.evaluate import FittedEntity, entity_store_path, fit_entity
 from training.registry import register_run
+from vigil.local_stack import triton_argv
 from vigil.processes import ServerProcess, free_port, start_mlflow, start_server
 
 SLICES = Path(__file__).resolve().parents[1] / "data"

@@ -35,12 +35,12 @@ from serving.router.nginx import (
     ACCESS_LOG,
     RouterConfig,
     reload_nginx,
-    start_router,
     write_nginx_conf,
 )
 from serving.scorer.inference import assigned_model
-from serving.triton.server import READY_PATH, TritonPorts, triton_argv
+from serving.triton.server import READY_PATH, TritonPorts
 from tests.serving.conftest import Repository
+from vigil.local_stack import start_router, triton_argv
 from vigil.processes import ServerProcess, free_port, start_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("triton")]

@@ -28,7 +28,7 @@ from contracts.dataset import DatasetInfo, write_dataset_info
 from contracts.features import INSTANCE_ID, TIMESTAMP, TIMESTAMP_TYPE
 from contracts.layout import features_path
 from contracts.store import ObjectStore
-from serving.router.nginx import RouterConfig, start_router
+from serving.router.nginx import RouterConfig
 from serving.scorer.app import create_app
 from serving.scorer.prediction_log import predictions_key, read_window_predictions
 from serving.scorer.scorer import (
@@ -49,6 +49,7 @@ from tests.serving.conftest import SERVED_SCORE_ATOL, Predict, Registered
 from tests.serving.scorer_helpers import offline_scorer, scrape, serve_in_thread
 from tests.telemetry.test_feature_job import write_raw
 from tests.training.conftest import METRICS, START, fleet_frames
+from vigil.local_stack import start_router
 from vigil.processes import ServerProcess, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("triton")]

@@ -27,7 +27,7 @@ from serving.scorer.scorer import Scorer, WindowNotScoredError, window_start_of
 from serving.scorer.served_models import ServedModels, ServedModelsError, load_served_models
 from serving.scorer.settings import ScorerSettings
 from serving.triton.model_repository import build_repository
-from serving.triton.server import READY_PATH, TritonPorts, triton_argv
+from serving.triton.server import READY_PATH, TritonPorts
 from tests.serving.conftest import BATCHING, SERVED_SCORE_ATOL, Predict, Registered
 from tests.serving.test_scorer_loop import (
     INSTANCES,
@@ -41,6 +41,7 @@ from tests.serving.test_scorer_loop import (
     _wait_for,
     _window_scored,
 )
+from vigil.local_stack import triton_argv
 from vigil.processes import ServerProcess, free_port, start_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("triton")]

@@ -23,9 +23,9 @@ from serving.triton.server import (
     GRPC_ADMIN_KEY_HEADER,
     READY_PATH,
     TritonPorts,
-    triton_argv,
 )
 from tests.serving.conftest import Repository
+from vigil.local_stack import triton_argv
 from vigil.processes import ServerProcess, free_port, start_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("triton")]

@@ -1,7 +1,7 @@
 """The log-template features earn their place: detection on the simulated fleet is better with
 them than without them, same pipeline, same rows, labels, split and seeds.
 
-The test runs the shipped comparison, ``bench/log_features.py`` (the command whose figures
+The test runs the shipped comparison, ``python -m bench.log_features`` (the command whose figures
 ``docs/logs.md`` reports), on a small fleet. It uses a stratified split: with a time split
 the held-out part of a 24-hour fleet is its last 2.4 hours, a handful of incidents, and one
 seed's PR-AUC swings by ±0.2 either way; a stratified split holds out rows of every incident,
@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-BENCH = ROOT / "bench" / "log_features.py"
 # training/configs/demo.yaml with a stratified split.
 CONFIG = """\
 gates: {min_f1: 0.4, min_precision: 0.45}
@@ -34,7 +33,8 @@ def test_detection_with_log_template_features_beats_detection_without(tmp_path: 
     figures = tmp_path / "figures.json"
     command = [
         sys.executable,
-        str(BENCH),
+        "-m",
+        "bench.log_features",
         *("--instances", "10", "--hours", "24", "--seeds", "1"),
         *("--config", str(config), "--variants", "all,no_templates"),
         *("--json", str(figures)),

@@ -1,8 +1,9 @@
 """Debian's headless Chromium driven over the Chrome DevTools protocol (websocket-client).
 
 ``open_page`` loads a URL in a fresh browser (its own profile folder, loopback-only debugging
-port, the flags of LOCAL.md), and returns what a test needs: the console errors and uncaught
-exceptions, every URL the page requested, the result of a DOM probe, and a full-page PNG.
+port, the flags headless Chromium needs in a container), and returns what a test needs: the
+console errors and uncaught exceptions, every URL the page requested, the result of a DOM probe,
+and a full-page PNG.
 """
 
 import base64

@@ -1,11 +1,13 @@
 """Explanation commands: index knowledge, serve the API, run the local LLM server."""
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
 
+from contracts.ports import EXPLAINER_PORT, LLM_SERVER_PORT
 from vigil.commands.options import EntitiesOption, StoreOption, open_cli_store, split_entities
 
 console = Console()
@@ -34,7 +36,7 @@ def index(
 @rag_app.command("serve")
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    port: Annotated[int, typer.Option(help="Port to bind.")] = EXPLAINER_PORT,
 ) -> None:
     """Serve POST /explain, /healthz, /readyz, /metrics (settings VIGIL_RAG_*)."""
     from rag.service import serve as serve_api
@@ -45,12 +47,21 @@ def serve(
 @rag_app.command("llm-server")
 def llm_server(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to bind.")] = 8080,
+    port: Annotated[int, typer.Option(help="Port to bind.")] = LLM_SERVER_PORT,
+    threads: Annotated[int, typer.Option(min=1, help="CPU threads llama.cpp uses.")] = 2,
+    cache_path: Annotated[
+        Path | None,
+        typer.Option(help="Where the model, libraries and chat template are prepared once."),
+    ] = None,
 ) -> None:
-    """The local stand-in for vLLM: llama.cpp's OpenAI-compatible server with Gemma 3 270M."""
-    from rag.llm_server import main
+    """The local stand-in for vLLM: llama.cpp's OpenAI-compatible server with Gemma 3 270M,
+    in the foreground."""
+    from rag.llm_server import DEFAULT_CACHE_PATH, llama_server_command
 
-    main(["--host", host, "--port", str(port)])
+    command = llama_server_command(
+        port, cache_path=cache_path or DEFAULT_CACHE_PATH, host=host, threads=threads
+    )
+    os.execvp(command[0], command)  # llama-server becomes this process: signals reach it
 
 
 @rag_app.command("evaluate")

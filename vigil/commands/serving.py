@@ -1,5 +1,7 @@
-"""Serving commands: build the Triton model repository, run the local Triton."""
+"""Serving commands: the Triton model repository, the local Triton, the A/B router, the
+scorer, load tests and the A/B report."""
 
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -7,7 +9,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from contracts.serving import TRITON_GRPC_PORT, TRITON_HTTP_PORT, TRITON_METRICS_PORT
+from contracts.ports import (
+    ROUTER_GRPC_PORT,
+    ROUTER_HTTP_PORT,
+    TRITON_GRPC_PORT,
+    TRITON_HTTP_PORT,
+    TRITON_METRICS_PORT,
+)
+from contracts.store import ObjectStore
+from serving.router.ab_config import DEFAULT_VALUES_PATH, load_ab_config
 from vigil.commands.data import utc
 from vigil.commands.options import StoreOption, open_cli_store, settings_for
 from vigil.commands.training import TrackingUriOption
@@ -52,17 +62,31 @@ def triton(
     http_port: Annotated[int, typer.Option(help="KServe v2 HTTP.")] = TRITON_HTTP_PORT,
     grpc_port: Annotated[int, typer.Option(help="KServe v2 gRPC.")] = TRITON_GRPC_PORT,
     metrics_port: Annotated[int, typer.Option(help="Prometheus metrics.")] = TRITON_METRICS_PORT,
+    threads: Annotated[int, typer.Option(min=1, help="CPU threads per model instance.")] = 1,
+    admin_key_env: Annotated[
+        str | None,
+        typer.Option(
+            help="Environment variable holding the key Triton's admin APIs require "
+            "(default: the admin APIs are open)."
+        ),
+    ] = None,
 ) -> None:
-    """Serve the repository with the local Triton until interrupted."""
+    """Serve the repository with the local Triton until SIGTERM or SIGINT."""
     from serving.triton.server import TritonPorts, run_triton
 
-    raise typer.Exit(run_triton(repository, TritonPorts(http_port, grpc_port, metrics_port), host))
+    admin_key = None
+    if admin_key_env is not None:
+        admin_key = os.environ.get(admin_key_env)
+        if not admin_key:
+            raise typer.BadParameter(f"${admin_key_env} is not set", param_hint="--admin-key-env")
+    ports = TritonPorts(http_port, grpc_port, metrics_port)
+    raise typer.Exit(run_triton(repository, ports, host, threads, admin_key))
 
 
 @serving_app.command("loadtest")
 def loadtest(
     url: Annotated[str, typer.Option(help="The A/B router's HTTP base URL.")] = (
-        "http://127.0.0.1:8080"
+        f"http://127.0.0.1:{ROUTER_HTTP_PORT}"
     ),
     users: Annotated[int, typer.Option(min=1, help="Concurrent clients.")] = 10,
     duration: Annotated[int, typer.Option(min=1, help="Seconds of load.")] = 60,
@@ -87,18 +111,76 @@ def loadtest(
     console.print(f"summary: {out / 'summary.json'}")
 
 
-@serving_app.command(
-    "router", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
-)
-def router(context: typer.Context) -> None:
-    """Render nginx.conf from the Helm abTest weights and run nginx in the foreground.
+@serving_app.command("router")
+def router(
+    prefix: Annotated[
+        Path | None, typer.Option(help="nginx's working folder (conf, logs, temp).")
+    ] = None,
+    upstream: Annotated[
+        list[str] | None, typer.Option(help="Triton HTTP host:port (repeat for a pool).")
+    ] = None,
+    grpc_upstream: Annotated[
+        list[str] | None,
+        typer.Option(help="Triton gRPC host:port (repeat for a pool); opens the gRPC listener."),
+    ] = None,
+    metrics_upstream: Annotated[
+        list[str] | None, typer.Option(help="Triton metrics host:port (serves /metrics).")
+    ] = None,
+    repository: Annotated[
+        str | None,
+        typer.Option(help="Model repository (a directory or s3://…); its summary names the arms."),
+    ] = None,
+    champion_model: Annotated[
+        str | None, typer.Option(help="The champion's Triton model (instead of --repository).")
+    ] = None,
+    challenger_model: Annotated[
+        str | None, typer.Option(help="The challenger's Triton model (with --champion-model).")
+    ] = None,
+    weights_from: Annotated[
+        Path, typer.Option(help="Helm values file with the abTest section.")
+    ] = DEFAULT_VALUES_PATH,
+    host: Annotated[str, typer.Option(help="Address both listeners bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP listener.")] = ROUTER_HTTP_PORT,
+    grpc_port: Annotated[
+        int, typer.Option(help="gRPC listener (with --grpc-upstream).")
+    ] = ROUTER_GRPC_PORT,
+    write_chart_routes: Annotated[
+        bool,
+        typer.Option(
+            help="Only write the A/B routes into the chart (helm/vigil/templates/triton/"
+            "_ab_routes.tpl) and exit."
+        ),
+    ] = False,
+) -> None:
+    """Render nginx.conf from the Helm abTest weights and run nginx in the foreground."""
+    from serving.router import nginx
 
-    Options as `python -m serving.router.nginx --help` (--repository or --champion-model,
-    --upstream H:P …, --port, --prefix).
-    """
-    from serving.router.nginx import main
+    if write_chart_routes:
+        console.print(nginx.write_chart_routes())
+        return
+    if not upstream or prefix is None:
+        raise typer.BadParameter("--upstream and --prefix are required")
+    if repository is not None:
+        from serving.triton.model_repository import read_summary
 
-    raise typer.Exit(main(context.args))
+        champion, challenger = nginx.arm_models(read_summary(ObjectStore.from_uri(repository)))
+    elif champion_model is not None:
+        champion, challenger = champion_model, challenger_model
+    else:
+        raise typer.BadParameter("give --repository or --champion-model")
+    config = nginx.RouterConfig(
+        ab=load_ab_config(weights_from),
+        champion_model=champion,
+        challenger_model=challenger,
+        http_upstreams=upstream,
+        grpc_upstreams=grpc_upstream or [],
+        metrics_upstreams=metrics_upstream or [],
+        host=host,
+        http_port=port,
+        grpc_port=grpc_port if grpc_upstream else None,
+    )
+    argv = nginx.prepare_nginx(config, prefix)
+    os.execv(argv[0], argv)  # nginx becomes this process: signals reach it
 
 
 @serving_app.command("scorer")
@@ -127,7 +209,6 @@ def ab_report(
     store: StoreOption = None,
 ) -> None:
     """Compare champion and challenger on scored windows and feedback; decide with chi-square."""
-    from serving.router.ab_config import load_ab_config
     from serving.scorer.ab_report import ab_report_from_store, promote_challenger, write_ab_report
     from serving.scorer.served_models import load_served_models
 

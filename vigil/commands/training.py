@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 import typer
 from rich.console import Console
 
+from contracts.ports import MLFLOW_PORT
 from training.config import DEFAULT_CONFIG_PATH, load_training_config
 from vigil.commands.options import EntitiesOption, StoreOption, open_cli_store, split_entities
 
@@ -17,7 +18,8 @@ TrackingUriOption = Annotated[
     str | None,
     typer.Option(
         envvar="MLFLOW_TRACKING_URI",
-        help="MLflow tracking server, e.g. http://127.0.0.1:5000 (default MLFLOW_TRACKING_URI).",
+        help=f"MLflow tracking server, e.g. http://127.0.0.1:{MLFLOW_PORT} "
+        "(default MLFLOW_TRACKING_URI).",
     ),
 ]
 ConfigOption = Annotated[

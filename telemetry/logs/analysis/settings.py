@@ -7,9 +7,10 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.log_analysis import LLMProviderName
+from contracts.ports import LLM_SERVER_PORT
 
-# llama.cpp's server as ``vigil rag llm-server`` starts it (rag.llm_server's default port).
-LOCAL_LLM_BASE_URL = "http://127.0.0.1:8080/v1"
+# llama.cpp's server as ``vigil rag llm-server`` starts it (on its default port).
+LOCAL_LLM_BASE_URL = f"http://127.0.0.1:{LLM_SERVER_PORT}/v1"
 
 
 class LogAnalysisSettings(BaseSettings):
