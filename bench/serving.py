@@ -68,9 +68,8 @@ import pandas as pd  # noqa: E402
 import xgboost as xgb  # noqa: E402
 from numpy.typing import NDArray  # noqa: E402
 
-from contracts.serving import INPUT_TENSOR, XGBOOST_MODEL  # noqa: E402
+from contracts.serving import AB_MODEL, INPUT_TENSOR, XGBOOST_MODEL  # noqa: E402
 from contracts.store import ObjectStore  # noqa: E402
-from serving.router.ab_config import AB_MODEL  # noqa: E402
 from serving.scorer.inference import InferenceClient, assigned_model  # noqa: E402
 from telemetry.feature_job import build_features  # noqa: E402
 from telemetry.simulator.simulation import SimulationConfig, write_simulation  # noqa: E402

@@ -47,17 +47,9 @@ import jinja2
 import psutil
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from contracts.serving import CHALLENGER, CHAMPION
+from contracts.serving import AB_MODEL, ARM_HEADER, CHALLENGER, CHAMPION, KEY_HEADER, MODEL_HEADER
 from contracts.store import ObjectStore
-from serving.router.ab_config import (
-    AB_MODEL,
-    ARM_HEADER,
-    DEFAULT_VALUES_PATH,
-    KEY_HEADER,
-    MODEL_HEADER,
-    AbTestConfig,
-    load_ab_config,
-)
+from serving.router.ab_config import DEFAULT_VALUES_PATH, AbTestConfig, load_ab_config
 from vigil.processes import ServerProcess, start_server
 
 if TYPE_CHECKING:

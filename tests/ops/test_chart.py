@@ -19,8 +19,14 @@ from kubernetes_validate import utils as kubernetes_schemas
 from referencing import Registry, Resource
 
 from contracts.auth import SECRET_KEY
-from contracts.serving import TRITON_GRPC_PORT, TRITON_HTTP_PORT, TRITON_METRICS_PORT
-from serving.router.ab_config import AB_MODEL, load_ab_config
+from contracts.serving import (
+    AB_MODEL,
+    ASSIGNMENT_PATH,
+    TRITON_GRPC_PORT,
+    TRITON_HTTP_PORT,
+    TRITON_METRICS_PORT,
+)
+from serving.router.ab_config import load_ab_config
 from serving.router.nginx import (
     CHART_ROUTES_PATH,
     LIVE_PATH,
@@ -276,8 +282,8 @@ def test_ingress_exposes_only_the_ab_routes(
             http_upstreams=["127.0.0.1:8000"],
         )
     )
-    # The local router adds its own /ab/assignment (and /metrics when given a metrics pool).
-    assert [p for p in exposed_paths(local) if p != "/ab/assignment"] == AB_PATHS
+    # The local router adds its own assignment path (and /metrics when given a metrics pool).
+    assert [p for p in exposed_paths(local) if p != ASSIGNMENT_PATH] == AB_PATHS
     ingresses = [m for m in rendered[values_file] if m["kind"] == "Ingress"]
     assert len(ingresses) == 2
     for ingress in ingresses:

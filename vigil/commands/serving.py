@@ -7,7 +7,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from contracts.serving import TRITON_GRPC_PORT, TRITON_HTTP_PORT, TRITON_METRICS_PORT
+from contracts.serving import (
+    CHALLENGER,
+    CHAMPION,
+    TRITON_GRPC_PORT,
+    TRITON_HTTP_PORT,
+    TRITON_METRICS_PORT,
+)
 from vigil.commands.data import utc
 from vigil.commands.options import StoreOption, open_cli_store, settings_for
 from vigil.commands.training import TrackingUriOption
@@ -137,7 +143,7 @@ def ab_report(
     report = ab_report_from_store(
         open_cli_store(store),
         load_served_models(tracking_uri),
-        {"champion": weights.champion_weight, "challenger": weights.challenger_weight},
+        {CHAMPION: weights.champion_weight, CHALLENGER: weights.challenger_weight},
         utc(start),
         utc(end),
     )
