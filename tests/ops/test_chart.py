@@ -294,7 +294,7 @@ def test_ingress_exposes_only_the_ab_routes(
 
 def test_triton_admin_apis_need_the_admin_key(rendered: dict[str, list[Manifest]]) -> None:
     """Triton restricts its admin APIs with the same options the local Triton is tested with
-    (tests/serving/test_triton_restricted_api.py), the key coming from a Secret."""
+    (tests/serving/triton/test_triton_restricted_api.py), the key coming from a Secret."""
     manifests = rendered["defaults"]
     container = pod_spec(find(manifests, "Deployment", "vigil-triton"))["containers"][0]  # type: ignore[index]
     restricted = [a for a in container["args"] if "restricted" in a]
