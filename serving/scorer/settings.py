@@ -11,7 +11,7 @@ from pydantic import AwareDatetime, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.explanation import ANSWER_DEADLINE_SECONDS
-from contracts.serving import AB_MODEL, TRITON_GRPC_PORT
+from contracts.serving import AB_MODEL, ASSIGNMENT_PATH, TRITON_GRPC_PORT
 
 
 class ScorerSettings(BaseSettings):
@@ -45,7 +45,7 @@ class ScorerSettings(BaseSettings):
         default=None,
         description="The A/B router's HTTP base URL. Set: the router picks each instance's "
         "arm (over HTTP requests name router_model; over gRPC the arm's model comes from "
-        "its /ab/assignment). None: the arm is chosen here by champion_weight.",
+        f"its {ASSIGNMENT_PATH}). None: the arm is chosen here by champion_weight.",
     )
     # The model name the A/B router answers for; it routes each request to one arm.
     router_model: str = Field(default=AB_MODEL, min_length=1)
