@@ -2,9 +2,9 @@
 drift, the prediction log and, for confident anomalies, an explanation.
 
 ``Scorer.score_once(start, end)`` scores one window; ``serving.scorer.loop`` scores window
-after window and follows MLflow's aliases, ``Scorer.feedback`` (``serving.scorer.
-feedback_recorder``) keeps the labels posted back. The metrics, ``/feedback`` and health routes
-are served by ``serving.scorer.app``.
+after window and follows MLflow's aliases; ``Scorer.feedback``
+(``serving.scorer.feedback_recorder``) keeps the labels posted back. The metrics,
+``/feedback`` and health routes are served by ``serving.scorer.app``.
 
 Each instance's rows of a window go in one request, so an instance is scored by one arm per
 window, and its window verdict (flagged if any row is) is what feedback is compared with.
