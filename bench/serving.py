@@ -62,9 +62,8 @@ import pandas as pd
 import xgboost as xgb
 from numpy.typing import NDArray
 
-from contracts.serving import INPUT_TENSOR, XGBOOST_MODEL
+from contracts.serving import AB_MODEL, INPUT_TENSOR, XGBOOST_MODEL
 from contracts.store import ObjectStore
-from serving.router.ab_config import AB_MODEL
 from serving.scorer.inference import InferenceClient, assigned_model
 from telemetry.feature_job import build_features
 from telemetry.simulator.config import SimulationConfig

@@ -110,7 +110,12 @@ class FittedDetector:
                 f"expected rows of {len(self.feature_names)} features, got shape {matrix.shape}"
             )
         columns = unsupervised_columns(self, self.robust_z(matrix))
-        return np.column_stack([matrix, columns]).astype(np.float32)
+        # Written into one float32 matrix: no float64 copy of the rows to cast afterwards.
+        width = len(self.feature_names)
+        inputs = np.empty((len(matrix), width + columns.shape[1]), np.float32)
+        inputs[:, :width] = matrix
+        inputs[:, width:] = columns
+        return inputs
 
     def robust_z(self, features: NDArray[Any]) -> NDArray[np.float32]:
         """Clipped robust z-scores of the state columns of feature rows."""

@@ -36,6 +36,8 @@ from pydantic import BaseModel, ConfigDict
 from requests.exceptions import RequestException
 
 from contracts.detector import FittedDetector
+from contracts.drift_reference import BINNING, bin_counts, inner_edges
+from contracts.mlflow_registry import aliases_of, download_run_artifact, threshold_of
 from contracts.serving import (
     ALIASES,
     CATBOOST_MODEL,
@@ -43,6 +45,7 @@ from contracts.serving import (
     CHAMPION,
     DETECTOR_ARTIFACT,
     REFERENCE_ARTIFACT,
+    SUMMARY_ARTIFACT,
     THRESHOLD_TAG,
     XGBOOST_MODEL,
 )
@@ -104,7 +107,7 @@ class RunDirectory:
 
     @property
     def summary(self) -> Path:
-        return self.path / "summary.json"
+        return self.path / SUMMARY_ARTIFACT
 
     @property
     def config(self) -> Path:
@@ -214,8 +217,8 @@ def reference_distributions(
 
     Computed on a uniform sample of at most ``REFERENCE_SAMPLE_ROWS`` training rows (enough
     for bin shares to within about 0.3 percentage points). Edges are the feature's quantiles,
-    repeated ones merged. A value goes to bin ``searchsorted(edges[1:-1], value,
-    side="right")``, so the outer bins are open-ended and a serving-time value outside the
+    repeated ones merged. A value goes to its bin by ``contracts.drift_reference``'s rule, as
+    the scorer's values do: the outer bins are open-ended, so a serving-time value outside the
     training range still lands in a bin.
 
     Args:
@@ -239,12 +242,11 @@ def reference_distributions(
         edges = np.unique(quantiles[:, j])
         if len(edges) == 1:
             edges = np.array([edges[0], edges[0]])
-        index = np.searchsorted(edges[1:-1], columns[j], side="right")
-        counts = np.bincount(index, minlength=len(edges) - 1)
+        counts = bin_counts(inner_edges(edges), columns[j])
         histograms[name] = {"edges": edges.tolist(), "counts": counts.tolist()}
     return {
         "rows": len(sample),
-        "binning": "bin = searchsorted(edges[1:-1], value, side='right')",
+        "binning": BINNING,
         "features": histograms,
     }
 
@@ -499,7 +501,7 @@ def _current_holders(
     its own run fitted, at its own threshold."""
     holders = {}
     for kind, name in REGISTERED_NAMES.items():
-        for alias, version in _aliases_of(client, name).items():
+        for alias, version in aliases_of(client, name).items():
             if alias not in ALIASES:
                 continue
             details = client.get_model_version(name, version)
@@ -518,7 +520,7 @@ def _current_holders(
             )
             inputs = detector.inputs(features)
             scores = detector.score(name, predict_proba(model, inputs), inputs)
-            threshold = float(details.tags[THRESHOLD_TAG])
+            threshold = threshold_of(details.tags)
             metrics = classification_metrics(labels, scores, threshold)
             value = getattr(metrics, compare_metric)
             holders[alias] = Holder(kind, version, float("-inf") if value is None else float(value))
@@ -529,15 +531,10 @@ def _detector_of_run(run_id: str, tracking_uri: str) -> FittedDetector | None:
     """The detector a registered model's training run logged; None for runs without one."""
     with tempfile.TemporaryDirectory(prefix="vigil-detector-") as scratch:
         try:
-            path = mlflow.artifacts.download_artifacts(
-                run_id=run_id,
-                artifact_path=DETECTOR_ARTIFACT,
-                dst_path=scratch,
-                tracking_uri=tracking_uri,
-            )
+            path = download_run_artifact(tracking_uri, run_id, DETECTOR_ARTIFACT, Path(scratch))
         except (MlflowException, OSError):
             return None
-        return FittedDetector.load(Path(path))
+        return FittedDetector.load(path)
 
 
 def _mismatch(name: str, alias: str, expected: list[str], actual: list[str]) -> str:
@@ -588,11 +585,5 @@ def _apply_aliases(client: MlflowClient, target: dict[str, Holder | None]) -> No
         for kind, name in REGISTERED_NAMES.items():
             if holder is not None and holder.kind == kind:
                 client.set_registered_model_alias(name, alias, holder.version)
-            elif alias in _aliases_of(client, name):
+            elif alias in aliases_of(client, name):
                 client.delete_registered_model_alias(name, alias)
-
-
-def _aliases_of(client: MlflowClient, name: str) -> dict[str, str]:
-    """alias -> version of a registered model; empty when the model does not exist yet."""
-    found = client.search_registered_models(filter_string=f"name = '{name}'")
-    return {alias: str(version) for alias, version in found[0].aliases.items()} if found else {}

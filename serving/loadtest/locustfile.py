@@ -19,9 +19,8 @@ import numpy as np
 from locust import FastHttpUser, events, task
 from locust.env import Environment
 
-from contracts.serving import INPUT_TENSOR
+from contracts.serving import AB_MODEL, INPUT_TENSOR, MODEL_HEADER
 from serving.loadtest.run import REQUEST_NAME
-from serving.router.ab_config import AB_MODEL, MODEL_HEADER
 
 INFER_PATH = f"/v2/models/{AB_MODEL}/infer"
 METADATA_PATH = f"/v2/models/{AB_MODEL}"

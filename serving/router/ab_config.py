@@ -1,6 +1,8 @@
 """The A/B test settings, read from the Helm chart's values (``abTest``), the one source of
-truth for the weights in the cluster (ingress-nginx canary) and locally (``serving.router.nginx``);
-and the names a client of the A/B endpoint sees.
+truth for the weights in the cluster (ingress-nginx canary) and locally (``serving.router.nginx``).
+
+The names a client of the A/B endpoint sees (model, headers, assignment path) are in
+``contracts.serving``.
 """
 
 from pathlib import Path
@@ -12,14 +14,6 @@ from pydantic.alias_generators import to_camel
 
 DEFAULT_VALUES_PATH = Path(__file__).resolve().parents[2] / "helm" / "vigil" / "values.yaml"
 VALUES_SECTION = "abTest"
-
-# The model name of the A/B endpoint (/v2/models/anomaly/...): the router rewrites it to the
-# model of the client's arm and names that arm and model in the response headers.
-AB_MODEL = "anomaly"
-ARM_HEADER = "X-Vigil-Arm"
-MODEL_HEADER = "X-Vigil-Model"
-# A stable client id to split on (e.g. an instance); without it a new client is a coin flip.
-KEY_HEADER = "X-AB-Key"
 
 
 class _HelmValues(BaseModel):

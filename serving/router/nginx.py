@@ -44,14 +44,8 @@ import psutil
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts.ports import ROUTER_HTTP_PORT
-from contracts.serving import CHALLENGER, CHAMPION
-from serving.router.ab_config import (
-    AB_MODEL,
-    ARM_HEADER,
-    KEY_HEADER,
-    MODEL_HEADER,
-    AbTestConfig,
-)
+from contracts.serving import AB_MODEL, ARM_HEADER, CHALLENGER, CHAMPION, KEY_HEADER, MODEL_HEADER
+from serving.router.ab_config import AbTestConfig
 
 if TYPE_CHECKING:
     # Only a type here: importing serving.triton.model_repository loads MLflow (seconds).

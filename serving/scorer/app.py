@@ -26,14 +26,9 @@ from serving.scorer.feedback import (
     FeedbackPublic,
     IdempotencyKey,
 )
-from serving.scorer.scorer import (
-    FeedbackError,
-    Scorer,
-    build_scorer,
-    replay,
-    run_periodically,
-    watch_aliases,
-)
+from serving.scorer.feedback_recorder import FeedbackError
+from serving.scorer.loop import replay, run_periodically, watch_aliases
+from serving.scorer.scorer import Scorer, build_scorer
 from serving.scorer.settings import ScorerSettings, get_scorer_settings
 
 logger = logging.getLogger(__name__)
@@ -99,7 +94,7 @@ def feedback(
 ) -> FeedbackPublic:
     """Record a ground-truth label for one instance and scored window."""
     try:
-        answer, replayed = scorer.record_feedback(body, idempotency_key)
+        answer, replayed = scorer.feedback.record(body, idempotency_key)
     except FeedbackError as error:
         raise _http_error(error) from error
     if replayed:
@@ -141,7 +136,7 @@ def feedback_batch(
         problem = {"type": "value_error", "loc": ("body", "idempotency_key"), "msg": message}
         raise RequestValidationError([problem])
     try:
-        answer, replayed = scorer.record_feedback_batch(body, key)
+        answer, replayed = scorer.feedback.record_batch(body, key)
     except FeedbackError as error:
         raise _http_error(error) from error
     if replayed:

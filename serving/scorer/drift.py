@@ -1,9 +1,9 @@
 """Feature drift: the serving rows of a rolling span against training's reference histograms.
 
 Training logs, per feature, quantile bin edges and the training rows' count in each bin
-(``reference_distributions.json``). Serving rows are binned the same way
-(``searchsorted(edges[1:-1], value, side="right")``: the outer bins are open-ended), counts
-are kept per window and summed over the span, and
+(``contracts.serving.REFERENCE_ARTIFACT``). Serving rows are binned by the same rule
+(``contracts.drift_reference``: the outer bins are open-ended), counts are kept per window and
+summed over the span, and
 
 - PSI = Σ (a − e) · ln(a / e)
 - KL(serving ‖ training) = Σ a · ln(a / e)
@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 from numpy.typing import NDArray
+
+from contracts.drift_reference import bin_counts, inner_edges
 
 EPSILON = 1e-4
 
@@ -48,9 +50,7 @@ class DriftMonitor:
     def __init__(self, reference: Mapping[str, Any], span: timedelta) -> None:
         histograms: Mapping[str, Mapping[str, list[float]]] = reference["features"]
         self.span = span
-        self.inner_edges = {
-            name: np.asarray(h["edges"][1:-1], np.float64) for name, h in histograms.items()
-        }
+        self.inner_edges = {name: inner_edges(h["edges"]) for name, h in histograms.items()}
         self.expected = {
             name: np.asarray(h["counts"], np.float64) for name, h in histograms.items()
         }
@@ -60,10 +60,7 @@ class DriftMonitor:
         """Count a window's rows (columns named after features; others are ignored)."""
         present = set(rows.columns)
         counts = {
-            name: np.bincount(
-                np.searchsorted(edges, rows[name].to_numpy(), side="right"),
-                minlength=len(self.expected[name]),
-            )
+            name: bin_counts(edges, rows[name].to_numpy())
             for name, edges in self.inner_edges.items()
             if name in present
         }

@@ -22,11 +22,10 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from numpy.typing import NDArray
 
-from contracts.serving import INPUT_TENSOR, OUTPUT_TENSOR
+from contracts.serving import ASSIGNMENT_PATH, INPUT_TENSOR, KEY_HEADER, OUTPUT_TENSOR
 
 # Sent with every request: the A/B router splits on it, so an instance stays on one arm.
-AB_KEY_HEADER = "x-ab-key"  # gRPC metadata keys must be lowercase
-ASSIGNMENT_PATH = "/ab/assignment"
+AB_KEY_HEADER = KEY_HEADER.lower()  # gRPC metadata keys must be lowercase
 
 
 @dataclass(frozen=True)
@@ -110,7 +109,7 @@ class InferenceClient:
         """
         module: Any = grpcclient if self.protocol == "grpc" else httpclient
         features = module.InferInput(INPUT_TENSOR, list(rows.shape), "FP32")
-        features.set_data_from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
+        features.set_data_from_numpy(rows)  # the detector's inputs: float32 already
         kwargs: dict[str, Any] = {"headers": {AB_KEY_HEADER: instance_id}}
         if self.protocol == "grpc":
             kwargs["client_timeout"] = self.timeout_s

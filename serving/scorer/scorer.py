@@ -1,31 +1,23 @@
 """The online scorer: every window, the window's feature rows → the A/B endpoint → metrics,
 drift, the prediction log and, for confident anomalies, an explanation.
 
-``Scorer.score_once(start, end)`` scores one window; ``replay`` scores a past range window
-by window (as fast as it goes, or paced); ``run_periodically`` scores each window as it
-closes, and ``watch_aliases`` beside it follows MLflow's aliases. The metrics, ``/feedback``
-and health routes are served by ``serving.scorer.app``.
+``Scorer.score_once(start, end)`` scores one window; ``serving.scorer.loop`` scores window
+after window and follows MLflow's aliases; ``Scorer.feedback``
+(``serving.scorer.feedback_recorder``) keeps the labels posted back. The metrics,
+``/feedback`` and health routes are served by ``serving.scorer.app``.
 
 Each instance's rows of a window go in one request, so an instance is scored by one arm per
 window, and its window verdict (flagged if any row is) is what feedback is compared with.
-
-A window that fails is tried again ``window_retry_seconds`` later. When the failure is the
-outside world's (the inference endpoint or the object store does not answer) it is retried
-until it passes: an outage delays windows, never drops them. When it is the window's own (a
-corrupt feature file, rows that do not fit the models) it is retried ``window_max_attempts``
-times, then skipped: recorded under ``scorer/skipped/``, logged, counted in
-``scorer_windows_skipped_total``, and the loop moves on to the next window.
 """
 
 import itertools
-import json
 import logging
 import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import numpy as np
@@ -35,57 +27,21 @@ from numpy.typing import NDArray
 from tritonclient.utils import InferenceServerException
 
 from contracts.features import INSTANCE_ID, TIMESTAMP
-from contracts.serving import CHALLENGER, THRESHOLD_TAG
+from contracts.mlflow_registry import alias_holders, threshold_of
+from contracts.serving import CHALLENGER
 from contracts.settings import Settings
 from contracts.store import ObjectStore, open_store
-from serving.scorer.aliases import alias_holders
 from serving.scorer.drift import DriftMonitor
 from serving.scorer.explain_trigger import Anomaly, ExplanationDispatcher, IncidentTracker
-from serving.scorer.feedback import (
-    AccuracyTracker,
-    FeedbackAccepted,
-    FeedbackBatchCreate,
-    FeedbackBatchPublic,
-    FeedbackCreate,
-    FeedbackPublic,
-    FeedbackRejected,
-    FeedbackRoute,
-    read_idempotent_answer,
-    request_fingerprint,
-    window_verdict,
-    write_idempotent_answer,
-)
+from serving.scorer.feedback_recorder import FeedbackRecorder
 from serving.scorer.inference import InferenceClient, assigned_model, choose_arm
 from serving.scorer.metrics import ScorerMetrics
-from serving.scorer.prediction_log import (
-    PREDICTIONS_PREFIX,
-    predictions_key,
-    read_window_predictions,
-    write_feedback,
-    write_predictions,
-)
+from serving.scorer.prediction_log import write_predictions
 from serving.scorer.served_models import ServedModels, load_served_models
 from serving.scorer.settings import ScorerSettings
 from serving.scorer.window_features import read_window_features
 
 logger = logging.getLogger(__name__)
-
-# One JSON record per window given up on: its bounds, the attempts and the last error.
-SKIPPED_PREFIX = "scorer/skipped"
-
-
-def skipped_key(window_start: datetime) -> str:
-    return f"{SKIPPED_PREFIX}/{window_start:%Y-%m-%d}/window_{window_start:%H%M%S}.json"
-
-
-class FeedbackError(ValueError):
-    """Feedback that names no scored window, or reuses an idempotency key for another request;
-    ``status`` is the HTTP status to answer and ``field`` the body field at fault, if one is."""
-
-    def __init__(self, message: str, status: int, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.field = field
 
 
 class WindowNotScoredError(RuntimeError):
@@ -124,7 +80,6 @@ class Scorer:
         )
         self.drift = DriftMonitor(models.reference, self._drift_span)
         self.incidents = IncidentTracker(settings.explain_threshold)
-        self.accuracy = AccuracyTracker(settings.accuracy_window)
         self.dispatcher = (
             ExplanationDispatcher(
                 settings.explain_url,
@@ -150,9 +105,7 @@ class Scorer:
         self._pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="infer")
         # One window at a time, judged by one set of models; feedback reads the metrics too.
         self._lock = threading.Lock()
-        # Feedback requests one at a time: an idempotency key is looked up, the labels stored
-        # and the answer kept as one step, so two copies of a request never both store.
-        self._feedback_lock = threading.Lock()
+        self.feedback = FeedbackRecorder(settings, store, self.metrics, self._lock)
         # New alias holders loaded from MLflow, waiting for the inference side to serve them.
         self._pending: ServedModels | None = None
         self._publish_models()
@@ -300,153 +253,6 @@ class Scorer:
         self.metrics.window_duration.observe(time.perf_counter() - began)
         self.metrics.last_window_end.set(end.timestamp())
         return WindowResult(start, end, predictions, explained)
-
-    def record_feedback(
-        self, feedback: FeedbackCreate, idempotency_key: str | None = None
-    ) -> tuple[FeedbackPublic, bool]:
-        """Keep a label, compare it with the window's verdict and update ``model_accuracy``.
-
-        Returns:
-            What the scorer made of the label, and whether that is the kept answer to an
-            earlier request with ``idempotency_key`` (then nothing was stored or counted).
-
-        Raises:
-            FeedbackError: the window is not on the window grid (422), the instance was not
-                scored in it (404), or ``idempotency_key`` was used for another request (409).
-        """
-        fingerprint = request_fingerprint("feedback", [feedback])
-        with self._feedback_lock:
-            if idempotency_key is not None:
-                earlier = self._kept_answer("feedback", idempotency_key, fingerprint)
-                if earlier is not None:
-                    return FeedbackPublic.model_validate(earlier), True
-            answer = self._judge(feedback, {})
-            self._store_labels([(feedback, answer)])
-            if idempotency_key is not None:
-                write_idempotent_answer(self.store, idempotency_key, fingerprint, answer)
-        return answer, False
-
-    def record_feedback_batch(
-        self, batch: FeedbackBatchCreate, idempotency_key: str
-    ) -> tuple[FeedbackBatchPublic, bool]:
-        """Keep a batch's valid labels and report the others, item by item.
-
-        A label that would be refused alone (its window is not a window start, the instance
-        was not scored in it, or it repeats an earlier item's instance and window) is
-        reported with that status and not stored; the others are stored together (one
-        Parquet file per window day they cover) and counted as single labels are. A retry
-        with the same key gets the first answer back and stores nothing.
-
-        Returns:
-            The answer, and whether it is the kept answer to an earlier request.
-
-        Raises:
-            FeedbackError: ``idempotency_key`` was used for another request (409).
-        """
-        fingerprint = request_fingerprint("feedback_batch", batch.labels)
-        with self._feedback_lock:
-            earlier = self._kept_answer("feedback_batch", idempotency_key, fingerprint)
-            if earlier is not None:
-                return FeedbackBatchPublic.model_validate(earlier), True
-            verdicts: dict[datetime, pl.DataFrame] = {}  # one read per window of the batch
-            first_of: dict[tuple[str, datetime], int] = {}
-            judged: list[tuple[FeedbackCreate, FeedbackPublic]] = []
-            accepted, rejected = [], []
-            for index, label in enumerate(batch.labels):
-                start = label.window_start.astimezone(UTC)
-                try:
-                    if (repeated := first_of.get((label.instance_id, start))) is not None:
-                        raise FeedbackError(
-                            f"repeats item {repeated} ({label.instance_id}, {start.isoformat()})",
-                            422,
-                        )
-                    answer = self._judge(label, verdicts)
-                except FeedbackError as error:
-                    rejected.append(
-                        FeedbackRejected(index=index, status=error.status, detail=str(error))
-                    )
-                    continue
-                first_of[(label.instance_id, start)] = index
-                judged.append((label, answer))
-                accepted.append(FeedbackAccepted(index=index, **answer.model_dump()))
-            self._store_labels(judged)
-            public = FeedbackBatchPublic(
-                idempotency_key=idempotency_key, accepted=accepted, rejected=rejected
-            )
-            write_idempotent_answer(self.store, idempotency_key, fingerprint, public)
-        return public, False
-
-    def _kept_answer(self, route: FeedbackRoute, key: str, fingerprint: str) -> object | None:
-        kept = read_idempotent_answer(self.store, key)
-        if kept is None:
-            return None
-        kept_fingerprint, answer = kept
-        if kept_fingerprint != fingerprint:
-            raise FeedbackError(
-                f"idempotency key {key!r} was used for another request; use a new key "
-                f"for this {route.replace('_', ' ')}",
-                409,
-            )
-        self.metrics.feedback_replays.inc()
-        return answer
-
-    def _judge(
-        self, feedback: FeedbackCreate, predictions: dict[datetime, pl.DataFrame]
-    ) -> FeedbackPublic:
-        """The window's verdict for a label, read from the prediction log (cached per window
-        in ``predictions``); nothing is stored.
-
-        Raises:
-            FeedbackError: the window is not on the window grid (422) or the instance was
-                not scored in it (404).
-        """
-        start = feedback.window_start.astimezone(UTC)
-        if start.timestamp() % self.settings.window_seconds:
-            raise FeedbackError(
-                f"window_start {start.isoformat()} is not the start of a "
-                f"{self.settings.window_seconds} s scoring window",
-                422,
-                "window_start",
-            )
-        if start not in predictions:
-            predictions[start] = read_window_predictions(self.store, start)
-        verdict = window_verdict(predictions[start], feedback.instance_id)
-        if verdict is None:
-            raise FeedbackError(
-                f"{feedback.instance_id} was not scored in the window starting {start.isoformat()}",
-                404,
-            )
-        model, predicted = verdict
-        return FeedbackPublic(
-            instance_id=feedback.instance_id,
-            window_start=start,
-            label=feedback.label,
-            model=model,
-            predicted=predicted,
-            correct=predicted == feedback.label,
-        )
-
-    def _store_labels(self, judged: list[tuple[FeedbackCreate, FeedbackPublic]]) -> None:
-        """Write labels (one file per window day: the feedback log is read day by day), then
-        count them in ``model_accuracy`` and ``model_feedback_total``."""
-        received = datetime.now(UTC)
-        days: dict[date, list[dict[str, object]]] = {}
-        for feedback, answer in judged:
-            row = {
-                "instance_id": feedback.instance_id,
-                "window_start": answer.window_start,
-                "label": feedback.label,
-                "received_at": received,
-            }
-            days.setdefault(answer.window_start.date(), []).append(row)
-        for rows in days.values():
-            write_feedback(self.store, pl.DataFrame(rows))
-        with self._lock:
-            for _, answer in judged:
-                model, correct = answer.model, answer.correct
-                self.metrics.accuracy.labels(model=model).set(self.accuracy.add(model, correct))
-                outcome = "correct" if correct else "incorrect"
-                self.metrics.feedback.labels(model=model, outcome=outcome).inc()
 
     def close(self) -> None:
         if self.dispatcher is not None:
@@ -622,7 +428,7 @@ def _threshold(tags: dict[str, str]) -> float | None:
     """A model version's threshold tag as a number; None when missing or not a number (the
     load then says why)."""
     try:
-        return float(tags[THRESHOLD_TAG])
+        return threshold_of(tags)
     except (KeyError, ValueError):
         return None
 
@@ -630,162 +436,3 @@ def _threshold(tags: dict[str, str]) -> float | None:
 def build_scorer(settings: ScorerSettings, store_settings: Settings) -> Scorer:
     """A scorer for the models MLflow's aliases point at and the configured store."""
     return Scorer(settings, open_store(store_settings), load_served_models(settings.tracking_uri))
-
-
-def window_start_of(moment: datetime, window: timedelta) -> datetime:
-    """The start of the window holding ``moment`` (windows start at multiples of ``window``)."""
-    seconds = window.total_seconds()
-    return datetime.fromtimestamp(moment.timestamp() // seconds * seconds, UTC)
-
-
-def replay(
-    scorer: Scorer, start: datetime, end: datetime, pace_seconds: float = 0.0
-) -> list[WindowResult]:
-    """Score the windows from ``start``'s window up to ``end``, one after another.
-
-    Args:
-        scorer: the scorer.
-        start: the first window is the one holding ``start``.
-        end: windows starting before ``end`` are scored.
-        pace_seconds: wall-clock seconds between windows (0: as fast as possible), to replay
-            a past range at an accelerated pace.
-
-    Raises:
-        WindowNotScoredError: the endpoint answered none of a window's requests; the windows
-            before it are scored, replay again from that one.
-    """
-    results = []
-    window = window_start_of(start, scorer.window)
-    while window < end:
-        results.append(scorer.score_once(window))
-        window += scorer.window
-        if pace_seconds and window < end:
-            time.sleep(pace_seconds)
-    return results
-
-
-def first_pending_window(scorer: Scorer, now: datetime) -> datetime:
-    """Where the loop starts: right after the last window scored (or skipped) within the last
-    ``catch_up_windows``, so windows that closed while the scorer was down (a restart, a
-    deploy) are scored, oldest first; the open window when none of them was scored (a first
-    start, or an outage longer than the catch-up, whose older windows ``replay`` can fill)."""
-    current = window_start_of(now, scorer.window)
-    for back in range(1, scorer.settings.catch_up_windows + 1):
-        window = current - back * scorer.window
-        # Empty windows are written too; a skipped window is not tried again after a restart.
-        if scorer.store.exists(predictions_key(window)) or scorer.store.exists(skipped_key(window)):
-            return window + scorer.window
-    return current
-
-
-def failure_reason(scorer: Scorer, error: Exception) -> str:
-    """Whose failure a failed window is: ``endpoint`` (no inference request answered),
-    ``store`` (the object store does not answer either) or ``window`` (an error of the
-    window's own, e.g. a corrupt feature file: the store answers, the window's data fails)."""
-    if isinstance(error, WindowNotScoredError):
-        return "endpoint"
-    try:
-        scorer.store.exists(PREDICTIONS_PREFIX)
-    except Exception:  # S3 unreachable, throttled, credentials expired…: not the window's fault
-        return "store"
-    return "window"
-
-
-def skip_window(scorer: Scorer, start: datetime, error: Exception, attempts: int) -> None:
-    """Give up on a window: record it under ``scorer/skipped/``, log it and count it."""
-    end = start + scorer.window
-    record = {
-        "window_start": start.isoformat(),
-        "window_end": end.isoformat(),
-        "attempts": attempts,
-        "error_type": type(error).__name__,
-        "error": str(error),
-        "skipped_at": datetime.now(UTC).isoformat(),
-    }
-    key = skipped_key(start)
-    try:
-        scorer.store.write_bytes(key, json.dumps(record, indent=2).encode())
-    except Exception:  # the log line and the metric still say it
-        logger.exception("could not record the skipped window at %s", key)
-    scorer.metrics.windows_skipped.inc()
-    logger.error(
-        "skipped the window %s – %s after %d failed attempts (recorded at %s): %s: %s",
-        start.isoformat(),
-        end.isoformat(),
-        attempts,
-        key,
-        type(error).__name__,
-        error,
-    )
-
-
-def run_periodically(scorer: Scorer, stop: threading.Event) -> None:
-    """Score each window once it has closed, until ``stop`` is set, starting with the windows
-    missed while down (``first_pending_window``).
-
-    A failed window is tried again ``window_retry_seconds`` later: without limit when the
-    endpoint or the store is down (an outage delays windows, never drops them), at most
-    ``window_max_attempts`` times when the error is the window's own; then it is skipped
-    (``skip_window``) and the next window is scored.
-    """
-    settings = scorer.settings
-    pending = None
-    while pending is None:  # the store may be down at start: wait for it, never give up
-        try:
-            pending = first_pending_window(scorer, datetime.now(UTC))
-        except Exception as error:
-            scorer.metrics.window_failures.labels(reason="store").inc()
-            logger.warning("finding the first window to score failed: %s; retrying", error)
-            if stop.wait(settings.window_retry_seconds):
-                return
-    if pending < window_start_of(datetime.now(UTC), scorer.window):
-        logger.info("catching up on the windows from %s", pending.isoformat())
-    attempts = 0  # failed attempts at ``pending``
-    while not stop.is_set():
-        failed = False
-        while pending + scorer.window <= datetime.now(UTC) and not stop.is_set():
-            try:
-                scorer.score_once(pending)
-            except Exception as error:
-                reason = failure_reason(scorer, error)
-                scorer.metrics.window_failures.labels(reason=reason).inc()
-                if reason != "window":
-                    logger.warning("%s (%s unavailable); retrying", error, reason)
-                    failed = True
-                    break
-                attempts += 1
-                if attempts < settings.window_max_attempts:
-                    logger.warning(
-                        "scoring the window starting %s failed (attempt %d of %d)",
-                        pending.isoformat(),
-                        attempts,
-                        settings.window_max_attempts,
-                        exc_info=error,
-                    )
-                    failed = True
-                    break
-                skip_window(scorer, pending, error, attempts)
-            attempts = 0
-            pending += scorer.window
-        if failed:
-            wait = settings.window_retry_seconds
-        else:
-            wait = max((pending + scorer.window - datetime.now(UTC)).total_seconds(), 0.05)
-        stop.wait(wait)
-
-
-def watch_aliases(scorer: Scorer, stop: threading.Event) -> None:
-    """Every ``alias_check_seconds`` until ``stop`` is set, reload the scorer's models when an
-    MLflow alias moved (``Scorer.reload_if_aliases_moved``). A failure (MLflow down, a new
-    holder without its threshold tag) is logged and counted; the models in use stay and the
-    next check tries again. Runs in its own thread: a slow MLflow never holds a window up."""
-    interval = scorer.settings.alias_check_seconds
-    while not stop.wait(interval):
-        try:
-            if scorer.reload_if_aliases_moved():
-                scorer.metrics.model_reloads.labels(outcome="loaded").inc()
-        except Exception:
-            scorer.metrics.model_reloads.labels(outcome="failed").inc()
-            logger.exception(
-                "reloading the served models from MLflow failed; keeping %s", scorer.models.holders
-            )

@@ -4,7 +4,7 @@ distributions of that run, and the XGBoost model that explains anomalies.
 
 All read through an ``MlflowClient`` bound to the given tracking URI (never MLflow's
 process-wide URI): at start-up, and again whenever the scorer sees an alias move
-(``serving.scorer.scorer.watch_aliases``).
+(``serving.scorer.loop.watch_aliases``).
 """
 
 import json
@@ -23,6 +23,7 @@ from mlflow.models import Model
 from numpy.typing import NDArray
 
 from contracts.detector import FittedDetector
+from contracts.mlflow_registry import alias_holders, download_run_artifact, threshold_of
 from contracts.serving import (
     ALIASES,
     CHAMPION,
@@ -32,7 +33,6 @@ from contracts.serving import (
     THRESHOLD_TAG,
     XGBOOST_MODEL,
 )
-from serving.scorer.aliases import alias_holders
 
 
 class ServedModelsError(RuntimeError):
@@ -115,9 +115,7 @@ def load_served_models(tracking_uri: str) -> ServedModels:
             raise ServedModelsError(f"{name}/{version} has no {THRESHOLD_TAG!r} tag")
         if not details.run_id:
             raise ServedModelsError(f"{name}/{version} has no training run")
-        arms[alias] = Arm(
-            alias, name, int(version), float(details.tags[THRESHOLD_TAG]), details.run_id
-        )
+        arms[alias] = Arm(alias, name, int(version), threshold_of(details.tags), details.run_id)
     if CHAMPION not in arms:
         raise ServedModelsError(
             f"no model in {list(MODEL_NAMES)} holds {CHAMPION!r} in MLflow at {tracking_uri}"
@@ -183,11 +181,8 @@ def _detector(tracking_uri: str, arm: Arm, target: Path) -> FittedDetector:
 
 def _run_artifact(tracking_uri: str, arm: Arm, name: str, target: Path, consequence: str) -> Path:
     try:
-        path = mlflow.artifacts.download_artifacts(
-            run_id=arm.run_id, artifact_path=name, dst_path=str(target), tracking_uri=tracking_uri
-        )
+        return download_run_artifact(tracking_uri, arm.run_id, name, target)
     except (MlflowException, OSError) as error:
         raise ServedModelsError(
             f"run {arm.run_id} of {arm.model}/{arm.version} has no {name}: {consequence} ({error})"
         ) from error
-    return Path(path)

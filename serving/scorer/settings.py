@@ -12,9 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.explanation import ANSWER_DEADLINE_SECONDS
 from contracts.ports import MLFLOW_PORT, SCORER_PORT, TRITON_GRPC_PORT
-
-# The model name the NGINX A/B router answers for; it routes each request to one arm.
-AB_ROUTER_MODEL = "anomaly"
+from contracts.serving import AB_MODEL, ASSIGNMENT_PATH
 
 
 class ScorerSettings(BaseSettings):
@@ -48,9 +46,10 @@ class ScorerSettings(BaseSettings):
         default=None,
         description="The A/B router's HTTP base URL. Set: the router picks each instance's "
         "arm (over HTTP requests name router_model; over gRPC the arm's model comes from "
-        "its /ab/assignment). None: the arm is chosen here by champion_weight.",
+        f"its {ASSIGNMENT_PATH}). None: the arm is chosen here by champion_weight.",
     )
-    router_model: str = Field(default=AB_ROUTER_MODEL, min_length=1)
+    # The model name the A/B router answers for; it routes each request to one arm.
+    router_model: str = Field(default=AB_MODEL, min_length=1)
     champion_weight: int = Field(
         default=70,
         ge=0,

@@ -29,9 +29,9 @@ from mlflow import MlflowClient
 from mlflow.models import Model
 from pydantic import BaseModel, ConfigDict
 
+from contracts.mlflow_registry import alias_holders
 from contracts.serving import CHAMPION, MODEL_NAMES, REPOSITORY_SUMMARY
 from contracts.store import ObjectStore
-from serving.scorer.aliases import alias_holders
 from serving.triton.config import (
     FIL_BACKEND,
     ONNXRUNTIME_BACKEND,

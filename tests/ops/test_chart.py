@@ -28,7 +28,8 @@ from contracts.ports import (
     TRITON_HTTP_PORT,
     TRITON_METRICS_PORT,
 )
-from serving.router.ab_config import AB_MODEL, load_ab_config
+from contracts.serving import AB_MODEL, ASSIGNMENT_PATH
+from serving.router.ab_config import load_ab_config
 from serving.router.nginx import (
     CHART_ROUTES_PATH,
     LIVE_PATH,
@@ -284,8 +285,8 @@ def test_ingress_exposes_only_the_ab_routes(
             http_upstreams=["127.0.0.1:8000"],
         )
     )
-    # The local router adds its own /ab/assignment (and /metrics when given a metrics pool).
-    assert [p for p in exposed_paths(local) if p != "/ab/assignment"] == AB_PATHS
+    # The local router adds its own assignment path (and /metrics when given a metrics pool).
+    assert [p for p in exposed_paths(local) if p != ASSIGNMENT_PATH] == AB_PATHS
     ingresses = [m for m in rendered[values_file] if m["kind"] == "Ingress"]
     assert len(ingresses) == 2
     for ingress in ingresses:
@@ -296,7 +297,7 @@ def test_ingress_exposes_only_the_ab_routes(
 
 def test_triton_admin_apis_need_the_admin_key(rendered: dict[str, list[Manifest]]) -> None:
     """Triton restricts its admin APIs with the same options the local Triton is tested with
-    (tests/serving/test_triton_restricted_api.py), the key coming from a Secret."""
+    (tests/serving/triton/test_triton_restricted_api.py), the key coming from a Secret."""
     manifests = rendered["defaults"]
     container = pod_spec(find(manifests, "Deployment", "vigil-triton"))["containers"][0]  # type: ignore[index]
     restricted = [a for a in container["args"] if "restricted" in a]

@@ -29,7 +29,7 @@ ALLOWED = {
     ("tests/contracts/test_auth.py", "k-123"),
     ("tests/monitoring/test_alert_routing.py", "relay-key-4d2a"),
     ("tests/vigil/test_relay.py", "relay-key-91b3"),
-    ("tests/serving/test_feedback_auth.py", "not-the-key"),
+    ("tests/serving/scorer/test_feedback_auth.py", "not-the-key"),
     # A made-up hex id in an LLM answer the analysis test feeds its checks.
     (
         "tests/telemetry/logs/analysis/test_llm_answers.py",

@@ -21,6 +21,7 @@ from mlflow import MlflowClient
 
 from contracts.detector import FittedDetector
 from contracts.features import TIME_FEATURES, feature_columns
+from contracts.serving import REFERENCE_ARTIFACT, SUMMARY_ARTIFACT
 from contracts.store import ObjectStore
 from tests.training.conftest import METRICS, small_config, write_fleet_store
 from training.models import predict_proba
@@ -146,7 +147,7 @@ def test_run_logs_metrics_params_and_artifacts_for_the_scorer(
     result = register_run(run_path, tracking_uri)
     client = MlflowClient(tracking_uri)
     run = client.get_run(result.run_id)
-    summary = TrainingSummary.model_validate_json((run_path / "summary.json").read_text())
+    summary = TrainingSummary.model_validate_json((run_path / SUMMARY_ARTIFACT).read_text())
     assert run.data.metrics["xgboost.f1"] == pytest.approx(
         summary.evaluations["xgboost"].metrics.f1
     )
@@ -162,7 +163,7 @@ def test_run_logs_metrics_params_and_artifacts_for_the_scorer(
     detector = FittedDetector.load(download / "detector.npz")
     assert detector.feature_names == feature_columns(METRICS)
     assert json.loads((download / "features.json").read_text()) == detector.input_names
-    reference = json.loads((download / "reference_distributions.json").read_text())
+    reference = json.loads((download / REFERENCE_ARTIFACT).read_text())
     assert set(reference["features"]) == set(feature_columns(METRICS)) - set(TIME_FEATURES)
     assert (download / "report" / "report.html").exists()
     assert (download / "report" / "roc.png").exists()

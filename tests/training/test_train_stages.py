@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 from numpy.typing import NDArray
 
+from contracts.drift_reference import bin_counts, inner_edges
 from training.config import ConfidenceConfig, GatesConfig, IsolationForestConfig, SplitConfig
 from training.evaluation import classification_metrics, event_recall, gate_failures
 from training.isolation import (
@@ -229,9 +230,9 @@ def test_reference_distributions_bin_every_training_row() -> None:
     assert sum(ramp["counts"]) == 1000
     assert max(ramp["counts"]) - min(ramp["counts"]) <= 1
     assert constant == {"edges": [3.0, 3.0], "counts": [1000]}
-    # The documented rule puts a serving-time value in a bin even outside the training range.
-    edges = np.array(ramp["edges"])
-    assert np.searchsorted(edges[1:-1], [-5.0, 5000.0], side="right").tolist() == [0, 9]
+    # The shared rule puts a serving-time value in a bin even outside the training range.
+    outside = bin_counts(inner_edges(ramp["edges"]), np.array([-5.0, 5000.0]))
+    assert outside.tolist() == [1, 0, 0, 0, 0, 0, 0, 0, 0, 1]
 
 
 def _holder(kind: str, version: str, score: float) -> Holder:

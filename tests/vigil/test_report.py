@@ -33,7 +33,8 @@ from rag.settings import RagSettings
 from serving.router.ab_config import load_ab_config
 from serving.scorer.ab_report import ab_report_from_store, write_ab_report
 from serving.scorer.app import create_app as create_scorer_app
-from serving.scorer.scorer import Scorer, replay
+from serving.scorer.loop import replay
+from serving.scorer.scorer import Scorer
 from serving.scorer.served_models import load_served_models
 from serving.scorer.settings import ScorerSettings
 from telemetry.validation import validate_features

@@ -16,6 +16,7 @@ from contracts.ports import (
     TRITON_HTTP_PORT,
     TRITON_METRICS_PORT,
 )
+from contracts.serving import CHALLENGER, CHAMPION
 from contracts.store import ObjectStore
 from serving.router.ab_config import DEFAULT_VALUES_PATH, load_ab_config
 from vigil.commands.data import utc
@@ -218,7 +219,7 @@ def ab_report(
     report = ab_report_from_store(
         open_cli_store(store),
         load_served_models(tracking_uri),
-        {"champion": weights.champion_weight, "challenger": weights.challenger_weight},
+        {CHAMPION: weights.champion_weight, CHALLENGER: weights.challenger_weight},
         utc(start),
         utc(end),
     )

@@ -21,8 +21,8 @@ from contracts.dataset import read_dataset_info
 from contracts.features import INSTANCE_ID, TIMESTAMP
 from contracts.layout import FEATURES_PREFIX, INCIDENTS_PATH
 from contracts.store import ObjectStore
+from serving.scorer.loop import window_start_of
 from serving.scorer.prediction_log import read_predictions
-from serving.scorer.scorer import window_start_of
 
 REPLAY_SPAN = timedelta(days=1)
 # Reviewers label recent alerts, not a whole day of a large fleet: the most recent windows up

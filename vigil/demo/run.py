@@ -35,6 +35,7 @@ from rich.table import Table
 from contracts.dataset import DatasetInfo, read_dataset_info
 from contracts.features import TIMESTAMP
 from contracts.layout import FEATURES_PREFIX
+from contracts.serving import AB_MODEL, CHALLENGER, CHAMPION
 from contracts.settings import Settings
 from contracts.store import ObjectStore
 from serving.router.ab_config import load_ab_config
@@ -329,7 +330,7 @@ def _serve(config: DemoConfig, console: Console, result: DemoResult, store: Obje
     with _step(console, result, "serve with Triton behind the A/B router", logs) as report:
         serving = start_serving(stack, mlflow.url)
         arms = ", ".join(f"@{m.alias} {m.name} v{m.version}" for m in serving.repository.models)
-        report(f"{arms}; A/B endpoint {serving.router.url}/v2/models/anomaly/infer")
+        report(f"{arms}; A/B endpoint {serving.router.url}/v2/models/{AB_MODEL}/infer")
         result.router_url = serving.router.url
     with _step(
         console, result, "start the explainer (LLM server, runbook index, API)", logs
@@ -364,7 +365,7 @@ def _serve(config: DemoConfig, console: Console, result: DemoResult, store: Obje
         ab = ab_report_from_store(
             store,
             load_served_models(mlflow.url),
-            {"champion": weights.champion_weight, "challenger": weights.challenger_weight},
+            {CHAMPION: weights.champion_weight, CHALLENGER: weights.challenger_weight},
             *replay,
         )
         html_path = write_ab_report(ab, config.work_path / "reports")[1]

@@ -10,7 +10,6 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import mlflow.artifacts
 from mlflow.exceptions import MlflowException
 from pydantic import ValidationError
 
@@ -25,6 +24,8 @@ from contracts.features import (
     TOP_TEMPLATE_COLUMNS,
 )
 from contracts.layout import INCIDENTS_PATH
+from contracts.mlflow_registry import download_run_artifact
+from contracts.serving import SUMMARY_ARTIFACT
 from contracts.store import ObjectStore
 from contracts.telemetry import TEMPLATE_MINER_STATE_PATH
 from serving.scorer.ab_report import ABReport
@@ -40,7 +41,6 @@ from vigil.report.detection import arm_detection, instance_timelines, scored_win
 from vigil.report.model import DriftRow, ExplanationCard, ReportData
 from vigil.report.store_summary import read_incidents, summarize_store
 
-SUMMARY_ARTIFACT = "summary.json"
 DEFAULT_WINDOW = timedelta(seconds=ScorerSettings.model_fields["window_seconds"].default)
 SOURCES_PER_CARD = 3
 LOG_EVIDENCE_PER_CARD = 3
@@ -117,18 +117,13 @@ def collect_report(
 
 
 def _training_summary(tracking_uri: str, run_id: str) -> TrainingSummary | None:
-    """The champion run's ``summary.json``; None when the run has none."""
+    """The champion run's training summary; None when the run has none."""
     with tempfile.TemporaryDirectory(prefix="vigil-report-") as tmp:
         try:
-            path = mlflow.artifacts.download_artifacts(
-                run_id=run_id,
-                artifact_path=SUMMARY_ARTIFACT,
-                dst_path=tmp,
-                tracking_uri=tracking_uri,
-            )
+            path = download_run_artifact(tracking_uri, run_id, SUMMARY_ARTIFACT, Path(tmp))
         except (MlflowException, OSError):
             return None
-        return TrainingSummary.model_validate_json(Path(path).read_text())
+        return TrainingSummary.model_validate_json(path.read_text())
 
 
 def _drift(

@@ -30,16 +30,15 @@ from contracts.layout import features_path
 from contracts.store import ObjectStore
 from serving.router.nginx import RouterConfig
 from serving.scorer.app import create_app
-from serving.scorer.prediction_log import predictions_key, read_window_predictions
-from serving.scorer.scorer import (
+from serving.scorer.loop import (
     SKIPPED_PREFIX,
-    Scorer,
-    WindowNotScoredError,
     failure_reason,
     replay,
     skipped_key,
     window_start_of,
 )
+from serving.scorer.prediction_log import predictions_key, read_window_predictions
+from serving.scorer.scorer import Scorer, WindowNotScoredError
 from serving.scorer.served_models import ServedModels, load_served_models
 from serving.scorer.settings import ScorerSettings
 from serving.scorer.window_features import read_window_features
@@ -390,7 +389,7 @@ def test_a_window_of_wrongly_typed_rows_is_retried_then_skipped_recorded_and_cou
     """Two windows whose rows hold a feature as text (the models take float32): each is tried
     ``MAX_ATTEMPTS`` times, then skipped with a record, a log line and a count, and the loop
     scores the next window. Before, the loop retried the first of them every second forever."""
-    caplog.set_level(logging.WARNING, logger="serving.scorer.scorer")
+    caplog.set_level(logging.WARNING, logger="serving.scorer.loop")
     store = ObjectStore.from_uri(str(tmp_path / "live"))
     scorer = Scorer(_loop_settings(registered, router_config), store, served)
     with _scoring_app(scorer) as url:

@@ -32,7 +32,7 @@ from contracts.store import ObjectStore
 from serving.scorer.app import create_app
 from serving.scorer.feedback import FEEDBACK_EXAMPLE, IDEMPOTENCY_PREFIX
 from serving.scorer.prediction_log import FEEDBACK_PREFIX, write_predictions
-from tests.serving.feedback_helpers import scorer_with_key
+from tests.serving.scorer.feedback_helpers import scorer_with_key
 from tests.serving.scorer_helpers import offline_scorer, sample, scrape, serve_in_thread
 
 CHECKS = [

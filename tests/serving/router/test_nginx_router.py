@@ -23,14 +23,18 @@ import tritonclient.grpc as grpcclient
 from numpy.typing import NDArray
 from tritonclient.utils import InferenceServerException
 
-from contracts.serving import CHALLENGER, CHAMPION, INPUT_TENSOR, OUTPUT_TENSOR
-from serving.router.ab_config import (
+from contracts.serving import (
+    AB_MODEL,
     ARM_HEADER,
+    ASSIGNMENT_PATH,
+    CHALLENGER,
+    CHAMPION,
+    INPUT_TENSOR,
     KEY_HEADER,
     MODEL_HEADER,
-    AbTestConfig,
-    RateLimitValues,
+    OUTPUT_TENSOR,
 )
+from serving.router.ab_config import AbTestConfig, RateLimitValues
 from serving.router.nginx import (
     ACCESS_LOG,
     RouterConfig,
@@ -45,7 +49,7 @@ from vigil.processes import ServerProcess, free_port, start_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("triton")]
 
-AB_INFER = "/v2/models/anomaly/infer"
+AB_INFER = f"/v2/models/{AB_MODEL}/infer"
 SPLIT_REQUESTS = 2000
 SPLIT_TOLERANCE_POINTS = 3
 THREADS = 8
@@ -153,7 +157,7 @@ def test_new_clients_get_a_cookie_and_keep_their_arm(
 
 def test_health_metadata_and_metrics_pass_through(ab_router: ServerProcess) -> None:
     assert _request(ab_router.url, READY_PATH).status == 200
-    metadata = json.loads(_request(ab_router.url, "/v2/models/anomaly").body)
+    metadata = json.loads(_request(ab_router.url, f"/v2/models/{AB_MODEL}").body)
     assert metadata["inputs"][0]["name"] == INPUT_TENSOR
     metrics = _request(ab_router.url, "/metrics").body.decode()
     assert "nv_inference_request_success" in metrics
@@ -170,8 +174,8 @@ REFUSED_ROUTES = [
     ("GET", "/v2/trace/setting"),
     ("GET", "/v2/systemsharedmemory/status"),
     ("GET", "/v2/cudasharedmemory/status"),
-    ("GET", "/v2/models/anomaly/stats"),
-    ("GET", "/v2/models/anomaly/config"),
+    ("GET", f"/v2/models/{AB_MODEL}/stats"),
+    ("GET", f"/v2/models/{AB_MODEL}/config"),
     ("GET", "/v2/models/stats"),
     ("GET", "/v2"),
 ]
@@ -224,13 +228,13 @@ def test_grpc_admin_rpcs_are_refused(ab_router: ServerProcess, router_config: Ro
 def test_grpc_through_the_router_scores_on_the_assigned_model(
     ab_router: ServerProcess, triton_ports: TritonPorts, router_config: RouterConfig
 ) -> None:
-    metadata = json.loads(_request(ab_router.url, "/v2/models/anomaly").body)
+    metadata = json.loads(_request(ab_router.url, f"/v2/models/{AB_MODEL}").body)
     rows = np.random.default_rng(1).random((4, metadata["inputs"][0]["shape"][1]), np.float32)
     assignment = json.loads(
-        _request(ab_router.url, "/ab/assignment", None, {KEY_HEADER: "i-1"}).body
+        _request(ab_router.url, ASSIGNMENT_PATH, None, {KEY_HEADER: "i-1"}).body
     )
     assert assignment == json.loads(
-        _request(ab_router.url, "/ab/assignment", None, {KEY_HEADER: "i-1"}).body
+        _request(ab_router.url, ASSIGNMENT_PATH, None, {KEY_HEADER: "i-1"}).body
     )  # a key keeps its arm
 
     def score(address: str) -> NDArray[np.float32]:

@@ -13,7 +13,7 @@ from contracts.auth import API_KEY_HEADER
 from contracts.store import ObjectStore
 from serving.scorer.feedback import IDEMPOTENCY_KEY_HEADER, IDEMPOTENCY_PREFIX
 from serving.scorer.settings import ScorerSettings
-from tests.serving.feedback_helpers import (
+from tests.serving.scorer.feedback_helpers import (
     FLAGGED,
     feedback_files,
     label,

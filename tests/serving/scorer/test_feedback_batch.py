@@ -15,7 +15,7 @@ from contracts.store import ObjectStore
 from serving.scorer.app import REPLAYED_HEADER
 from serving.scorer.feedback import FEEDBACK_BATCH_MAX, IDEMPOTENCY_KEY_HEADER
 from serving.scorer.prediction_log import read_feedback
-from tests.serving.feedback_helpers import (
+from tests.serving.scorer.feedback_helpers import (
     FLAGGED,
     NORMAL,
     feedback_files,

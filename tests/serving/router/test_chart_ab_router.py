@@ -15,8 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from contracts.serving import INPUT_TENSOR
-from serving.router.ab_config import ARM_HEADER, MODEL_HEADER
+from contracts.serving import AB_MODEL, ARM_HEADER, INPUT_TENSOR, MODEL_HEADER
 from serving.router.nginx import arm_models, check_nginx_conf, nginx_binary
 from serving.triton.server import READY_PATH, TritonPorts
 from tests.ops.conftest import find, render
@@ -25,7 +24,7 @@ from vigil.processes import ServerProcess, free_port, start_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("triton")]
 
-AB_INFER = "/v2/models/anomaly/infer"
+AB_INFER = f"/v2/models/{AB_MODEL}/infer"
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +82,7 @@ def test_each_listener_answers_the_ab_route_with_its_arms_model(
         assert reply.json()["model_name"] == model
         assert reply.headers[ARM_HEADER] == arm
         assert reply.headers[MODEL_HEADER] == model
-        metadata = httpx.get(arm_urls[arm] + "/v2/models/anomaly", timeout=10)
+        metadata = httpx.get(arm_urls[arm] + f"/v2/models/{AB_MODEL}", timeout=10)
         assert metadata.json()["name"] == model
         assert metadata.json()["inputs"][0]["name"] == INPUT_TENSOR
         assert httpx.get(arm_urls[arm] + READY_PATH, timeout=10).status_code == 200
@@ -98,7 +97,7 @@ def test_each_listener_answers_the_ab_route_with_its_arms_model(
         ("GET", "/v2/trace/setting"),
         ("GET", "/v2/systemsharedmemory/status"),
         ("GET", "/v2/cudasharedmemory/status"),
-        ("GET", "/v2/models/anomaly/stats"),
+        ("GET", f"/v2/models/{AB_MODEL}/stats"),
         ("GET", "/v2"),
     ],
 )

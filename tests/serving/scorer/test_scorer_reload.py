@@ -22,14 +22,15 @@ from mlflow import MlflowClient
 from contracts.features import INSTANCE_ID, TIMESTAMP
 from contracts.serving import CHAMPION, THRESHOLD_TAG
 from contracts.store import ObjectStore
+from serving.scorer.loop import window_start_of
 from serving.scorer.prediction_log import predictions_key, read_window_predictions
-from serving.scorer.scorer import Scorer, WindowNotScoredError, window_start_of
+from serving.scorer.scorer import Scorer, WindowNotScoredError
 from serving.scorer.served_models import ServedModels, ServedModelsError, load_served_models
 from serving.scorer.settings import ScorerSettings
 from serving.triton.model_repository import build_repository
 from serving.triton.server import READY_PATH, TritonPorts
 from tests.serving.conftest import BATCHING, SERVED_SCORE_ATOL, Predict, Registered
-from tests.serving.test_scorer_loop import (
+from tests.serving.scorer.test_scorer_loop import (
     INSTANCES,
     LOOP_SECONDS,
     LOOP_WINDOW,

@@ -20,7 +20,8 @@ from contracts.serving import CHALLENGER, CHAMPION
 from contracts.store import ObjectStore
 from serving.scorer.app import create_app
 from serving.scorer.inference import choose_arm
-from serving.scorer.scorer import Scorer, WindowResult, replay
+from serving.scorer.loop import replay
+from serving.scorer.scorer import Scorer, WindowResult
 from serving.scorer.served_models import ServedModels, load_served_models
 from serving.scorer.settings import ScorerSettings
 from serving.scorer.window_features import read_window_features
