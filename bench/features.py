@@ -35,17 +35,11 @@ from contracts.features import (
     compute_features,
     metric_slug,
 )
+from contracts.telemetry import FLEET_METRICS
 
 INSTANCES = 1_500
 STEPS = 1_440
-METRICS = (
-    "CPUUtilization",
-    "MemoryUtilization",
-    "NetworkIn",
-    "NetworkOut",
-    "DiskReadOps",
-    "DiskWriteOps",
-)
+METRICS = FLEET_METRICS[:6]  # CPU, memory, network in/out, disk read/write ops
 DAY_START = np.datetime64("2026-01-05T00:00:00", "ms")  # a Monday
 GAP_RATE = 0.001
 SEED = 7

@@ -9,6 +9,7 @@ from typing import Any
 import openai
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from contracts.llm_request import json_schema_completion
 from rag.metrics import LLM_REQUEST_DURATION, LLM_TOKENS_GENERATED
 from rag.settings import RagSettings
 
@@ -118,18 +119,15 @@ class LLMClient:
             ValueError: the reply was empty.
         """
         client = self.client if timeout_s is None else self.client.with_options(timeout=timeout_s)
-        response = client.chat.completions.create(
+        response = json_schema_completion(
+            client,
             model=self.model,
-            messages=[
-                {"role": "system", "content": system},
-                {"role": "user", "content": user},
-            ],
+            system=system,
+            user=user,
+            schema_name="explanation",
+            schema=_answer_schema(),
             max_tokens=self.max_tokens,
             temperature=self.temperature,
-            response_format={
-                "type": "json_schema",
-                "json_schema": {"name": "explanation", "schema": _answer_schema(), "strict": True},
-            },
         )
         if response.usage is not None:
             LLM_TOKENS_GENERATED.observe(response.usage.completion_tokens)

@@ -17,18 +17,14 @@ indexer embeds it once.
 """
 
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from rag.chunking import LOG_CHUNK_CHARS, Chunk
-from telemetry.logs.detection import SAMPLE_LINES, LogParser
-from telemetry.logs.formats import LineFormat
-from telemetry.logs.records import LogRecord
+from telemetry.logs.raw_rows import raw_log_records
 from telemetry.logs.templates import LogTemplateMiner, mine_records
 
 INDEXED_LEVELS = ("WARN", "ERROR", "CRITICAL")  # and records without a level
@@ -50,51 +46,6 @@ def incident_windows(incidents: pa.Table) -> IncidentWindows:
     for row in incidents.select(["instance_id", "start", "end", "incident_type"]).to_pylist():
         windows[row["instance_id"]].append((row["start"], row["end"], row["incident_type"]))
     return dict(windows)
-
-
-def raw_log_records(rows: Sequence[dict[str, Any]]) -> list[LogRecord]:
-    """One record per raw log row, in row order, numbered from 1 (``line``).
-
-    The row's timestamp and level win over the line's own; the component is the program the
-    line names, else the row's source.
-
-    Args:
-        rows: Raw rows with at least ``timestamp``, ``source``, ``level``, ``message`` and
-            ``parse_error`` (``contracts.telemetry.RAW_SCHEMA``).
-
-    Returns:
-        The records.
-    """
-    whole = [str(r["message"] or "").partition("\n")[0] for r in rows if r["parse_error"]]
-    parser = LogParser.build()
-    detected = parser.detect(whole[:SAMPLE_LINES]) if whole else None
-    # The format most of the file's whole lines are in is tried first, as LogParser does.
-    formats = [*([detected] if detected else []), *(f for f in parser.formats if f is not detected)]
-    records = []
-    for number, row in enumerate(rows, 1):
-        message = str(row["message"] or "")
-        record = LogRecord(number, message, row["timestamp"], row["level"], row["source"])
-        if row["parse_error"]:
-            parsed = _parse_line(message, number, formats)
-            if parsed is not None:
-                record = record._replace(
-                    message=parsed.message,
-                    level=row["level"] or parsed.level,
-                    component=parsed.component or row["source"],
-                )
-        records.append(record)
-    return records
-
-
-def _parse_line(message: str, number: int, formats: Sequence[LineFormat]) -> LogRecord | None:
-    """The record of a whole line by the first format that takes its first line; the rest of
-    a multi-line message (a stack trace) stays in the record's message."""
-    first, newline, rest = message.partition("\n")
-    for candidate in formats:
-        parsed = candidate.parse(first, number)
-        if parsed is not None:
-            return parsed._replace(message=parsed.message + newline + rest)
-    return None
 
 
 @dataclass

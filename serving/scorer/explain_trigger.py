@@ -57,8 +57,7 @@ from contracts.store import ObjectStore
 from serving.scorer.explanation_log import write_explanation
 from serving.scorer.metrics import ScorerMetrics
 from telemetry.logs.anomalies import Alert, DetectorSettings, LogAnomalyDetector, WindowedRecord
-from telemetry.logs.detection import SAMPLE_LINES, LogParser
-from telemetry.logs.formats import LineFormat
+from telemetry.logs.raw_rows import raw_log_records
 from telemetry.logs.records import LogRecord
 from telemetry.logs.templates import LogTemplateMiner
 
@@ -387,39 +386,3 @@ def log_evidence(
         )
     )
     return evidence[:limit]
-
-
-def raw_log_records(rows: Sequence[dict[str, Any]]) -> list[LogRecord]:
-    """One record per raw log row, numbered from 1 (``line``); a row the exporter kept whole
-    (``parse_error``) is parsed for its header and level. The row's timestamp and level win.
-
-    The same reading as ``rag.log_history.raw_log_records`` (serving and rag never import
-    each other).
-    """
-    whole = [str(r["message"] or "").partition("\n")[0] for r in rows if r["parse_error"]]
-    parser = LogParser.build()
-    detected = parser.detect(whole[:SAMPLE_LINES]) if whole else None
-    formats = [*([detected] if detected else []), *(f for f in parser.formats if f is not detected)]
-    records = []
-    for number, row in enumerate(rows, 1):
-        message = str(row["message"] or "")
-        record = LogRecord(number, message, row["timestamp"], row["level"], row["source"])
-        if row["parse_error"]:
-            parsed = _parse_line(message, number, formats)
-            if parsed is not None:
-                record = record._replace(
-                    message=parsed.message,
-                    level=row["level"] or parsed.level,
-                    component=parsed.component or row["source"],
-                )
-        records.append(record)
-    return records
-
-
-def _parse_line(message: str, number: int, formats: Sequence[LineFormat]) -> LogRecord | None:
-    first, newline, rest = message.partition("\n")
-    for candidate in formats:
-        parsed = candidate.parse(first, number)
-        if parsed is not None:
-            return parsed._replace(message=parsed.message + newline + rest)
-    return None

@@ -4,6 +4,7 @@ import itertools
 
 import pytest
 
+from contracts.labels import INCIDENT_TYPES
 from rag.chunking import (
     LOG_CHUNK_CHARS,
     RUNBOOK_CHUNK_CHARS,
@@ -59,14 +60,7 @@ def test_every_shipped_runbook_has_types_diagnosis_and_remediation() -> None:
     runbooks = [parse_runbook(p.name, p.read_bytes()) for p in files]
     incident_types = {r.incident_type for r in runbooks} - {None}
     analysis_types = {r.analysis_type for r in runbooks}
-    assert incident_types == {
-        "error_spike",
-        "latency_degradation",
-        "security_threat",
-        "resource_exhaustion",
-        "service_outage",
-        "data_anomaly",
-    }
+    assert incident_types == set(INCIDENT_TYPES)
     assert {"general", "database", "memory", "network", "security", "performance", "critical"} <= (
         analysis_types
     )

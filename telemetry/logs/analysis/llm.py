@@ -21,6 +21,7 @@ import anthropic
 import openai
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from contracts.llm_request import json_schema_completion
 from contracts.log_analysis import LLMProviderName, Severity
 from telemetry.logs.analysis.settings import LOCAL_LLM_BASE_URL, LogAnalysisSettings
 
@@ -194,18 +195,15 @@ class OpenAIProvider:
     def complete(self, system: str, user: str, schema: dict[str, Any]) -> str:
         """The reply's text (see ``Provider.complete``)."""
         try:
-            response = self.client.chat.completions.create(
+            response = json_schema_completion(
+                self.client,
                 model=self.model,
-                messages=[
-                    {"role": "system", "content": system},
-                    {"role": "user", "content": user},
-                ],
+                system=system,
+                user=user,
+                schema_name="log_findings",
+                schema=schema,
                 max_tokens=self.max_tokens,
                 temperature=self.temperature,
-                response_format={
-                    "type": "json_schema",
-                    "json_schema": {"name": "log_findings", "schema": schema, "strict": True},
-                },
             )
         except openai.APIError as error:
             status = getattr(error, "status_code", None)
