@@ -6,7 +6,7 @@ RAW_PREFIX = "raw-logs"
 FEATURES_PREFIX = "processed-logs"
 LABELS_PREFIX = "labels"
 CHECKPOINT_PATH = f"{RAW_PREFIX}/_checkpoints/exporter.json"
-# Held by the one exporter writing the raw partitions and the checkpoint (contracts.store.Lease)
+# Held by the one exporter writing the raw partitions and the checkpoint (contracts.lease.Lease)
 EXPORT_LEASE_PATH = f"{RAW_PREFIX}/_checkpoints/exporter.lease"
 INCIDENTS_PATH = f"{LABELS_PREFIX}/incidents.parquet"
 POINT_LABELS_PATH = f"{LABELS_PREFIX}/points.parquet"

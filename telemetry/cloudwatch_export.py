@@ -8,7 +8,7 @@ then do the streams that completed the hour advance their high-water marks. A cr
 therefore followed by a rerun that refetches what was not checkpointed and drops what the
 partition already has: no gap, no duplicate, never a half-written file.
 
-One exporter writes at a time: a run holds the store's export lease (``contracts.store.Lease``
+One exporter writes at a time: a run holds the store's export lease (``contracts.lease.Lease``
 on ``EXPORT_LEASE_PATH``) from before it reads the checkpoint until after it writes it, and
 renews it before each partition and checkpoint write. A second exporter (the CronJob and a
 manual ``vigil export``) waits for it, then reads what the first wrote and adds only what is
@@ -41,7 +41,8 @@ from botocore.client import BaseClient
 from botocore.exceptions import BotoCoreError, ClientError
 
 from contracts.layout import EXPORT_LEASE_PATH, raw_partition_path
-from contracts.store import Lease, LeaseBusyError, ObjectStore
+from contracts.lease import Lease, LeaseBusyError
+from contracts.store import ObjectStore
 from contracts.telemetry import (
     RAW_SCHEMA,
     RAW_SCHEMA_WITH_TEMPLATES,

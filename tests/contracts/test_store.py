@@ -5,35 +5,26 @@ loopback (``aws_emulator``). Faults are real: a proxy in front of moto refusing 
 a write, a kernel file-size limit cutting a local write short.
 """
 
-import os
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from botocore.client import BaseClient
 
 from contracts.store import (
     TMP_MARKER,
-    Lease,
-    LeaseBusyError,
-    LeaseLostError,
     ObjectStore,
     decode_key_segment,
     encode_key_segment,
     validate_key,
 )
-from tests.contracts.interrupted_writes import REPOSITORY, run_child
+from tests.contracts.interrupted_writes import run_child
 from tests.contracts.s3_proxy import S3Proxy
+from tests.contracts.stores import BUCKET, all_files, s3_client
 from vigil.processes import ServerProcess
 
-BUCKET = "vigil"
 TRAVERSAL_KEYS = [
     "../x",
     "../../models/champion",
@@ -61,36 +52,6 @@ def _parquet_bytes(n: int) -> bytes:
     sink = pa.BufferOutputStream()
     pq.write_table(_table(n), sink)
     return bytes(sink.getvalue())
-
-
-def _s3(emulator: ServerProcess) -> BaseClient:
-    return boto3.client("s3", endpoint_url=emulator.url, region_name="us-east-1")
-
-
-@pytest.fixture(params=["local", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
-    """A local store, or an S3 store on a fresh moto server (prefix ``store`` of a bucket)."""
-    if request.param == "local":
-        return ObjectStore.from_uri(str(tmp_path / "store"))
-    emulator: ServerProcess = request.getfixturevalue("aws_emulator")
-    _s3(emulator).create_bucket(Bucket=BUCKET)
-    return ObjectStore.from_uri(f"s3://{BUCKET}/store", endpoint_url=emulator.url)
-
-
-def _everything(store: ObjectStore) -> list[str]:
-    """Every file or object there is, temporary ones included, relative to the store's root
-    for what is inside it and marked ``OUTSIDE:`` for anything beside it: what a write left."""
-    if store.is_local:
-        root = Path(store.root)
-        found = [p for p in root.parent.rglob("*") if p.is_file()]
-        return sorted(
-            str(p.relative_to(root)) if p.is_relative_to(root) else f"OUTSIDE:{p}" for p in found
-        )
-    s3 = boto3.client("s3", endpoint_url=store.endpoint_url, region_name="us-east-1")
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
-    keys = [k for k in keys if not k.endswith("/")]  # pyarrow's empty "dir/" markers
-    prefix = store.root.split("/", 1)[1] + "/"
-    return sorted(k.removeprefix(prefix) if k.startswith(prefix) else f"OUTSIDE:{k}" for k in keys)
 
 
 # --- keys -------------------------------------------------------------------------------------
@@ -122,7 +83,7 @@ def test_every_operation_refuses_an_unsafe_key(tmp_path: Path, uri: str, key: st
             operation()
         assert repr(key) in str(raised.value)  # the message names the key
     if uri == "local":
-        assert _everything(store) == []
+        assert all_files(store) == []
 
 
 @pytest.mark.parametrize("key", ["a", "a/b.parquet", "raw-logs/2024/01/01/00/data.parquet"])
@@ -167,7 +128,7 @@ def test_traversal_through_the_store_writes_nothing_anywhere(store: ObjectStore)
     for key in TRAVERSAL_KEYS:
         with pytest.raises(ValueError, match="invalid store key"):
             store.write_bytes(key, b"overwritten")
-    assert _everything(store) == ["models/champion"]
+    assert all_files(store) == ["models/champion"]
     assert store.read_bytes("models/champion") == b"the champion"
 
 
@@ -182,7 +143,7 @@ def test_round_trip_and_listing(store: ObjectStore) -> None:
     assert store.read_bytes("a/c.json") == b"{}"
     assert store.list_keys("a", ".parquet") == ["a/b/data.parquet"]
     assert store.list_keys("a/") == ["a/b/data.parquet", "a/c.json"]
-    assert _everything(store) == ["a/b/data.parquet", "a/c.json"]
+    assert all_files(store) == ["a/b/data.parquet", "a/c.json"]
 
 
 @pytest.mark.slow
@@ -198,7 +159,7 @@ def test_crash_while_producing_the_payload_keeps_the_previous_file(store: Object
     with pytest.raises(RuntimeError):
         crash_while_writing()
     assert store.read_table("data.parquet").num_rows == 3
-    assert _everything(store) == ["data.parquet"]  # no temporary file left behind
+    assert all_files(store) == ["data.parquet"]  # no temporary file left behind
 
 
 @pytest.mark.slow
@@ -211,7 +172,7 @@ def test_s3_write_cut_at_any_request_leaves_old_or_new_and_no_temporary_object(
     # final name, ...), the key holds the whole previous or the whole new content, and no
     # ".tmp-" object is left behind for ever: S3 has no rename, so a write must not need one.
     # (A temporary object uploaded in three requests then copied: the fourth was the copy.)
-    _s3(aws_emulator).create_bucket(Bucket=BUCKET)
+    s3_client(aws_emulator).create_bucket(Bucket=BUCKET)
     ObjectStore.from_uri(f"s3://{BUCKET}/store", endpoint_url=aws_emulator.url).write_table(
         "data.parquet", _table(3)
     )
@@ -235,7 +196,7 @@ def test_s3_write_cut_at_any_request_leaves_old_or_new_and_no_temporary_object(
             assert proxy.refused
         assert store.read_table("data.parquet").num_rows in (3, 50)
     direct = ObjectStore.from_uri(f"s3://{BUCKET}/store", endpoint_url=aws_emulator.url)
-    assert _everything(direct) == ["data.parquet"]
+    assert all_files(direct) == ["data.parquet"]
 
 
 def test_local_write_cut_short_by_the_disk_keeps_the_previous_file(tmp_path: Path) -> None:
@@ -265,10 +226,10 @@ print(failures)
     assert child.stdout.strip() == "2"
     assert store.read_table("data.parquet").num_rows == 3
     assert store.read_bytes("data.json") == b'{"old": true}'
-    assert _everything(store) == ["data.json", "data.parquet"]
+    assert all_files(store) == ["data.json", "data.parquet"]
 
 
-# --- conditional writes and the lease ---------------------------------------------------------
+# --- conditional writes ----------------------------------------------------------------------
 
 
 def _race(count: int, attempt: Callable[[], object]) -> list[object]:
@@ -305,88 +266,4 @@ def test_conditional_writes_let_exactly_one_racer_win(store: ObjectStore) -> Non
     assert not store.delete_if_version("lock", current.version)  # stale: left alone
     assert store.delete_if_version("lock", latest.version)
     assert store.read_versioned("lock") is None
-    assert _everything(store) == []
-
-
-@pytest.mark.slow
-def test_lease_is_exclusive_taken_over_after_expiry_and_lost_by_a_stalled_holder(
-    store: ObjectStore,
-) -> None:
-    first = Lease(store, "jobs/export.lease", timedelta(seconds=2), holder="first")
-    first.acquire()
-    with pytest.raises(LeaseBusyError, match="held by first"):
-        Lease(store, "jobs/export.lease", timedelta(minutes=5), holder="second").acquire()
-
-    # The first holder stalls past its ttl (as a crashed one would): the lease is taken over.
-    second = Lease(store, "jobs/export.lease", timedelta(minutes=5), holder="second")
-    second.acquire(wait=timedelta(seconds=10), poll_seconds=0.1)
-    with pytest.raises(LeaseLostError, match="taken over"):
-        first.renew()
-    first.release()  # gives back nothing: the lease is the second holder's now
-    with pytest.raises(LeaseBusyError, match="held by second"):
-        Lease(store, "jobs/export.lease", timedelta(minutes=5), holder="third").acquire()
-
-    second.renew()
-    second.release()
-    third = Lease(store, "jobs/export.lease", timedelta(minutes=5), holder="third")
-    third.acquire()
-    third.release()
-    assert _everything(store) == []
-
-
-@pytest.mark.slow
-def test_lease_of_a_killed_holder_on_this_machine_is_taken_at_once(store: ObjectStore) -> None:
-    # Intent: `kill -9` of a `vigil export`, then a rerun: the rerun must not wait out the
-    # ttl (minutes) when the holder is known dead; a live holder keeps its lease.
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"""
-import time
-from datetime import timedelta
-from contracts.store import Lease, ObjectStore
-store = ObjectStore.from_uri({store.uri!r}, endpoint_url={store.endpoint_url!r})
-Lease(store, "jobs/export.lease", timedelta(minutes=10), holder="doomed").acquire()
-print("held", flush=True)
-time.sleep(120)
-""",
-        ],
-        cwd=REPOSITORY,
-        env={**os.environ, "PYTHONPATH": str(REPOSITORY)},
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(LeaseBusyError, match="held by doomed"):
-            Lease(store, "jobs/export.lease", timedelta(minutes=10)).acquire()
-    finally:
-        holder.kill()
-        holder.wait()
-    rerun = Lease(store, "jobs/export.lease", timedelta(minutes=10))
-    rerun.acquire()  # no wait: the holder is dead
-    rerun.release()
-
-
-def test_lease_waits_for_its_holder_to_release(tmp_path: Path) -> None:
-    store = ObjectStore.from_uri(str(tmp_path / "store"))
-    holder = Lease(store, "export.lease", timedelta(minutes=5), holder="holder")
-    holder.acquire()
-    timer = threading.Timer(0.5, holder.release)
-    timer.start()
-    started = datetime.now(UTC)
-    waiter = Lease(store, "export.lease", timedelta(minutes=5), holder="waiter")
-    waiter.acquire(wait=timedelta(seconds=30), poll_seconds=0.05)
-    timer.join()
-    assert timedelta(seconds=0.4) < datetime.now(UTC) - started < timedelta(seconds=10)
-    waiter.release()
-
-
-def test_a_file_that_is_not_a_lease_is_refused_not_taken(tmp_path: Path) -> None:
-    store = ObjectStore.from_uri(str(tmp_path / "store"))
-    store.write_bytes("export.lease", b"garbage")
-    with pytest.raises(ValueError, match="is not a lease"):
-        Lease(store, "export.lease", timedelta(minutes=5)).acquire()
-    assert store.read_bytes("export.lease") == b"garbage"
+    assert all_files(store) == []

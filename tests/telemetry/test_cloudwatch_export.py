@@ -33,8 +33,9 @@ from botocore.client import BaseClient
 from botocore.stub import ANY, Stubber
 
 from contracts.layout import CHECKPOINT_PATH, EXPORT_LEASE_PATH, raw_partition_path
+from contracts.lease import Lease, LeaseBusyError, LeaseLostError
 from contracts.settings import Settings
-from contracts.store import TMP_MARKER, Lease, LeaseBusyError, LeaseLostError, ObjectStore
+from contracts.store import TMP_MARKER, ObjectStore
 from contracts.telemetry import (
     RAW_SCHEMA,
     RAW_SCHEMA_WITH_TEMPLATES,

@@ -7,7 +7,7 @@ checks that the destination is reachable, and are counted and skipped; a record 
 a gzipped envelope is counted and skipped too (it cannot block the shard).
 
 Sharing a stream: each shard is read by one watcher at a time, the holder of the shard's
-lease (``contracts.store.Lease`` on the checkpoint store: created only if absent, taken over
+lease (``contracts.lease.Lease`` on the checkpoint store: created only if absent, taken over
 only once expired, renewed while held). A watcher takes the free shards (at most
 ``kinesis_max_shards``) every ``kinesis_shard_refresh_s``; a watcher that dies leaves its
 leases to expire, and another takes its shards over from their checkpoints.
@@ -32,15 +32,10 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from contracts.lease import Lease, LeaseBusyError, LeaseLostError
 from contracts.log_watch import SubscriptionEnvelope, WatchSourceKind
 from contracts.settings import Settings
-from contracts.store import (
-    Lease,
-    LeaseBusyError,
-    LeaseLostError,
-    ObjectStore,
-    encode_key_segment,
-)
+from contracts.store import ObjectStore, encode_key_segment
 from telemetry.logs.reading import ReadStats
 from telemetry.logs.watch.metrics import WatchMetrics
 from telemetry.logs.watch.settings import LogWatchSettings
