@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from contracts.log_analysis import Evidence, EvidenceLine, Finding
-from telemetry.logs.analysis.findings import SEVERITY_RANK
 from telemetry.logs.analysis.llm import Answer, AnswerFinding
 from telemetry.logs.analysis.remedies import GENERIC_CAUSE
+from telemetry.logs.analysis.template_stats import SEVERITY_RANK
 
 MAX_ADDED_ACTIONS = 2
 MAX_EXAMPLES = 3

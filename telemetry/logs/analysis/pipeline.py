@@ -2,34 +2,28 @@
 
 ``prepare_file`` is everything that needs no LLM, for one file: parse (format detection,
 multi-line records joined), mine templates, cut windows, detect the analysis type, make the
-deterministic findings, and pick the windows worth the LLM's time (those holding the most
-severe templates, most records first). Several files are prepared in worker processes.
-``analyze_inputs`` then sends the chosen windows to the LLM (one prompt per type), checks and
-merges its answers, and says in each file's ``llm`` status whether it took part and, if not,
-why; the deterministic findings stay either way.
+deterministic findings, and pick the windows worth the LLM's time (``llm_pass``). Several files
+are prepared in worker processes. ``analyze_inputs`` then runs the LLM pass
+(``llm_pass.run_llm``) over them all; the deterministic findings stay either way.
 """
 
-import math
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
-from threading import Event
 from typing import BinaryIO
 
 from contracts.explanation import AnalysisType
 from contracts.log_analysis import (
     AnalysisTypeChoice,
     AnalysisTypeResult,
-    Evidence,
     FileAnalysis,
-    Finding,
     InputStats,
     LLMStatus,
     LogAnalysisReport,
@@ -39,35 +33,29 @@ from contracts.log_analysis import (
     WindowStats,
 )
 from telemetry.logs.analysis.classify import TemplateVote, classify
-from telemetry.logs.analysis.findings import (
+from telemetry.logs.analysis.findings import deterministic_findings
+from telemetry.logs.analysis.llm_pass import (
+    PreparedFile,
+    llm_base_url,
+    run_llm,
+    window_context,
+    windows_for_llm,
+)
+from telemetry.logs.analysis.settings import LogAnalysisSettings
+from telemetry.logs.analysis.template_stats import (
     SEVERITY_RANK,
     TemplateStats,
     collect_templates,
-    deterministic_findings,
-    record_summary,
     template_evidence,
 )
-from telemetry.logs.analysis.llm import (
-    LLMAnswerError,
-    LLMUnavailableError,
-    Provider,
-    make_provider,
-    parse_answer,
-)
-from telemetry.logs.analysis.merge import FindingMerger, WindowContext, check_answer
-from telemetry.logs.analysis.prompts import answer_schema, system_prompt, user_prompt
-from telemetry.logs.analysis.settings import LOCAL_LLM_BASE_URL, LogAnalysisSettings
 from telemetry.logs.analysis.tokens import TokenizerError, TokenizerSpec, resolve_tokenizer
-from telemetry.logs.analysis.windows import Window, WindowBuilder, window_text
+from telemetry.logs.analysis.windows import Window, WindowBuilder
 from telemetry.logs.detection import parse_file
 from telemetry.logs.reading import LogInputError
 from telemetry.logs.templates import LogTemplateMiner, MinedRecord, mine_records
 
 STDIN = "-"
 TIMELINE_ROWS = 30
-MAX_KNOWN_IN_PROMPT = 8
-# How much a template of each severity makes a window worth sending to the LLM.
-WINDOW_WEIGHT = {"critical": 8.0, "high": 4.0, "medium": 2.0, "low": 1.0, "info": 0.0}
 
 
 @dataclass(frozen=True)
@@ -108,15 +96,6 @@ class AnalysisOptions:
             burst_window_s=settings.burst_window_s,
             llm_windows=llm_windows,
         )
-
-
-@dataclass
-class PreparedFile:
-    """A file analysed without the LLM, and what the LLM needs of it."""
-
-    analysis: FileAnalysis
-    contexts: list[WindowContext]
-    templates: dict[int, Evidence]
 
 
 def prepare_file(path: Path, source: str, options: AnalysisOptions) -> PreparedFile:
@@ -164,8 +143,10 @@ def prepare_file(path: Path, source: str, options: AnalysisOptions) -> PreparedF
         burst_window_s=options.burst_window_s,
         max_findings=options.max_findings,
     )
-    chosen = _windows_for_llm(windows, templates, options.llm_windows)
-    contexts = [_context(window, mined, findings) for window in windows if window.index in chosen]
+    chosen = windows_for_llm(windows, templates, options.llm_windows)
+    contexts = [
+        window_context(window, mined, findings) for window in windows if window.index in chosen
+    ]
     by_id = {entry.template_id: entry for entry in templates}
     in_contexts = {template_id for context in contexts for template_id, _ in context.lines.values()}
     reading, parsing = parsed.reading, parsed.parsing
@@ -261,58 +242,6 @@ def _timeline(templates: Sequence[TemplateStats], windows: Sequence[Window]) -> 
     ]
 
 
-def _windows_for_llm(
-    windows: Sequence[Window], templates: Sequence[TemplateStats], limit: int
-) -> set[int]:
-    """The indices of at most ``limit`` windows worth sending: severe templates, weighted by
-    ``log(1 + count)``; a window with no warning or error is never sent."""
-    if limit <= 0:
-        return set()
-    weight = {
-        entry.template_id: WINDOW_WEIGHT[entry.severity] if entry.severity else 0.0
-        for entry in templates
-    }
-    scores = {
-        window.index: sum(weight[tid] * math.log1p(count) for tid, count in window.counts.items())
-        for window in windows
-    }
-    ranked = sorted((i for i, s in scores.items() if s > 0), key=lambda i: (-scores[i], i))
-    return set(ranked[:limit])
-
-
-def _context(
-    window: Window, mined: Sequence[MinedRecord], findings: Sequence[Finding]
-) -> WindowContext:
-    present = set(window.counts)
-    first, last = mined[window.start].record.line, mined[window.end - 1].record.line
-    known = [
-        finding.id
-        for finding in findings
-        if any(
-            evidence.template_id in present
-            and evidence.first_line <= last
-            and evidence.last_line >= first
-            for evidence in finding.evidence
-        )
-    ][:MAX_KNOWN_IN_PROMPT]
-    return WindowContext(
-        index=window.index,
-        first_line=first,
-        last_line=last,
-        text=window_text(window),
-        lines={
-            mined[i].record.line: (mined[i].template.template_id, record_summary(mined[i].record))
-            for i in range(window.start, window.end)
-        },
-        shown=tuple(
-            sorted(
-                {line for entry in window.entries for line in (entry.first_line, entry.last_line)}
-            )
-        ),
-        known=tuple(known),
-    )
-
-
 ProgressCallback = Callable[[str], None]
 
 
@@ -344,7 +273,7 @@ def analyze_inputs(
     """
     notify = on_progress or (lambda _: None)
     skipped: list[SkippedInput] = []
-    base_url = _llm_base_url(settings, llm_url) if use_llm else None
+    base_url = llm_base_url(settings, llm_url) if use_llm else None
     tokenizer = resolve_tokenizer(
         settings.tokenizer if use_llm else "approximate",
         base_url if settings.llm_provider == "openai_compatible" else None,
@@ -379,20 +308,12 @@ def analyze_inputs(
         if spool is not None:
             shutil.rmtree(spool, ignore_errors=True)
     if use_llm:
-        _run_llm(prepared, settings, llm_url, notify)
+        run_llm(prepared, settings, llm_url, notify)
     return LogAnalysisReport(
         generated_at=datetime.now(UTC),
         files=[item.analysis for item in prepared],
         skipped=skipped,
     )
-
-
-def _llm_base_url(settings: LogAnalysisSettings, llm_url: str | None) -> str | None:
-    if llm_url:
-        return llm_url
-    if settings.llm_base_url:
-        return settings.llm_base_url
-    return LOCAL_LLM_BASE_URL if settings.llm_provider == "openai_compatible" else None
 
 
 def _spool_stdin(stdin: BinaryIO | None, path: Path) -> Path:
@@ -452,130 +373,3 @@ def _cpu_count() -> int:
     import os
 
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-@dataclass
-class _FileLLM:
-    """One file's LLM bookkeeping."""
-
-    prepared: PreparedFile
-    merger: FindingMerger
-    answered: int = 0
-    sent: set[int] = field(default_factory=set)
-    rejected: int = 0
-    errors: list[str] = field(default_factory=list)
-    rejections: list[str] = field(default_factory=list)
-
-
-def _run_llm(
-    prepared: Sequence[PreparedFile],
-    settings: LogAnalysisSettings,
-    llm_url: str | None,
-    notify: ProgressCallback,
-) -> None:
-    """Send every chosen window to the LLM and fold the answers into each file's analysis."""
-    work = [
-        _FileLLM(item, FindingMerger(list(item.analysis.findings), item.templates))
-        for item in prepared
-    ]
-    pending = [(state, context) for state in work for context in state.prepared.contexts]
-    provider: Provider | None = None
-    failure: str | None = None
-    if pending:
-        try:
-            provider = make_provider(settings, llm_url)
-        except LLMUnavailableError as error:
-            failure = str(error)
-    if provider is not None:
-        stop = Event()
-        unavailable: list[str] = []
-
-        def ask(state: _FileLLM, context: WindowContext) -> None:
-            assert provider is not None
-            if stop.is_set():
-                return
-            analysis = state.prepared.analysis
-            known = [f for f in analysis.findings if f.id in context.known]
-            state.sent.add(context.index)
-            try:
-                reply = provider.complete(
-                    system_prompt(analysis.analysis_type.used),
-                    user_prompt(
-                        analysis.source, context.first_line, context.last_line, context.text, known
-                    ),
-                    answer_schema(context.known, context.shown),
-                )
-                answer = parse_answer(reply)
-            except LLMUnavailableError as error:
-                stop.set()
-                unavailable.append(str(error))
-                return
-            except LLMAnswerError as error:
-                state.errors.append(f"window {context.index}: {error}")
-                return
-            finally:
-                notify(f"LLM: {analysis.source} window {context.index}")
-            accepted, rejected = check_answer(answer, context)
-            rejected = [f"window {context.index}: {p}" for p in answer.problems] + rejected
-            state.answered += 1
-            state.rejected += len(rejected) - len(answer.problems) + answer.dropped
-            state.rejections.extend(rejected)
-            state.merger.add(context, accepted, answer.ranking)
-
-        with ThreadPoolExecutor(settings.llm_concurrency) as pool:
-            for future in [pool.submit(ask, state, context) for state, context in pending]:
-                future.result()
-        if unavailable:
-            failure = unavailable[0]
-    for state in work:
-        analysis = state.prepared.analysis
-        windows = [
-            window.model_copy(update={"sent_to_llm": window.index in state.sent})
-            for window in analysis.windows
-        ]
-        update: dict[str, object] = {
-            "llm": _status(state, provider, settings, llm_url, failure),
-            "windows": windows,
-        }
-        if state.answered:
-            update["findings"] = state.merger.result()
-        state.prepared.analysis = analysis.model_copy(update=update)
-
-
-def _status(
-    state: _FileLLM,
-    provider: Provider | None,
-    settings: LogAnalysisSettings,
-    llm_url: str | None,
-    failure: str | None,
-) -> LLMStatus:
-    used = state.answered > 0
-    error: str | None = None
-    if not used:
-        if failure is not None:
-            error = f"LLM unavailable: {failure}"
-        elif state.errors:
-            error = "no valid answer: " + "; ".join(state.errors[:3])
-        elif not state.prepared.contexts:
-            error = "no window held a warning or an error worth sending"
-    return LLMStatus(
-        used=used,
-        provider=settings.llm_provider,
-        model=provider.model if provider is not None else settings.llm_model,
-        base_url=provider.base_url if provider is not None else _llm_base_url(settings, llm_url),
-        windows_sent=len(state.sent),
-        windows_answered=state.answered,
-        findings_added=state.merger.added,
-        findings_confirmed=len(state.merger.confirmed),
-        findings_rejected=state.rejected,
-        error=error,
-        rejections=[
-            *state.errors,
-            *state.rejections,
-            *(
-                [f"LLM unavailable after {state.answered} windows: {failure}"]
-                if used and failure
-                else []
-            ),
-        ][:20],
-    )

@@ -5,7 +5,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from contracts.log_analysis import SEVERITIES, Finding
-from telemetry.logs.analysis.pipeline import AnalysisOptions, PreparedFile, prepare_file
+from telemetry.logs.analysis.llm_pass import PreparedFile
+from telemetry.logs.analysis.pipeline import AnalysisOptions, prepare_file
 
 START = datetime(2026, 3, 2, 10, 0, 0)
 
