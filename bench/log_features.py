@@ -46,7 +46,8 @@ from contracts.store import ObjectStore  # noqa: E402
 from telemetry.feature_job import build_features  # noqa: E402
 from telemetry.simulator.simulation import SimulationConfig, write_simulation  # noqa: E402
 from training.config import TrainingConfig  # noqa: E402
-from training.pipeline import TrainingData, load_training_data, train_and_write  # noqa: E402
+from training.data import TrainingData, load_training_data  # noqa: E402
+from training.pipeline import train_and_write  # noqa: E402
 from training.review_queue import load_reviews  # noqa: E402
 
 LEVEL_FEATURES = (

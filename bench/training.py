@@ -40,8 +40,10 @@ import psutil  # noqa: E402
 import xgboost as xgb  # noqa: E402
 
 from training.config import TrainingConfig  # noqa: E402
+from training.dask_cluster import dask_client  # noqa: E402
+from training.data import TRUE_LABEL, TrainingData  # noqa: E402
 from training.models import xgboost_params  # noqa: E402
-from training.pipeline import TRUE_LABEL, TrainingData, dask_client, train_and_write  # noqa: E402
+from training.pipeline import train_and_write  # noqa: E402
 from training.review_queue import REVIEWS_SCHEMA, row_id_expr  # noqa: E402
 
 INSTANCES = 1_000
