@@ -3,6 +3,7 @@
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import dask
 from distributed import Client, LocalCluster
 
 from training.config import DaskConfig
@@ -10,9 +11,13 @@ from training.config import DaskConfig
 
 @contextmanager
 def dask_client(config: DaskConfig) -> Iterator[Client]:
-    """A client to the configured scheduler, or to a LocalCluster started for the run."""
-    if config.scheduler_address:
-        with Client(config.scheduler_address) as client:
+    """A client to the scheduler named in Dask's config, or to a LocalCluster started for the run.
+
+    The scheduler is Dask's own ``scheduler-address`` setting (``DASK_SCHEDULER_ADDRESS``, set
+    by the Helm chart), the one the feature job reads too.
+    """
+    if address := dask.config.get("scheduler-address", None):
+        with Client(address) as client:
             yield client
         return
     with (
