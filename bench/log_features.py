@@ -42,7 +42,8 @@ from telemetry.feature_job import build_features
 from telemetry.simulator.config import SimulationConfig
 from telemetry.simulator.simulation import write_simulation
 from training.config import TrainingConfig
-from training.pipeline import TrainingData, load_training_data, train_and_write
+from training.data import TrainingData, load_training_data
+from training.pipeline import train_and_write
 from training.review_queue import load_reviews
 
 LEVEL_FEATURES = (

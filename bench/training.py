@@ -36,8 +36,10 @@ import psutil
 import xgboost as xgb
 
 from training.config import TrainingConfig
+from training.dask_cluster import dask_client
+from training.data import TRUE_LABEL, TrainingData
 from training.models import xgboost_params
-from training.pipeline import TRUE_LABEL, TrainingData, dask_client, train_and_write
+from training.pipeline import train_and_write
 from training.review_queue import REVIEWS_SCHEMA, row_id_expr
 
 INSTANCES = 1_000

@@ -145,11 +145,12 @@ class RegistrationConfig(_Section):
 
 
 class DaskConfig(_Section):
-    """The `dask` engine: Isolation Forest scoring and XGBoost training on a Dask cluster."""
+    """The `dask` engine: Isolation Forest scoring and XGBoost training on a Dask cluster.
 
-    scheduler_address: str | None = Field(
-        default=None, description="an existing scheduler; None starts a LocalCluster"
-    )
+    The scheduler is Dask's own setting (``DASK_SCHEDULER_ADDRESS``); without one a run starts
+    a LocalCluster of ``local_workers``.
+    """
+
     local_workers: int = Field(default=2, gt=0)
     chunk_rows: int = Field(default=100_000, gt=0)
     catboost_sample_rows: int = Field(

@@ -1,4 +1,4 @@
-"""Evaluation on the held-out test rows against true labels, plots, gates and the HTML report.
+"""Evaluation on the held-out test rows against true labels, plots and the HTML report.
 
 Only true labels (from the store: incidents or point labels) are used here. Pseudo-labels are
 training targets; measuring a model against them would only measure agreement with the
@@ -22,8 +22,6 @@ from sklearn.metrics import (
     roc_auc_score,
     roc_curve,
 )
-
-from training.config import GatesConfig
 
 
 class _Record(BaseModel):
@@ -125,16 +123,6 @@ def event_recall(
     caught = np.zeros(int(starts.sum()), dtype=bool)
     np.logical_or.at(caught, event_of_row[anomalous], predicted[anomalous].astype(bool))
     return float(caught.mean())
-
-
-def gate_failures(metrics: ClassificationMetrics, gates: GatesConfig) -> list[str]:
-    """Why a model may not receive an alias; empty when it passes every gate."""
-    failures = []
-    if not metrics.f1 > gates.min_f1:
-        failures.append(f"f1 {metrics.f1:.3f} <= {gates.min_f1}")
-    if not metrics.precision > gates.min_precision:
-        failures.append(f"precision {metrics.precision:.3f} <= {gates.min_precision}")
-    return failures
 
 
 def top_features(importance: Mapping[str, float], count: int = 10) -> list[tuple[str, float]]:

@@ -18,7 +18,7 @@ from distributed import Client
 from numpy.typing import NDArray
 from sklearn.metrics import log_loss
 
-from training.config import CatBoostConfig, SplitConfig, XGBoostConfig
+from training.config import CatBoostConfig, SplitConfig, TrainingConfig, XGBoostConfig
 
 XGBOOST = "xgboost"
 CATBOOST = "catboost"
@@ -283,6 +283,31 @@ def fit_catboost(
         fit_seconds=fit_seconds,
         trained_rows=len(train.labels),
     )
+
+
+def fit_model(
+    kind: str,
+    training_set: TrainingSet,
+    names: list[str],
+    config: TrainingConfig,
+    client: Client | None,
+    notes: list[str],
+) -> FittedModel:
+    """Fit the model of ``kind`` on the training set; with a Dask client, CatBoost fits a
+    stratified sample of at most ``dask.catboost_sample_rows`` rows (said in ``notes``)."""
+    if kind == XGBOOST:
+        return fit_xgboost(training_set, names, config.xgboost, client, config.dask.chunk_rows)
+    if client is not None and len(training_set.labels) > config.dask.catboost_sample_rows:
+        sample = stratified_sample(
+            training_set.labels, config.dask.catboost_sample_rows, config.split.random_state
+        )
+        notes.append(
+            f"CatBoost trained on a stratified sample of {len(sample):,} of "
+            f"{len(training_set.labels):,} labelled training rows (dask engine); XGBoost used "
+            "them all"
+        )
+        training_set = training_set.subset(sample)
+    return fit_catboost(training_set, names, config.catboost)
 
 
 def stratified_sample(labels: NDArray[Any], max_rows: int, seed: int) -> NDArray[Any]:

@@ -1,7 +1,7 @@
 """Phase 3: the labels the supervised models learn from, and where each one came from.
 
 Precedence: an original label from the store, then a reviewer's label, then the pseudo-label
-the unsupervised detectors give a row (``training.pipeline``: "normal" for rows they all find
+the unsupervised detectors give a row (``training.labelling``: "normal" for rows they all find
 ordinary; "anomaly" only when no human found any anomaly). Positives come from humans: the
 seed's Isolation Forest "high-confidence anomalies" are mostly normal rows on real data (SMD).
 Rows with none of these stay unlabelled and are left out of supervised training.

@@ -51,6 +51,7 @@ from contracts.serving import (
 )
 from contracts.store import write_file_atomically
 from training.evaluation import ModelEvaluation, classification_metrics
+from training.gates import gate_verdict
 from training.models import CATBOOST, XGBOOST, Model, predict_proba
 
 REGISTERED_NAMES = {XGBOOST: XGBOOST_MODEL, CATBOOST: CATBOOST_MODEL}
@@ -375,7 +376,7 @@ def _register(
                 str(evaluation.metrics.threshold),  # each model's own, chosen on validation
             )
             client.set_model_version_tag(
-                REGISTERED_NAMES[kind], versions[kind], "gates", _verdict(evaluation)
+                REGISTERED_NAMES[kind], versions[kind], "gates", gate_verdict(evaluation)
             )
         mlflow.log_params(run.params)
         mlflow.log_metrics(run.metrics)
@@ -409,10 +410,6 @@ def _register(
         aliases={alias: _label(holder) for alias, holder in target.items() if holder},
         decision=decision,
     )
-
-
-def _verdict(evaluation: ModelEvaluation) -> str:
-    return "passed" if evaluation.passed_gates else "failed: " + "; ".join(evaluation.gate_failures)
 
 
 def _label(holder: Holder | None) -> str:

@@ -1,13 +1,16 @@
-"""Fixtures for the training pipeline tests: a small labelled fleet and a real MLflow server."""
+"""Fixtures for the training tests: a small labelled fleet, a run trained on it, an exported
+review queue and a real MLflow server."""
 
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 import pytest
 from mlflow import MlflowClient
+from numpy.typing import NDArray
 
 from contracts.dataset import DatasetInfo, write_dataset_info
 from contracts.features import TIMESTAMP, compute_features
@@ -15,7 +18,11 @@ from contracts.labels import INCIDENTS_SCHEMA
 from contracts.layout import INCIDENTS_PATH, features_path
 from contracts.store import ObjectStore
 from training.config import TrainingConfig
-from training.registry import REGISTERED_NAMES
+from training.models import predict_proba
+from training.pipeline import run_training
+from training.registry import REGISTERED_NAMES, RunDirectory, load_detector, load_model
+from training.review_export import export_review
+from training.run_directory import TrainingSummary
 from vigil.processes import ServerProcess
 
 METRICS = ["CPUUtilization", "Latency"]
@@ -113,6 +120,31 @@ def small_config(**overrides: object) -> TrainingConfig:
         else:
             document[key] = value
     return TrainingConfig.model_validate(document)
+
+
+@pytest.fixture(scope="session")
+def trained(
+    fleet_store: ObjectStore, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[TrainingSummary, RunDirectory]:
+    """One run of the pipeline on the fleet with ``small_config()``, without MLflow (read-only)."""
+    run_path = tmp_path_factory.mktemp("run") / "run"
+    return run_training(fleet_store, small_config(), None, run_path), RunDirectory(run_path)
+
+
+def served_scores(run_dir: RunDirectory, kind: str, features: NDArray[Any]) -> NDArray[Any]:
+    """The served score of feature rows: detector inputs → the model → the detector's score."""
+    detector = load_detector(run_dir)
+    inputs = detector.inputs(features)
+    probabilities = predict_proba(load_model(run_dir, kind), inputs)
+    return detector.score(REGISTERED_NAMES[kind], probabilities, inputs)
+
+
+@pytest.fixture
+def exported(tmp_path: Path) -> tuple[ObjectStore, Path]:
+    """A fresh fleet store with a review queue exported to ``tmp_path / 'review'``."""
+    store = write_fleet_store(tmp_path / "store")
+    export_review(store, small_config(), tmp_path / "review")
+    return store, tmp_path / "review"
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from telemetry.datasets import import_dataset
 from telemetry.datasets.importer import DatasetName
 from telemetry.datasets.tidy import TRAIN_SPLIT
 from telemetry.feature_job import build_features
-from training.pipeline import TRUE_LABEL, load_training_data
+from training.data import TRUE_LABEL, load_training_data
 
 
 @dataclass(frozen=True)

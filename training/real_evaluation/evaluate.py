@@ -30,16 +30,11 @@ from telemetry.datasets.importer import DatasetName
 from telemetry.datasets.nab import list_nab_series
 from telemetry.datasets.smd import list_smd_machines
 from training.config import TrainingConfig, load_training_config
+from training.data import ROW_ID, TRUE_LABEL, InsufficientLabelsError, TrainingData
 from training.evaluation import choose_threshold
+from training.labelling import LabelledRows
 from training.models import CATBOOST, XGBOOST, Split
-from training.pipeline import (
-    ROW_ID,
-    TRUE_LABEL,
-    InsufficientLabelsError,
-    LabelledRows,
-    TrainingData,
-    train_and_write,
-)
+from training.pipeline import train_and_write
 from training.real_evaluation.entity_data import EntitySeries, load_entity
 from training.real_evaluation.protocol import (
     POOL_SHARE,
@@ -51,13 +46,11 @@ from training.real_evaluation.protocol import (
 from training.real_evaluation.scoring import mean_metrics, score_metrics
 from training.registry import RunDirectory, score_column
 from training.review_queue import REVIEWS_SCHEMA, row_id_expr
+from training.thresholds import NO_ANOMALY_FLAG_SHARE
 
 Progress = Callable[[str], None]
 
 DEFAULT_LABEL_FRACTION = 0.02
-# Share of the fitted rows a peer flags when the reviewed rows hold no anomaly to choose its
-# threshold from (the Isolation Forest's default contamination).
-NO_ANOMALY_FLAG_SHARE = 0.05
 PEER_PCA_VARIANCE = 0.9
 PEERS = ("isolation_forest", "pca", "deviation", "ecod", "copod", "unsupervised")
 _LISTERS: dict[str, Callable[[Path], list[str]]] = {

@@ -50,6 +50,7 @@ def train(
 ) -> None:
     """Train the semi-supervised pipeline on the store's features and register it in MLflow."""
     from training.pipeline import run_training
+    from vigil.training_summary import training_summary_table
 
     summary = run_training(
         open_cli_store(store),
@@ -59,6 +60,7 @@ def train(
         console,
         first_training_day(since, days),
     )
+    console.print(training_summary_table(summary))
     if tracking_uri is None:
         console.print(f"not registered (no tracking URI); run `vigil register {summary.run_dir}`")
     elif summary.registration_error is not None:
@@ -105,7 +107,7 @@ def review_export(
     store: StoreOption = None,
 ) -> None:
     """Draw the review queue and write it as CSV and as a Label Studio import."""
-    from training.pipeline import export_review
+    from training.review_export import export_review
 
     written = export_review(open_cli_store(store), load_training_config(config), out)
     budget = written.budget

@@ -53,7 +53,8 @@ from telemetry.simulator.simulation import write_simulation
 from telemetry.validation_job import validate_store
 from training.config import DEFAULT_CONFIG_PATH, SplitConfig, load_training_config
 from training.models import split_rows
-from training.pipeline import TrainingSummary, run_training
+from training.pipeline import run_training
+from training.run_directory import TrainingSummary
 from vigil.dashboard_check import wait_for_panel_data
 from vigil.demo.replay import (
     ReplayOutcome,
@@ -75,6 +76,7 @@ from vigil.report.collect import EXPLANATION_CARDS, collect_report
 from vigil.report.publish import log_report
 from vigil.report.render import write_report
 from vigil.stack import stop_stack
+from vigil.training_summary import training_summary_table
 
 DEMO_CONFIG_PATH = DEFAULT_CONFIG_PATH.with_name("demo.yaml")
 # On an imported dataset: the same, with gates that real data can pass (see the file).
@@ -322,6 +324,7 @@ def _serve(config: DemoConfig, console: Console, result: DemoResult, store: Obje
     with _step(console, result, "train and register") as report:
         run_path = config.work_path / "runs" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         training = run_training(store, training_config, mlflow.url, run_path, console)
+        console.print(training_summary_table(training))
         result.training = training
         if training.registration_error:
             raise RuntimeError(training.registration_error)

@@ -36,7 +36,7 @@ from serving.scorer.served_models import ServedModels, load_served_models
 from serving.scorer.settings import ScorerSettings
 from serving.scorer.window_features import read_window_features
 from telemetry.logs.state import load_miner
-from training.pipeline import TrainingSummary
+from training.run_directory import TrainingSummary
 from vigil.report.detection import arm_detection, instance_timelines, scored_windows
 from vigil.report.model import DriftRow, ExplanationCard, ReportData
 from vigil.report.store_summary import read_incidents, summarize_store

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from serving.scorer.ab_report import ABReport
-from training.pipeline import TrainingSummary
+from training.run_directory import TrainingSummary
 from vigil.report.svg import Span
 
 

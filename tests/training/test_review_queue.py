@@ -1,4 +1,4 @@
-"""The review queue: sampling, the label budget, export for reviewers and validated import."""
+"""The review queue: sampling within the label budget, and validated import of the answers."""
 
 import csv
 import json
@@ -10,12 +10,12 @@ import polars as pl
 import pytest
 from numpy.typing import NDArray
 
-from contracts.layout import INCIDENTS_PATH
 from contracts.store import ObjectStore
-from tests.training.conftest import small_config, write_fleet_store
+from tests.training.conftest import small_config
 from training.config import ReviewConfig
+from training.data import load_training_data
 from training.isolation import Bucket
-from training.pipeline import export_review, label_rows, load_training_data
+from training.labelling import label_rows
 from training.review_queue import (
     REVIEWS_PATH,
     ReviewImportError,
@@ -78,14 +78,6 @@ def test_queue_is_reproducible_for_a_seed() -> None:
     assert not first["row_id"].equals(other["row_id"])
 
 
-@pytest.fixture
-def exported(tmp_path: Path) -> tuple[ObjectStore, Path]:
-    """A fresh fleet store with a review queue exported to ``tmp_path / 'review'``."""
-    store = write_fleet_store(tmp_path / "store")
-    export_review(store, small_config(), tmp_path / "review")
-    return store, tmp_path / "review"
-
-
 def _fill_csv(path: Path, answer: dict[str, str]) -> Path:
     with path.open() as handle:
         rows = list(csv.DictReader(handle))
@@ -97,23 +89,6 @@ def _fill_csv(path: Path, answer: dict[str, str]) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     return out
-
-
-def test_export_writes_csv_label_studio_tasks_and_config(
-    exported: tuple[ObjectStore, Path],
-) -> None:
-    store, out = exported
-    queue = load_queue(store)
-    assert queue.height > 0
-    with (out / "review_queue.csv").open() as handle:
-        rows = list(csv.DictReader(handle))
-    assert [row["row_id"] for row in rows] == queue["row_id"].to_list()
-    assert all(row["label"] == "" and row["context"] for row in rows)
-    tasks = json.loads((out / "review_queue.label_studio.json").read_text())
-    assert [task["data"]["row_id"] for task in tasks] == queue["row_id"].to_list()
-    config = (out / "label_studio_config.xml").read_text()
-    assert '<Choices name="label"' in config
-    assert '<Choice value="anomaly"/>' in config
 
 
 def test_csv_round_trip_stores_the_answers_and_training_uses_them(
@@ -245,11 +220,3 @@ def test_a_file_without_the_columns_or_the_queue_is_refused(
     empty = ObjectStore.from_uri(str(tmp_path / "empty"))
     with pytest.raises(ReviewImportError, match="review export"):
         import_reviews(empty, reviewed)
-
-
-def test_an_unlabelled_store_can_still_be_reviewed(tmp_path: Path) -> None:
-    # Review is how labels start: exporting must not need any label in the store.
-    store = write_fleet_store(tmp_path / "store")
-    store.delete(INCIDENTS_PATH)
-    export = export_review(store, small_config(), tmp_path / "review")
-    assert export.budget.asked == load_queue(store).height > 0

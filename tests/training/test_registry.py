@@ -25,7 +25,7 @@ from contracts.serving import REFERENCE_ARTIFACT, SUMMARY_ARTIFACT
 from contracts.store import ObjectStore
 from tests.training.conftest import METRICS, small_config, write_fleet_store
 from training.models import predict_proba
-from training.pipeline import TrainingSummary, run_training
+from training.pipeline import run_training
 from training.registry import (
     RegistrationError,
     RunDirectory,
@@ -35,6 +35,7 @@ from training.registry import (
     register_run,
     score_column,
 )
+from training.run_directory import TrainingSummary
 from vigil.processes import free_port, start_mlflow
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mlflow")]
