@@ -71,7 +71,7 @@ from telemetry.simulator.simulation import write_simulation
 from tests.training.conftest import small_config, write_fleet_store
 from training.config import load_training_config
 from training.pipeline import run_training
-from training.registry import RunDirectory, load_detector, load_holdout
+from training.run_directory import RunDirectory, load_detector, load_holdout
 from vigil.demo.run import DEMO_CONFIG_PATH, DemoConfig
 from vigil.local_stack import start_local_mlflow, start_serving
 from vigil.processes import ServerProcess, free_port, start_server, venv_tool

@@ -64,11 +64,10 @@ from training.registry import (
     REGISTERED_NAMES,
     FeatureSetMismatchError,
     RegistrationError,
-    RunDirectory,
     register_run,
 )
 from training.review_queue import load_reviews
-from training.run_directory import TrainingSummary, write_run_directory
+from training.run_directory import RunDirectory, TrainingSummary, write_run_directory
 from training.thresholds import (
     decision_threshold,
     fold_metrics,

@@ -27,7 +27,8 @@ from serving.triton.model_repository import RepositorySummary, build_repository
 from serving.triton.server import READY_PATH, TritonPorts
 from tests.training.conftest import small_config, write_fleet_store
 from training.pipeline import run_training
-from training.registry import REGISTERED_NAMES, RunDirectory, load_detector, load_holdout
+from training.registry import REGISTERED_NAMES
+from training.run_directory import RunDirectory, load_detector, load_holdout
 from vigil.local_stack import start_router, triton_argv
 from vigil.processes import ServerProcess, free_port, start_server
 

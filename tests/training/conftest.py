@@ -20,9 +20,9 @@ from contracts.store import ObjectStore
 from training.config import TrainingConfig
 from training.models import predict_proba
 from training.pipeline import run_training
-from training.registry import REGISTERED_NAMES, RunDirectory, load_detector, load_model
+from training.registry import REGISTERED_NAMES
 from training.review_export import export_review
-from training.run_directory import TrainingSummary
+from training.run_directory import RunDirectory, TrainingSummary, load_detector, load_model
 from vigil.processes import ServerProcess
 
 METRICS = ["CPUUtilization", "Latency"]

@@ -27,8 +27,14 @@ from tests.training.conftest import (
 from training.data import InsufficientLabelsError, NoTrainingDataError, load_training_data
 from training.models import SingleClassError
 from training.pipeline import run_training
-from training.registry import RunDirectory, TrainedRun, load_detector, load_holdout, score_column
-from training.run_directory import TrainingSummary
+from training.run_directory import (
+    RunDirectory,
+    TrainedRun,
+    TrainingSummary,
+    load_detector,
+    load_holdout,
+    score_column,
+)
 
 
 def test_summary_reports_labels_budget_and_timings(

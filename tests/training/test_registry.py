@@ -26,16 +26,14 @@ from contracts.store import ObjectStore
 from tests.training.conftest import METRICS, small_config, write_fleet_store
 from training.models import predict_proba
 from training.pipeline import run_training
-from training.registry import (
-    RegistrationError,
+from training.registry import RegistrationError, drop_duplicate_versions, register_run
+from training.run_directory import (
     RunDirectory,
-    drop_duplicate_versions,
+    TrainingSummary,
     load_detector,
     load_holdout,
-    register_run,
     score_column,
 )
-from training.run_directory import TrainingSummary
 from vigil.processes import free_port, start_mlflow
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mlflow")]

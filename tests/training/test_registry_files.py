@@ -10,7 +10,7 @@ from pathlib import Path
 
 from contracts.store import TMP_MARKER
 from tests.contracts.interrupted_writes import run_child
-from training.registry import RegistrationResult, RunDirectory
+from training.run_directory import RegistrationResult, RunDirectory
 
 RESULT = RegistrationResult(
     run_id="0123456789abcdef",
@@ -25,7 +25,7 @@ def _cut_short(run_path: Path, write: str) -> str:
     child = run_child(
         f"""
 from pathlib import Path
-from training.registry import RegistrationResult, RunDirectory
+from training.run_directory import RegistrationResult, RunDirectory
 run_dir = RunDirectory(Path({str(run_path)!r}))
 result = RegistrationResult.model_validate_json({RESULT.model_dump_json()!r})
 limit_file_size(16)

@@ -5,7 +5,8 @@ aliases go (test_registry.py, all slow, registers against a real server).
 import numpy as np
 
 from contracts.drift_reference import bin_counts, inner_edges
-from training.registry import Holder, decide_aliases, reference_distributions
+from training.registry import Holder, decide_aliases
+from training.run_directory import reference_distributions
 
 
 def test_reference_distributions_bin_every_training_row() -> None:

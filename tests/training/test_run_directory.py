@@ -4,8 +4,7 @@ import json
 
 from contracts.features import TIME_FEATURES, feature_columns
 from tests.training.conftest import METRICS
-from training.registry import RunDirectory, load_detector
-from training.run_directory import TrainingSummary
+from training.run_directory import RunDirectory, TrainingSummary, load_detector
 
 
 def test_run_directory_holds_everything_registration_needs(

@@ -39,7 +39,7 @@ from training.real_evaluation.evaluate import (
     fit_entity,
     select_entities,
 )
-from training.registry import load_detector, load_model
+from training.run_directory import load_detector, load_model
 
 TOP_FEATURES = 10
 

@@ -44,8 +44,8 @@ from training.real_evaluation.protocol import (
     split_entity,
 )
 from training.real_evaluation.scoring import mean_metrics, score_metrics
-from training.registry import RunDirectory, score_column
 from training.review_queue import REVIEWS_SCHEMA, row_id_expr
+from training.run_directory import RunDirectory, score_column
 from training.thresholds import NO_ANOMALY_FLAG_SHARE
 
 Progress = Callable[[str], None]

@@ -6,8 +6,7 @@ from numpy.typing import NDArray
 
 from contracts.features import compute_features, feature_columns
 from tests.training.conftest import METRICS, fleet_frames, served_scores
-from training.registry import RunDirectory, load_detector
-from training.run_directory import TrainingSummary
+from training.run_directory import RunDirectory, TrainingSummary, load_detector
 
 
 def _features_of(wide: pl.DataFrame) -> NDArray[np.float32]:

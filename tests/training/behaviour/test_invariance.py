@@ -3,8 +3,7 @@
 import numpy as np
 
 from tests.training.conftest import served_scores
-from training.registry import RunDirectory, load_detector, load_holdout
-from training.run_directory import TrainingSummary
+from training.run_directory import RunDirectory, TrainingSummary, load_detector, load_holdout
 
 
 def test_row_order_does_not_change_scores(trained: tuple[TrainingSummary, RunDirectory]) -> None:

@@ -2,8 +2,7 @@
 
 import pytest
 
-from training.registry import RunDirectory
-from training.run_directory import TrainingSummary
+from training.run_directory import RunDirectory, TrainingSummary
 
 
 def test_models_rank_above_the_isolation_forest_and_the_champion_passes_the_gates(
