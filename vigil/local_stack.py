@@ -76,6 +76,38 @@ def triton_argv(
     ]
 
 
+def start_triton(
+    repository: Path,
+    ports: TritonPorts,
+    log_dir: Path,
+    timeout: float = 120,
+    detach: bool = False,
+    admin_key_env: str | None = None,
+    name: str = "triton",
+) -> ServerProcess:
+    """The local Triton serving ``repository``; it answers once every model is loaded."""
+    argv = triton_argv(repository, ports, admin_key_env=admin_key_env)
+    url = f"http://127.0.0.1:{ports.http}"
+    return start_server(name, argv, url, READY_PATH, log_dir, timeout, detach=detach)
+
+
+def local_router_config(summary: RepositorySummary, ports: TritonPorts) -> RouterConfig:
+    """The A/B router in front of one local Triton on free ports, weighted by the chart's
+    values."""
+    champion, challenger = arm_models(summary)
+    return RouterConfig(
+        ab=load_ab_config(),
+        champion_model=champion,
+        challenger_model=challenger,
+        http_upstreams=[f"127.0.0.1:{ports.http}"],
+        grpc_upstreams=[f"127.0.0.1:{ports.grpc}"],
+        metrics_upstreams=[f"127.0.0.1:{ports.metrics}"],
+        http_port=free_port(),
+        grpc_port=free_port(),
+        worker_processes=1,
+    )
+
+
 def start_router(
     config: RouterConfig, prefix: Path, log_dir: Path, timeout: float = 30, detach: bool = False
 ) -> ServerProcess:
@@ -99,28 +131,9 @@ def start_serving(stack_path: Path, tracking_uri: str) -> Serving:
     repository_path = stack_path / "model-repository"
     summary = build_repository(tracking_uri, str(repository_path))
     ports = TritonPorts(http=free_port(), grpc=free_port(), metrics=free_port())
-    triton = start_server(
-        "triton",
-        triton_argv(repository_path, ports),
-        f"http://127.0.0.1:{ports.http}",
-        READY_PATH,
-        _logs(stack_path),
-        timeout=180,
-        detach=True,
-    )
+    triton = start_triton(repository_path, ports, _logs(stack_path), timeout=180, detach=True)
     _record(stack_path, triton, READY_PATH)
-    champion, challenger = arm_models(summary)
-    config = RouterConfig(
-        ab=load_ab_config(),
-        champion_model=champion,
-        challenger_model=challenger,
-        http_upstreams=[f"127.0.0.1:{ports.http}"],
-        grpc_upstreams=[f"127.0.0.1:{ports.grpc}"],
-        metrics_upstreams=[f"127.0.0.1:{ports.metrics}"],
-        http_port=free_port(),
-        grpc_port=free_port(),
-        worker_processes=1,
-    )
+    config = local_router_config(summary, ports)
     router = start_router(config, stack_path / "nginx", _logs(stack_path), 60, detach=True)
     _record(stack_path, router, LIVE_PATH)
     assert config.grpc_port is not None

@@ -20,17 +20,16 @@ from numpy.typing import NDArray
 from contracts.detector import FittedDetector
 from contracts.serving import CATBOOST_MODEL, XGBOOST_MODEL
 from contracts.store import ObjectStore
-from serving.router.ab_config import load_ab_config
-from serving.router.nginx import RouterConfig, arm_models
+from serving.router.nginx import RouterConfig
 from serving.triton.config import BatchingOptions
 from serving.triton.model_repository import RepositorySummary, build_repository
-from serving.triton.server import READY_PATH, TritonPorts
+from serving.triton.server import TritonPorts
 from tests.training.conftest import small_config, write_fleet_store
 from training.pipeline import run_training
 from training.registry import REGISTERED_NAMES
 from training.run_directory import RunDirectory, load_detector, load_holdout
-from vigil.local_stack import start_router, triton_argv
-from vigil.processes import ServerProcess, free_port, start_server
+from vigil.local_stack import local_router_config, start_router, start_triton
+from vigil.processes import ServerProcess, free_port
 
 # A long batching window: concurrent test requests are sure to share a batch.
 BATCHING = BatchingOptions(
@@ -140,14 +139,7 @@ def triton(
     repository: Repository, triton_ports: TritonPorts, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     """The local Triton serving the repository; it answers once every model is loaded."""
-    server = start_server(
-        "triton",
-        triton_argv(repository.path, triton_ports),
-        f"http://127.0.0.1:{triton_ports.http}",
-        READY_PATH,
-        tmp_path_factory.mktemp("triton"),
-        timeout=120,
-    )
+    server = start_triton(repository.path, triton_ports, tmp_path_factory.mktemp("triton"))
     yield server
     server.stop()
 
@@ -155,18 +147,7 @@ def triton(
 @pytest.fixture(scope="session")
 def router_config(repository: Repository, triton_ports: TritonPorts) -> RouterConfig:
     """The A/B router in front of the session's Triton, weighted by the chart's values."""
-    champion, challenger = arm_models(repository.summary)
-    return RouterConfig(
-        ab=load_ab_config(),
-        champion_model=champion,
-        challenger_model=challenger,
-        http_upstreams=[f"127.0.0.1:{triton_ports.http}"],
-        grpc_upstreams=[f"127.0.0.1:{triton_ports.grpc}"],
-        metrics_upstreams=[f"127.0.0.1:{triton_ports.metrics}"],
-        http_port=free_port(),
-        grpc_port=free_port(),
-        worker_processes=1,
-    )
+    return local_router_config(repository.summary, triton_ports)
 
 
 @pytest.fixture(scope="session")

@@ -16,14 +16,14 @@ from contracts.serving import CATBOOST_MODEL, XGBOOST_MODEL
 from serving.scorer.inference import InferenceClient
 from serving.scorer.served_models import load_served_models
 from serving.triton.model_repository import build_repository
-from serving.triton.server import READY_PATH, TritonPorts
+from serving.triton.server import TritonPorts
 from tests.serving.conftest import SERVED_SCORE_ATOL
 from training.models import CATBOOST, XGBOOST
 from training.real_evaluation.entity_data import load_entity
 from training.real_evaluation.evaluate import FittedEntity, entity_store_path, fit_entity
 from training.registry import register_run
-from vigil.local_stack import triton_argv
-from vigil.processes import ServerProcess, free_port, start_mlflow, start_server
+from vigil.local_stack import start_triton
+from vigil.processes import ServerProcess, free_port, start_mlflow
 
 SLICES = Path(__file__).resolve().parents[1] / "data"
 MACHINE = "machine-1-2"
@@ -60,14 +60,7 @@ def served(
     repository = tmp_path_factory.mktemp("evaluated-repo") / "repository"
     build_repository(own_mlflow.url, str(repository))
     ports = TritonPorts(http=free_port(), grpc=free_port(), metrics=free_port())
-    triton = start_server(
-        "triton",
-        triton_argv(repository, ports),
-        f"http://127.0.0.1:{ports.http}",
-        READY_PATH,
-        tmp_path_factory.mktemp("evaluated-triton"),
-        timeout=120,
-    )
+    triton = start_triton(repository, ports, tmp_path_factory.mktemp("evaluated-triton"))
     yield own_mlflow.url, ports
     triton.stop()
 

@@ -44,8 +44,8 @@ from serving.router.nginx import (
 from serving.scorer.inference import assigned_model
 from serving.triton.server import READY_PATH, TritonPorts
 from tests.serving.conftest import Repository
-from vigil.local_stack import start_router, triton_argv
-from vigil.processes import ServerProcess, free_port, start_server
+from vigil.local_stack import start_router, start_triton
+from vigil.processes import ServerProcess, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("triton")]
 
@@ -302,14 +302,7 @@ def test_killing_one_of_two_tritons_under_load_loses_under_one_percent(
     tmp_path: Path,
 ) -> None:
     second_ports = TritonPorts(http=free_port(), grpc=free_port(), metrics=free_port())
-    second = start_server(
-        "triton-2",
-        triton_argv(repository.path, second_ports),
-        f"http://127.0.0.1:{second_ports.http}",
-        READY_PATH,
-        tmp_path,
-        timeout=120,
-    )
+    second = start_triton(repository.path, second_ports, tmp_path, name="triton-2")
     config = router_config.model_copy(
         update={
             "http_upstreams": [f"127.0.0.1:{triton_ports.http}", f"127.0.0.1:{second_ports.http}"],

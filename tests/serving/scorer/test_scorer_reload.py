@@ -28,7 +28,7 @@ from serving.scorer.scorer import Scorer, WindowNotScoredError
 from serving.scorer.served_models import ServedModels, ServedModelsError, load_served_models
 from serving.scorer.settings import ScorerSettings
 from serving.triton.model_repository import build_repository
-from serving.triton.server import READY_PATH, TritonPorts
+from serving.triton.server import TritonPorts
 from tests.serving.conftest import BATCHING, SERVED_SCORE_ATOL, Predict, Registered
 from tests.serving.scorer.test_scorer_loop import (
     INSTANCES,
@@ -42,8 +42,8 @@ from tests.serving.scorer.test_scorer_loop import (
     _wait_for,
     _window_scored,
 )
-from vigil.local_stack import triton_argv
-from vigil.processes import ServerProcess, free_port, start_server
+from vigil.local_stack import start_triton
+from vigil.processes import ServerProcess, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("triton")]
 
@@ -120,14 +120,7 @@ def test_the_loop_reloads_moved_aliases_and_judges_the_next_window_with_the_new_
         (tmp_path / "triton").mkdir()
         build_repository(registered.tracking_uri, str(repository), batching=BATCHING)
         ports = TritonPorts(http=free_port(), grpc=free_port(), metrics=free_port())
-        triton = start_server(
-            "triton",
-            triton_argv(repository, ports),
-            f"http://127.0.0.1:{ports.http}",
-            READY_PATH,
-            tmp_path / "triton",
-            timeout=120,
-        )
+        triton = start_triton(repository, ports, tmp_path / "triton")
         settings = ScorerSettings(
             window_seconds=LOOP_SECONDS,
             tracking_uri=registered.tracking_uri,

@@ -25,8 +25,8 @@ from serving.triton.server import (
     TritonPorts,
 )
 from tests.serving.conftest import Repository
-from vigil.local_stack import triton_argv
-from vigil.processes import ServerProcess, free_port, start_server
+from vigil.local_stack import start_triton
+from vigil.processes import ServerProcess, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("triton")]
 
@@ -48,13 +48,12 @@ def restricted(
     ports = TritonPorts(http=free_port(), grpc=free_port(), metrics=free_port())
     with pytest.MonkeyPatch.context() as env:
         env.setenv(ADMIN_KEY_ENV, admin_key)  # inherited by the launcher, never in its argv
-        server = start_server(
-            "triton-restricted",
-            triton_argv(repository.path, ports, admin_key_env=ADMIN_KEY_ENV),
-            f"http://127.0.0.1:{ports.http}",
-            READY_PATH,
+        server = start_triton(
+            repository.path,
+            ports,
             tmp_path_factory.mktemp("triton-restricted"),
-            timeout=120,
+            admin_key_env=ADMIN_KEY_ENV,
+            name="triton-restricted",
         )
     yield server, ports
     server.stop()
