@@ -32,7 +32,7 @@ Partitions written before templates were mined are rewritten with null template 
 from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -203,13 +203,8 @@ class _PartitionWriter:
     def __enter__(self) -> "_PartitionWriter":
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> bool:
-        return bool(self._stack.__exit__(exc_type, exc, traceback))
+    def __exit__(self, *exc_info: Any) -> bool:
+        return bool(self._stack.__exit__(*exc_info))
 
     @property
     def opened(self) -> bool:
