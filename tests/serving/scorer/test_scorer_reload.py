@@ -30,7 +30,7 @@ from serving.scorer.settings import ScorerSettings
 from serving.triton.model_repository import build_repository
 from serving.triton.server import TritonPorts
 from tests.serving.conftest import BATCHING, SERVED_SCORE_ATOL, Predict, Registered
-from tests.serving.scorer.test_scorer_loop import (
+from tests.serving.scorer.test_loop import (
     INSTANCES,
     LOOP_SECONDS,
     LOOP_WINDOW,
