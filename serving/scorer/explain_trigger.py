@@ -273,15 +273,6 @@ class ExplanationDispatcher:
         ]
 
 
-def recent_log_lines(
-    store: ObjectStore, instance_id: str, start: datetime, end: datetime, limit: int
-) -> list[str]:
-    """The instance's last ``limit`` log messages in ``[start, end)`` from the raw store."""
-    if limit == 0:
-        return []
-    return format_log_lines(read_log_rows(store, instance_id, start, end), limit)
-
-
 def read_log_rows(
     store: ObjectStore, instance_id: str, start: datetime, end: datetime
 ) -> list[dict[str, Any]]:

@@ -94,7 +94,3 @@ def to_pbtxt(config: mc.ModelConfig) -> str:
 def parse_pbtxt(text: str) -> mc.ModelConfig:
     """Parse a ``config.pbtxt``; raises ``text_format.ParseError`` naming the bad line."""
     return text_format.Parse(text, mc.ModelConfig())
-
-
-def string_parameters(config: mc.ModelConfig) -> dict[str, str]:
-    return {key: value.string_value for key, value in config.parameters.items()}

@@ -112,19 +112,6 @@ class TimestampFinder:
         return stamp.replace(microsecond=_microseconds(fraction))
 
 
-def find_timestamp(text: str, default_year: int) -> datetime | None:
-    """The first timestamp written anywhere in ``text``, in UTC (see ``TimestampFinder``).
-
-    Args:
-        text: A header, a field or a whole line.
-        default_year: The year of timestamps written without one (syslog, logcat).
-
-    Returns:
-        The timestamp, or None when ``text`` holds none.
-    """
-    return TimestampFinder(default_year).find(text)
-
-
 def _build(parts: dict[str, str | None], default_year: int) -> datetime | None:
     try:
         if parts.get("epoch"):

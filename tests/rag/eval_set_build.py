@@ -14,7 +14,7 @@ scorer would send at the incident's last minute:
   the baseline median beside each value. The scorer sends TreeSHAP contributions; a deviation
   ranking needs no trained model, and names the same kind of evidence.
 - ``log_lines``: the instance's last ``LOG_LINES`` log lines (every level) up to that minute,
-  formatted as ``serving.scorer.explain_trigger.recent_log_lines`` formats them.
+  formatted as ``serving.scorer.explain_trigger.format_log_lines`` formats them.
 - ``score`` is a fixed 0.95: the set is about explanations, not detection.
 
 Each case expects the runbook of its incident type (``rag/runbooks/<type>.md``) among the

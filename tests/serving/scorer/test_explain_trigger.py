@@ -16,7 +16,6 @@ from serving.scorer.explain_trigger import (
     format_log_lines,
     log_evidence,
     read_log_rows,
-    recent_log_lines,
 )
 
 INSTANCE = "i-0web"
@@ -165,11 +164,11 @@ def test_without_history_everything_flagged_is_new(store: ObjectStore) -> None:
     assert all(item.baseline == 0.0 for item in evidence)
 
 
-def test_recent_log_lines_keep_their_format(store: ObjectStore) -> None:
-    lines = recent_log_lines(store, INSTANCE, WINDOW_START, WINDOW_END, 4)
+def test_the_last_log_lines_keep_their_format(store: ObjectStore) -> None:
+    rows = read_log_rows(store, INSTANCE, WINDOW_START, WINDOW_END)
+    lines = format_log_lines(rows, 4)
     assert len(lines) == 4
     assert lines[-1].startswith("2026-03-02T10:04:54Z WARN slow request")
-    rows = read_log_rows(store, INSTANCE, WINDOW_START, WINDOW_END)
     plain = [line for line in format_log_lines(rows, 100) if "Out of memory" in line]
     assert plain[0].startswith("2026-03-02T10:00:40Z Mar  2")  # no "None" for a missing level
-    assert recent_log_lines(store, INSTANCE, WINDOW_START, WINDOW_END, 0) == []
+    assert format_log_lines(rows, 0) == []
