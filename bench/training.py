@@ -45,6 +45,7 @@ from training.review_queue import REVIEWS_SCHEMA, row_id_expr
 INSTANCES = 1_000
 SHIFTED_FEATURES = 30
 INCIDENT_RATE = 0.05
+INCIDENT_MINUTES = 20
 SEED = 11
 
 
@@ -54,14 +55,13 @@ def synthetic_data(rows: int, features: int) -> TrainingData:
     minutes = rows // INSTANCES
     matrix = rng.standard_normal((INSTANCES * minutes, features), dtype=np.float32)
     labels = np.zeros(INSTANCES * minutes, dtype=np.int8)
-    incident_minutes = 20
-    incidents = int(INCIDENT_RATE * len(labels) / incident_minutes)
+    incidents = int(INCIDENT_RATE * len(labels) / INCIDENT_MINUTES)
     for instance, start in zip(
         rng.integers(0, INSTANCES, incidents),
-        rng.integers(0, minutes - incident_minutes, incidents),
+        rng.integers(0, minutes - INCIDENT_MINUTES, incidents),
         strict=True,
     ):
-        labels[instance * minutes + start : instance * minutes + start + incident_minutes] = 1
+        labels[instance * minutes + start : instance * minutes + start + INCIDENT_MINUTES] = 1
     shifted = rng.choice(features, SHIFTED_FEATURES, replace=False)
     anomalous = np.flatnonzero(labels)
     matrix[np.ix_(anomalous, shifted)] += rng.normal(2.5, 0.5, SHIFTED_FEATURES).astype(np.float32)
@@ -132,6 +132,11 @@ def main() -> None:
     parser.add_argument("--side", choices=["pipeline", "bare"], help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rows < INSTANCES * 2 * INCIDENT_MINUTES:
+        parser.error(
+            f"--rows must be at least {INSTANCES * 2 * INCIDENT_MINUTES:,} ({INSTANCES:,} "
+            f"instances with room for a {INCIDENT_MINUTES}-minute incident each)"
+        )
     if args.side:
         child(args.side, args.rows, args.features, args.engine, args.out)
         return
